@@ -1,0 +1,132 @@
+"""Run the web server, a Celery worker and celery beat together in the foreground.
+
+Each process's output is prefixed with its name. Ctrl-C (or SIGTERM) stops all three; if one of
+them dies, the others are stopped too and the exit status says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import IO
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from edumlops.schools.management.commands.seed_demo import DEMO_PASSWORD_DEFAULT, USERS
+
+
+def _pump(name: str, stream: IO[bytes], out: IO[str], lock: threading.Lock) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace").rstrip()
+        with lock:
+            out.write(f"{name:>6} | {line}\n")
+            out.flush()
+
+
+class Command(BaseCommand):
+    help = "Start the web server, a Celery worker and celery beat; stop all three on Ctrl-C."
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes.")
+
+    def handle(
+        self, *args: object, host: str, port: int, concurrency: int, **options: object
+    ) -> None:
+        python = sys.executable
+        celery = [python, "-m", "celery", "-A", "edumlops"]
+        commands = {
+            "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
+            "worker": [
+                *celery,
+                "worker",
+                "-l",
+                "info",
+                "-c",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            "beat": [*celery, "beat", "-l", "info", "--pidfile="],
+        }
+        lock = threading.Lock()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        for name, cmd in commands.items():
+            procs[name] = subprocess.Popen(
+                cmd,
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # we forward Ctrl-C ourselves, once, in order
+            )
+            threading.Thread(
+                target=_pump, args=(name, procs[name].stdout, self.stdout, lock), daemon=True
+            ).start()
+
+        stopping = threading.Event()
+
+        def _stop(signum: int, _frame: object) -> None:
+            stopping.set()
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+        announced = False
+        failed: str | None = None
+        while not stopping.is_set():
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    failed = f"{name} exited with status {proc.returncode}"
+                    stopping.set()
+                    break
+            if not announced and not stopping.is_set() and _answers(url):
+                announced = True
+                self._announce(url, lock)
+            stopping.wait(0.5)
+
+        with lock:
+            self.stdout.write("Stopping web, worker and beat…" + (f" ({failed})" if failed else ""))
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.stdout.write("Stopped.")
+        if failed:
+            sys.exit(1)
+
+    def _announce(self, url: str, lock: threading.Lock) -> None:
+        password = os.environ.get("DEMO_PASSWORD", DEMO_PASSWORD_DEFAULT)
+        with lock:
+            self.stdout.write("")
+            self.stdout.write(self.style.SUCCESS(f"EduMLOps is running at {url}"))
+            self.stdout.write("Demo logins (username / password):")
+            for username, _full, role, school, _su in USERS:
+                scope = f"school {school}" if school else "district"
+                if role == role.ADMIN:
+                    scope = "all districts"
+                self.stdout.write(f"  {username:<6} / {password}   {role.label} ({scope})")
+            self.stdout.write("Press Ctrl-C to stop the web server, the worker and beat.\n")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "login/", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
