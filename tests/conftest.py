@@ -57,6 +57,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "MLFLOW_TRACKING_URI",
         "EDUMLOPS_VAR_DIR",
         "DJANGO_SETTINGS_MODULE",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
     }
     env = {k: v for k, v in os.environ.items() if k not in names}
     env.update(overrides)

@@ -22,8 +22,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module: Playwright's sync API runs on greenlets, and a Playwright left
+    running past the browser tests would leave Django's connections in another context."""
     from playwright.sync_api import sync_playwright
 
     executable = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
