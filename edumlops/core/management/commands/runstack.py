@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from typing import IO
 
 from django.conf import settings
@@ -21,12 +22,20 @@ from django.core.management.base import BaseCommand
 from edumlops.schools.management.commands.seed_demo import DEMO_PASSWORD_DEFAULT, USERS
 
 
-def _pump(name: str, stream: IO[bytes], out: IO[str], lock: threading.Lock) -> None:
-    for raw in iter(stream.readline, b""):
-        line = raw.decode(errors="replace").rstrip()
-        with lock:
-            out.write(f"{name:>6} | {line}\n")
+def _write(out: IO[str], lock: threading.Lock, text: str) -> None:
+    """Write a line; a closed terminal or pipe (e.g. `| tee` killed by Ctrl-C) must not stop us
+    from shutting the three processes down."""
+    with lock:
+        try:
+            out.write(text + "\n")
             out.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _pump(name: str, stream: IO[bytes], out: IO[str], lock: threading.Lock) -> None:
+    for raw in iter(stream.readline, b""):  # keep draining even when `out` is gone
+        _write(out, lock, f"{name:>6} | {raw.decode(errors='replace').rstrip()}")
 
 
 class Command(BaseCommand):
@@ -57,71 +66,78 @@ class Command(BaseCommand):
             "beat": [*celery, "beat", "-l", "info", "--pidfile="],
         }
         lock = threading.Lock()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        procs: dict[str, subprocess.Popen[bytes]] = {}
-        for name, cmd in commands.items():
-            procs[name] = subprocess.Popen(
-                cmd,
-                cwd=settings.BASE_DIR,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # we forward Ctrl-C ourselves, once, in order
-            )
-            threading.Thread(
-                target=_pump, args=(name, procs[name].stdout, self.stdout, lock), daemon=True
-            ).start()
-
+        out = sys.stdout
         stopping = threading.Event()
 
         def _stop(signum: int, _frame: object) -> None:
             stopping.set()
 
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stop)
 
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
-        announced = False
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
         failed: str | None = None
-        while not stopping.is_set():
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    failed = f"{name} exited with status {proc.returncode}"
-                    stopping.set()
-                    break
-            if not announced and not stopping.is_set() and _answers(url):
-                announced = True
-                self._announce(url, lock)
-            stopping.wait(0.5)
+        try:
+            for name, cmd in commands.items():
+                procs[name] = subprocess.Popen(
+                    cmd,
+                    cwd=settings.BASE_DIR,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+                )
+                threading.Thread(
+                    target=_pump, args=(name, procs[name].stdout, out, lock), daemon=True
+                ).start()
 
-        with lock:
-            self.stdout.write("Stopping web, worker and beat…" + (f" ({failed})" if failed else ""))
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.stdout.write("Stopped.")
+            url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+            announced = False
+            while not stopping.is_set():
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        failed = f"{name} exited with status {proc.returncode}"
+                        stopping.set()
+                        break
+                if not announced and not stopping.is_set() and _answers(url):
+                    announced = True
+                    self._announce(url, out, lock)
+                stopping.wait(0.5)
+        finally:
+            suffix = f" ({failed})" if failed else ""
+            _write(out, lock, f"Stopping web, worker and beat…{suffix}")
+            _shut_down(procs.values())
+            _write(out, lock, "Stopped.")
         if failed:
             sys.exit(1)
 
-    def _announce(self, url: str, lock: threading.Lock) -> None:
+    def _announce(self, url: str, out: IO[str], lock: threading.Lock) -> None:
         password = os.environ.get("DEMO_PASSWORD", DEMO_PASSWORD_DEFAULT)
-        with lock:
-            self.stdout.write("")
-            self.stdout.write(self.style.SUCCESS(f"EduMLOps is running at {url}"))
-            self.stdout.write("Demo logins (username / password):")
-            for username, _full, role, school, _su in USERS:
-                scope = f"school {school}" if school else "district"
-                if role == role.ADMIN:
-                    scope = "all districts"
-                self.stdout.write(f"  {username:<6} / {password}   {role.label} ({scope})")
-            self.stdout.write("Press Ctrl-C to stop the web server, the worker and beat.\n")
+        lines = ["", self.style.SUCCESS(f"EduMLOps is running at {url}")]
+        lines.append("Demo logins (username / password):")
+        for username, _full, role, school, _su in USERS:
+            scope = f"school {school}" if school else "district"
+            if role == role.ADMIN:
+                scope = "all districts"
+            lines.append(f"  {username:<6} / {password}   {role.label} ({scope})")
+        lines.append("Press Ctrl-C to stop the web server, the worker and beat.\n")
+        _write(out, lock, "\n".join(lines))
+
+
+def _shut_down(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each (celery's warm shutdown), then wait up to 15 s in all before killing."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _answers(url: str) -> bool:
