@@ -1,0 +1,60 @@
+"""The block registry and each block's catalog entry."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from workflows.blocks import REGISTRY, catalog
+from workflows.blocks.base import PortType
+from workflows.blocks.triggers import ScheduleParams
+
+EXPECTED = {
+    "manual_trigger",
+    "schedule_trigger",
+    "term_start_trigger",
+    "approval_gate",
+    "condition_gate",
+    "notify",
+    "wait",
+}
+
+
+def test_the_registry_holds_every_block_once_by_kind_and_version():
+    assert {kind for kind, _ in REGISTRY} == EXPECTED
+    assert all(version == 1 for _, version in REGISTRY)
+
+
+@pytest.mark.parametrize("entry", catalog(), ids=lambda e: e["kind"])
+def test_every_block_describes_itself_in_plain_language(entry):
+    assert entry["label"] and entry["help"] and entry["category"]
+    assert entry["params_schema"]["type"] == "object"
+    for name, prop in entry["params_schema"].get("properties", {}).items():
+        assert "default" in prop, f"{entry['kind']}.{name} has no default"
+        assert prop.get("description"), f"{entry['kind']}.{name} has no help text"
+    for port in entry["inputs"] + entry["outputs"]:
+        assert set(port["types"]) <= {t.value for t in PortType}
+    if entry["trigger"]:
+        assert entry["inputs"] == [] and entry["outputs"][0]["types"] == ["trigger"]
+
+
+def test_parameter_schemas_carry_bounds_enums_and_units():
+    schemas = {e["kind"]: e["params_schema"]["properties"] for e in catalog()}
+    assert schemas["approval_gate"]["quorum"]["minimum"] == 1
+    assert schemas["approval_gate"]["quorum"]["maximum"] == 10
+    assert schemas["condition_gate"]["operator"]["enum"] == [">=", ">", "<=", "<", "==", "!="]
+    assert schemas["wait"]["seconds"]["unit"] == "seconds"
+    assert schemas["term_start_trigger"]["days_after_start"]["unit"] == "days"
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 6 * *", "a cron line has 5 fields (minute hour day month weekday), this has 4"),
+        ("61 6 * * 1", "not a valid cron line"),
+    ],
+)
+def test_a_bad_cron_line_is_refused_with_the_reason(cron, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ScheduleParams.model_validate({"cron": cron})

@@ -1,0 +1,145 @@
+"""What every block is: catalog metadata, typed ports, a typed parameter model, and execute().
+
+A block never touches Celery or the run's bookkeeping: it gets a Context (to log, record metrics
+and reach the run), its inputs as references, and its validated parameters, and returns its
+outputs as references (ids, URIs, small JSON) — never pickles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class PortType(StrEnum):
+    """The closed set of things that travel along edges."""
+
+    TRIGGER = "trigger"  # the start of a run
+    SIGNAL = "signal"  # "this step is done", with its metrics
+    DATASET = "dataset"  # a dataset version id
+    MODEL = "model"  # an MLflow model URI / model version id
+    REPORT = "report"  # a report id, with its metrics
+    DEPLOYMENT = "deployment"  # a deployment id
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    accepts: tuple[PortType, ...]  # an output port has exactly one type
+    label: str = ""
+    required: bool = True
+    many: bool = False  # an input that takes several edges (a join)
+
+    @property
+    def type(self) -> PortType:
+        return self.accepts[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "types": [t.value for t in self.accepts],
+            "label": self.label or self.name,
+            "required": self.required,
+            "many": self.many,
+        }
+
+
+def output(name: str, type_: PortType, label: str = "") -> Port:
+    return Port(name=name, accepts=(type_,), label=label)
+
+
+ANY = tuple(PortType)
+
+
+class Params(BaseModel):
+    """Base of every block's parameter model: strict, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class Context(Protocol):
+    """What a block may ask of the run it is part of (implemented in workflows.tasks)."""
+
+    run_id: int
+    node_id: str
+
+    def log(self, message: str) -> None: ...
+
+    def metric(self, name: str, value: float) -> None: ...
+
+    def upstream_metrics(self) -> dict[str, float]: ...
+
+    @property
+    def run(self) -> Any: ...
+
+
+class StepStopped(Exception):
+    """A gate decided the run stops here: everything downstream is blocked with this reason."""
+
+
+class WaitForApproval(Exception):
+    """The step pauses the run until enough approvers approve (or one rejects)."""
+
+
+class BlockError(Exception):
+    """A block failed in a way the user can fix: the step fails with this message."""
+
+
+@dataclass
+class Outputs:
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class Block:
+    kind: ClassVar[str]
+    version: ClassVar[int] = 1
+    category: ClassVar[str]
+    label: ClassVar[str]
+    help: ClassVar[str]
+    icon: ClassVar[str] = "square"
+    inputs: ClassVar[tuple[Port, ...]] = ()
+    outputs: ClassVar[tuple[Port, ...]] = ()
+    Params: ClassVar[type[Params]] = NoParams
+    is_trigger: ClassVar[bool] = False
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # --- catalog -------------------------------------------------------------------------
+    @classmethod
+    def key(cls) -> tuple[str, int]:
+        return cls.kind, cls.version
+
+    @classmethod
+    def input_port(cls, name: str) -> Port | None:
+        return next((p for p in cls.inputs if p.name == name), None)
+
+    @classmethod
+    def output_port(cls, name: str) -> Port | None:
+        return next((p for p in cls.outputs if p.name == name), None)
+
+    @classmethod
+    def params_schema(cls) -> dict[str, Any]:
+        return cls.Params.model_json_schema()
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "kind": cls.kind,
+            "version": cls.version,
+            "category": cls.category,
+            "label": cls.label,
+            "help": cls.help,
+            "icon": cls.icon,
+            "trigger": cls.is_trigger,
+            "inputs": [p.as_dict() for p in cls.inputs],
+            "outputs": [p.as_dict() for p in cls.outputs],
+            "params_schema": cls.params_schema(),
+        }

@@ -1,0 +1,101 @@
+"""Triggers: what starts a run. Each has one output, `start`, and no inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from workflows.blocks.base import Block, Context, Params, PortType, output
+
+
+class ManualTrigger(Block):
+    kind = "manual_trigger"
+    category = "trigger"
+    label = "Start by hand"
+    help = (
+        "Starts the workflow when someone presses Run. Values given with the run (for example "
+        "a metric to test a condition with) are passed on to the next blocks."
+    )
+    icon = "play"
+    is_trigger = True
+    outputs = (output("start", PortType.TRIGGER, "Start"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        conf = context.run.conf or {}
+        for name, value in (conf.get("metrics") or {}).items():
+            context.metric(name, value)
+        context.log(f"Started by {context.run.started_by_label}")
+        return {"start": {"run": context.run_id, "conf": conf}}
+
+
+class ScheduleParams(Params):
+    cron: str = Field(
+        "0 6 * * 1",
+        description=(
+            "When to run, as a cron line: minute hour day-of-month month day-of-week "
+            "(e.g. '0 6 * * 1' is every Monday at 06:00)."
+        ),
+        json_schema_extra={"format": "cron"},
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        from celery.schedules import crontab
+
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"a cron line has 5 fields (minute hour day month weekday), this has {len(fields)}"
+            )
+        minute, hour, day, month, weekday = fields
+        try:
+            crontab(minute, hour, day_of_week=weekday, day_of_month=day, month_of_year=month)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a valid cron line: {exc}") from None
+        return value
+
+
+class ScheduleTrigger(Block):
+    kind = "schedule_trigger"
+    category = "trigger"
+    label = "Start on a schedule"
+    help = "Starts the workflow on a repeating schedule (celery beat), e.g. every Monday morning."
+    icon = "clock"
+    is_trigger = True
+    Params = ScheduleParams
+    outputs = (output("start", PortType.TRIGGER, "Start"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        context.log(f"Started by the schedule '{params.cron}'")
+        return {"start": {"run": context.run_id}}
+
+
+class TermStartParams(Params):
+    days_after_start: int = Field(
+        0,
+        ge=0,
+        le=60,
+        description="Days after the first day of each term (0 = on the first day).",
+        json_schema_extra={"unit": "days"},
+    )
+
+
+class TermStartTrigger(Block):
+    kind = "term_start_trigger"
+    category = "trigger"
+    label = "Start at each new term"
+    help = (
+        "Starts the workflow at the start of each term of the district's academic calendar, "
+        "or a set number of days after it — for example to retrain when a new cohort arrives."
+    )
+    icon = "calendar"
+    is_trigger = True
+    Params = TermStartParams
+    outputs = (output("start", PortType.TRIGGER, "Start"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        term = (context.run.conf or {}).get("term")
+        context.log(f"Started for {term or 'a term'} (+{params.days_after_start} days)")
+        return {"start": {"run": context.run_id, "term": term}}
