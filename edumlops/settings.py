@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "django_celery_beat",
@@ -132,8 +135,20 @@ MEDIA_ROOT = VAR_DIR / "media"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
     ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "EduMLOps API",
+    "DESCRIPTION": "Workflows, runs, approvals, districts and schools.",
+    "VERSION": "0.1.0",
+    # Swagger UI from the drf-spectacular-sidecar package: no page needs the internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Security: strict in production, so that `check --deploy` has nothing to say ---------------
@@ -156,6 +171,15 @@ CELERY_BROKER_URL = _broker["broker_url"]
 CELERY_RESULT_BACKEND = _broker["result_backend"]
 CELERY_BROKER_TRANSPORT_OPTIONS = _broker["broker_transport_options"]
 CELERY_EMBEDDED_TRANSPORT = _broker["embedded"]
+if not CELERY_EMBEDDED_TRANSPORT:
+    # Unacknowledged messages (a worker killed mid-step) come back after this many seconds.
+    # A sweep for them runs every CELERY_UNACKED_RESTORE_INTERVAL seconds (kombu's default
+    # throttle of 10 would make that 100 s).
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        visibility_timeout=env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        unacked_restore_interval=env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+        unacked_restore_throttle=1,
+    )
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -182,4 +206,8 @@ LOGGING = {
 }
 
 # celery beat's own pulse: `manage.py healthcheck beat` checks that it was sent recently.
-CELERY_BEAT_SCHEDULE = {"heartbeat": {"task": "edumlops.heartbeat", "schedule": 60.0}}
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {"task": "edumlops.heartbeat", "schedule": 60.0},
+    "expire-approvals": {"task": "workflows.expire_approvals", "schedule": 60.0},
+    "term-start-triggers": {"task": "workflows.fire_term_starts", "schedule": 3600.0},
+}

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from edumlops.core import views as core_views
 from edumlops.schools import api as schools_api
@@ -18,4 +19,7 @@ urlpatterns = [
     path("api/districts/<int:pk>/", schools_api.district_detail, name="api-district"),
     path("api/schools/", schools_api.school_list, name="api-schools"),
     path("api/schools/<int:pk>/", schools_api.school_detail, name="api-school"),
+    path("api/", include("workflows.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

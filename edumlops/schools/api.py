@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
@@ -61,6 +62,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         fields = ["role", "school", "district", "scope"]
 
 
+@extend_schema(responses=MembershipSerializer(many=True))
 @api_view(["GET"])
 def me(request: Request) -> Response:
     memberships = request.user.memberships.select_related("school", "district")
@@ -72,12 +74,14 @@ def me(request: Request) -> Response:
     )
 
 
+@extend_schema(responses=DistrictSerializer(many=True), operation_id="districts_list")
 @api_view(["GET"])
 def district_list(request: Request) -> Response:
     districts = visible_districts(request.user).prefetch_related("calendar")
     return Response(DistrictSerializer(districts, many=True).data)
 
 
+@extend_schema(responses=DistrictSerializer)
 @api_view(["GET"])
 def district_detail(request: Request, pk: int) -> Response:
     district = get_object_or_404(
@@ -86,12 +90,14 @@ def district_detail(request: Request, pk: int) -> Response:
     return Response(DistrictSerializer(district).data)
 
 
+@extend_schema(responses=SchoolSerializer(many=True), operation_id="schools_list")
 @api_view(["GET"])
 def school_list(request: Request) -> Response:
     schools = visible_schools(request.user)
     return Response(SchoolSerializer(schools, many=True, context={"request": request}).data)
 
 
+@extend_schema(responses=SchoolSerializer)
 @api_view(["GET"])
 def school_detail(request: Request, pk: int) -> Response:
     school = get_object_or_404(visible_schools(request.user), pk=pk)

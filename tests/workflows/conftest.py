@@ -1,0 +1,126 @@
+"""Real Redis, a real Celery worker process on the test database, and helpers to watch runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import ROOT, clean_env
+from workflows.models import Workflow
+
+
+class Worker:
+    """A `celery worker` subprocess; start/stop/kill it like an operator would."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "edumlops",
+                "worker",
+                "-P",
+                "threads",
+                "-c",
+                "4",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def broker_url() -> str:
+    url = os.environ["REDIS_URL"]
+    redis.Redis.from_url(url).flushdb()  # no message of an earlier test reaches this worker
+    return url
+
+
+@pytest.fixture
+def worker(transactional_db, test_database_url, broker_url, tmp_path):
+    env = clean_env(
+        DATABASE_URL=test_database_url,
+        REDIS_URL=broker_url,
+        EDUMLOPS_VAR_DIR=str(tmp_path),
+        CELERY_VISIBILITY_TIMEOUT="4",
+        CELERY_UNACKED_RESTORE_INTERVAL="1",
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+    )
+    w = Worker(env, tmp_path / "worker.log")
+    w.start()
+    yield w
+    w.stop()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def node(id, kind, **params):
+    return {"id": id, "kind": kind, "version": 1, "params": params}
+
+
+def edge(source, source_port, target, target_port="input"):
+    return {
+        "source": source,
+        "source_port": source_port,
+        "target": target,
+        "target_port": target_port,
+    }
+
+
+@pytest.fixture
+def make_workflow(district, platform_admin):
+    def make(graph: dict, name: str = "Test workflow") -> Workflow:
+        from workflows.compiler import validate
+
+        assert validate(graph) == []
+        workflow = Workflow.objects.create(district=district, name=name, owner=platform_admin)
+        workflow.save_version(graph, "first", platform_admin)
+        return workflow
+
+    return make

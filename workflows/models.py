@@ -1,0 +1,294 @@
+"""Workflows, their immutable versions, runs and steps, approvals and notifications.
+
+State changes live here as methods; `workflows.engine` runs one step, `workflows.tasks` wraps it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from edumlops.schools.models import District
+
+TERMINAL_RUN = {"succeeded", "failed", "rejected", "cancelled"}
+
+
+class Workflow(models.Model):
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="workflows")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["district", "name"], name="unique_workflow_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def permission_scope(self) -> District:
+        return self.district
+
+    def latest_version(self) -> WorkflowVersion | None:
+        return self.versions.order_by("-number").first()
+
+    @transaction.atomic
+    def save_version(self, graph: dict[str, Any], message: str, user: Any) -> WorkflowVersion:
+        """A new immutable version. The caller has validated the graph."""
+        last = (
+            WorkflowVersion.objects.select_for_update()
+            .filter(workflow=self)
+            .order_by("-number")
+            .first()
+        )
+        version = WorkflowVersion.objects.create(
+            workflow=self,
+            number=(last.number + 1) if last else 1,
+            graph=graph,
+            message=message,
+            created_by=user,
+        )
+        transaction.on_commit(lambda: sync_schedules(self))
+        return version
+
+
+class WorkflowVersion(models.Model):
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    graph = models.JSONField()
+    message = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workflow", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "number"], name="unique_version_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValidationError("Workflow versions are immutable: save a new version instead.")
+        super().save(*args, **kwargs)
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        WAITING_APPROVAL = "waiting_approval"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REJECTED = "rejected"
+        CANCELLED = "cancelled"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    trigger_node = models.CharField(max_length=64)
+    conf = models.JSONField(default=dict, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.workflow}"
+
+    def permission_scope(self) -> District:
+        return self.workflow.district
+
+    @property
+    def started_by_label(self) -> str:
+        if self.started_by:
+            return self.started_by.get_full_name() or self.started_by.get_username()
+        return "a trigger"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_RUN
+
+    def end(self, status: str, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason or self.reason
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "reason", "finished_at"])
+
+
+class StepRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        BLOCKED = "blocked"
+        SKIPPED = "skipped"
+        WAITING_APPROVAL = "waiting_approval"
+        REJECTED = "rejected"
+        CANCELLED = "cancelled"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    node_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    logs = models.JSONField(default=list, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "node_id"], name="unique_step_per_node")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id} ({self.status})"
+
+    def finish(self, status: str, **fields: Any) -> None:
+        now = timezone.now()
+        self.status = status
+        self.finished_at = now
+        if self.started_at:
+            self.duration_seconds = (now - self.started_at).total_seconds()
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.save()
+
+
+class Approval(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals")
+    node_id = models.CharField(max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "node_id", "user"], name="one_decision_each")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.decision}d {self.node_id} of run {self.run_id}"
+
+
+class Notification(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True)
+    step = models.ForeignKey(
+        StepRun, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["step", "user"],
+                condition=Q(step__isnull=False),
+                name="one_notification_per_step_and_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} → {self.user}"
+
+
+class TriggerFiring(models.Model):
+    """A schedule or calendar trigger fired once for this key (e.g. a term), never twice."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="firings")
+    node_id = models.CharField(max_length=64)
+    key = models.CharField(max_length=200)
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="+")
+    fired_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "node_id", "key"], name="fire_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.node_id} fired for {self.key}"
+
+
+def sync_schedules(workflow: Workflow) -> None:
+    """Make celery beat's periodic tasks match the schedule triggers of the latest version."""
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    version = workflow.latest_version()
+    wanted: dict[str, str] = {}
+    if version is not None:
+        for node in version.graph.get("nodes", []):
+            if node.get("kind") == "schedule_trigger":
+                wanted[f"workflow-{workflow.pk}-{node['id']}"] = node.get("params", {}).get(
+                    "cron", "0 6 * * 1"
+                )
+    prefix = f"workflow-{workflow.pk}-"
+    PeriodicTask.objects.filter(name__startswith=prefix).exclude(name__in=wanted).delete()
+    for name, cron in wanted.items():
+        minute, hour, day, month, weekday = cron.split()
+        schedule, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=day,
+            month_of_year=month,
+            day_of_week=weekday,
+            timezone=settings.TIME_ZONE,
+        )
+        node_id = name[len(prefix) :]
+        PeriodicTask.objects.update_or_create(
+            name=name,
+            defaults={
+                "task": "workflows.start_scheduled_run",
+                "crontab": schedule,
+                "args": f"[{workflow.pk}, {node_id!r}]".replace("'", '"'),
+                "enabled": True,
+            },
+        )
+
+
+def approval_deadline(step: StepRun, timeout_hours: float) -> dt.datetime | None:
+    if not timeout_hours or step.started_at is None:
+        return None
+    return step.started_at + dt.timedelta(hours=timeout_hours)
