@@ -17,7 +17,7 @@ def api():
 
 
 def test_the_api_needs_authentication(db):
-    assert APIClient().get("/api/schools/").status_code == 403
+    assert APIClient().get("/api/schools/").status_code == 401
 
 
 def test_a_teacher_lists_only_their_school(api, teacher_a, school_a, school_b):

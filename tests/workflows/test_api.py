@@ -1,0 +1,197 @@
+"""The workflow API: the contract paths, validation errors, versions, permissions, docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.workflows.conftest import edge, node
+from workflows.models import Run, Workflow, WorkflowVersion
+
+GOLDEN = Path(__file__).parent / "golden"
+
+SIMPLE = {
+    "nodes": [node("start", "manual_trigger"), node("tell", "notify", title="Hello")],
+    "edges": [edge("start", "start", "tell")],
+}
+
+
+@pytest.fixture
+def api():
+    def as_user(user):
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return as_user
+
+
+def test_blocks_lists_every_block_with_ports_and_schema(api, teacher_a):
+    data = api(teacher_a).get("/api/blocks/").json()
+    notify = next(b for b in data if b["kind"] == "notify")
+    assert notify["label"] == "Notify people"
+    assert notify["inputs"][0]["name"] == "input" and notify["inputs"][0]["many"] is True
+    assert notify["outputs"] == [
+        {"name": "done", "types": ["signal"], "label": "Done", "required": True, "many": False}
+    ]
+    assert notify["params_schema"]["properties"]["recipients"]["enum"] == [
+        "district_staff",
+        "admins",
+        "teachers",
+        "owner",
+    ]
+
+
+def test_validate_answers_valid_true(api, platform_admin):
+    response = api(platform_admin).post(
+        "/api/workflows/validate/", {"graph": SIMPLE}, format="json"
+    )
+    assert (response.status_code, response.json()) == (200, {"valid": True})
+
+
+@pytest.mark.parametrize("path", sorted((GOLDEN / "invalid").glob("*.json")), ids=lambda p: p.stem)
+def test_validate_answers_400_with_the_golden_errors(api, platform_admin, path):
+    fixture = json.loads(path.read_text())
+    response = api(platform_admin).post(
+        "/api/workflows/validate/", {"graph": fixture["graph"]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"valid": False, "errors": fixture["errors"]}
+
+
+def test_an_admin_creates_a_workflow_and_saves_versions(api, platform_admin, district):
+    client = api(platform_admin)
+    response = client.post(
+        "/api/workflows/",
+        {"name": "Early warning", "district": district.pk, "graph": SIMPLE, "message": "v1"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    wf = response.json()
+    assert [v["number"] for v in wf["versions"]] == [1]
+    changed = json.loads(json.dumps(SIMPLE))
+    changed["nodes"][1]["params"]["title"] = "Hello again"
+    response = client.post(
+        f"/api/workflows/{wf['id']}/versions/",
+        {"graph": changed, "message": "louder"},
+        format="json",
+    )
+    assert response.status_code == 201
+    assert response.json()["number"] == 2
+    diff = client.get(f"/api/workflows/{wf['id']}/versions/2/diff/").json()
+    assert diff["nodes_changed"] == [
+        {"id": "tell", "params": {"title": {"old": "Hello", "new": "Hello again"}}}
+    ]
+    old = client.get(f"/api/workflows/{wf['id']}/versions/1/").json()
+    assert old["graph"] == SIMPLE and old["message"] == "v1"
+
+
+def test_an_invalid_version_is_refused_and_nothing_is_saved(api, platform_admin, district):
+    client = api(platform_admin)
+    wf = client.post(
+        "/api/workflows/", {"name": "W", "district": district.pk, "graph": SIMPLE}, format="json"
+    ).json()
+    cycle = json.loads((GOLDEN / "invalid" / "cycle.json").read_text())
+    response = client.post(
+        f"/api/workflows/{wf['id']}/versions/",
+        {"graph": cycle["graph"], "message": "x"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == cycle["errors"]
+    assert WorkflowVersion.objects.filter(workflow_id=wf["id"]).count() == 1
+
+
+def test_an_invalid_first_graph_creates_no_workflow(api, platform_admin, district):
+    response = api(platform_admin).post(
+        "/api/workflows/",
+        {"name": "Broken", "district": district.pk, "graph": {"nodes": [], "edges": []}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"] == (
+        "The workflow is empty. Add a trigger block to start."
+    )
+    assert not Workflow.objects.exists()
+
+
+def test_versions_are_immutable(platform_admin, district):
+    wf = Workflow.objects.create(district=district, name="W", owner=platform_admin)
+    version = wf.save_version(SIMPLE, "v1", platform_admin)
+    version.message = "rewritten"
+    with pytest.raises(Exception, match="immutable"):
+        version.save()
+
+
+def test_teachers_and_staff_cannot_build_or_run_workflows(api, teacher_a, staff, district):
+    for user in (teacher_a, staff):
+        response = api(user).post(
+            "/api/workflows/",
+            {"name": "Mine", "district": district.pk, "graph": SIMPLE},
+            format="json",
+        )
+        assert response.status_code == 403
+
+
+def test_staff_see_runs_but_a_teacher_cannot_approve(
+    api, platform_admin, staff, teacher_a, district, django_capture_on_commit_callbacks
+):
+    wf = Workflow.objects.create(district=district, name="W", owner=platform_admin)
+    wf.save_version(SIMPLE, "v1", platform_admin)
+    response = api(platform_admin).post(f"/api/workflows/{wf.pk}/runs/", {}, format="json")
+    assert response.status_code == 201
+    run_id = response.json()["id"]
+    assert {s["node_id"]: s["status"] for s in response.json()["steps"]} == {
+        "start": "queued",
+        "tell": "queued",
+    }
+    assert api(staff).get(f"/api/runs/{run_id}/").status_code == 200
+    # a teacher of the district's school sees no run of the district
+    assert api(teacher_a).post(f"/api/runs/{run_id}/approve/", {"comment": "x"}).status_code == 404
+    # ...and where they could see it, approving is still refused
+    from edumlops.schools.permissions import Action, can
+
+    assert not can(teacher_a, Action.APPROVE, Run.objects.get(pk=run_id))
+    nothing_waits = api(staff).post(f"/api/runs/{run_id}/approve/", {"comment": "ok"})
+    assert nothing_waits.status_code == 400
+    assert nothing_waits.json() == {"detail": "Nothing in this run is waiting for approval."}
+
+
+def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
+    api, platform_admin, district
+):
+    graph = {
+        "nodes": [node("tick", "schedule_trigger", cron="0 6 * * 1"), node("tell", "notify")],
+        "edges": [edge("tick", "start", "tell")],
+    }
+    wf = Workflow.objects.create(district=district, name="Weekly", owner=platform_admin)
+    wf.save_version(graph, "v1", platform_admin)
+    response = api(platform_admin).post(f"/api/workflows/{wf.pk}/runs/", {}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": 'The workflow has no "Start by hand" trigger: add one to run it from here.'
+    }
+
+
+def test_token_authentication_works(platform_admin, district):
+    token = Token.objects.create(user=platform_admin)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get("/api/workflows/").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION="Token wrong")
+    assert client.get("/api/workflows/").status_code == 401
+
+
+def test_the_openapi_schema_and_docs_are_served_locally(api, teacher_a):
+    client = api(teacher_a)
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert schema["openapi"].startswith("3.")
+    for path in ("/api/workflows/validate/", "/api/runs/{id}/approve/", "/api/blocks/"):
+        assert path in schema["paths"]
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"https://" not in docs.content.split(b"<body")[0]
