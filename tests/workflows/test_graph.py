@@ -49,3 +49,11 @@ def test_diff_names_added_removed_and_changed_nodes_edges_and_params():
         "edges_added": ["s.start → n.input"],
         "edges_removed": ["s.start → w.input"],
     }
+
+
+def test_the_example_in_the_graph_format_doc_is_valid():
+    from workflows.compiler import validate
+
+    text = (ROOT / "docs" / "graph-format.md").read_text()
+    example = text.split("```json\n", 1)[1].split("```", 1)[0]
+    assert validate(json.loads(example)) == []
