@@ -73,7 +73,7 @@ def database_config(url: str, var_dir: Path) -> dict:
             "postgres://USER:PASSWORD@HOST:5432/NAME, or unset it to use SQLite under var/"
         )
     try:
-        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        config = dj_database_url.parse(url)
     except ValueError as exc:
         raise ConfigError(
             f"DATABASE_URL could not be parsed ({exc}): set it to "
@@ -85,6 +85,10 @@ def database_config(url: str, var_dir: Path) -> dict:
         raise ConfigError(
             "DATABASE_URL names no database: set it to postgres://USER:PASSWORD@HOST:5432/NAME"
         )
+    # A connection pool per process: Celery closes Django's connections around every task, and
+    # with the pool that hands the connection back instead of reconnecting (~10 ms) each time.
+    config["CONN_MAX_AGE"] = 0
+    config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 20, "timeout": 10}
     return config
 
 

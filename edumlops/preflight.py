@@ -17,10 +17,28 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _connect_once(connection) -> None:  # noqa: ANN001
+    """One plain connection, outside any pool (a pool would retry in the background)."""
+    if connection.vendor != "postgresql":
+        connection.ensure_connection()
+        return
+    import psycopg
+
+    params = connection.settings_dict
+    psycopg.connect(
+        host=params.get("HOST") or None,
+        port=params.get("PORT") or None,
+        user=params.get("USER") or None,
+        password=params.get("PASSWORD") or None,
+        dbname=params["NAME"],
+        connect_timeout=3,
+    ).close()
+
+
 def check_database() -> None:
     connection = connections["default"]
     try:
-        connection.ensure_connection()
+        _connect_once(connection)
     except Exception as exc:  # any driver error means the same thing to the operator
         params = connection.settings_dict
         where = f"{params.get('HOST') or 'localhost'}:{params.get('PORT') or 5432}/{params['NAME']}"

@@ -7,6 +7,7 @@ update or happens under a row lock, so redelivered messages and parallel branche
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import socket
@@ -52,8 +53,16 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+@functools.lru_cache(maxsize=256)
+def _plan_of_version(version_id: int) -> Plan:
+    """Versions are immutable, so a worker plans each one once."""
+    from workflows.models import WorkflowVersion
+
+    return plan(WorkflowVersion.objects.values_list("graph", flat=True).get(pk=version_id))
+
+
 def _plan_of(run: Run) -> Plan:
-    return plan(run.version.graph)
+    return _plan_of_version(run.version_id)
 
 
 # --- starting ---------------------------------------------------------------------------------
@@ -199,6 +208,10 @@ def _claim(step: StepRun, me: str, retrying: bool) -> bool:
     took = StepRun.objects.filter(pk=step.pk, status=S.RUNNING, attempts=step.attempts).update(
         started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me
     )
+    if took:
+        step.started_at, step.heartbeat_at = now, now
+        step.attempts += 1
+        step.claimed_by = me
     return bool(took)
 
 
@@ -242,10 +255,9 @@ class _Heartbeat:
         self._thread.join(timeout=HEARTBEAT_SECONDS + 1)
 
 
-def _inputs(run: Run, p: Plan, node_id: str) -> dict[str, Any]:
+def _inputs(p: Plan, node_id: str, sources: dict[str, StepRun]) -> dict[str, Any]:
     block = p.block(node_id)
     inlets = p.inlets[node_id]
-    sources = {s.node_id: s for s in run.steps.filter(node_id__in={i.source for i in inlets})}
     values: dict[str, Any] = {port.name: [] if port.many else None for port in block.inputs}
     for inlet in inlets:
         value = sources[inlet.source].outputs.get(inlet.source_port)
@@ -258,8 +270,10 @@ def _inputs(run: Run, p: Plan, node_id: str) -> dict[str, Any]:
 
 def execute_step(run_id: int, node_id: str, *, me: str, retrying: bool = False) -> str:
     """Run one step if it is due; returns its status afterwards."""
-    run = Run.objects.select_related("workflow__district", "version").get(pk=run_id)
-    step = run.steps.get(node_id=node_id)
+    step = StepRun.objects.select_related("run__workflow__district").get(
+        run_id=run_id, node_id=node_id
+    )
+    run = step.run
     p = _plan_of(run)
     if run.finished:
         StepRun.objects.filter(pk=step.pk, status=S.QUEUED).update(
@@ -283,7 +297,6 @@ def execute_step(run_id: int, node_id: str, *, me: str, retrying: bool = False) 
     if not _claim(step, me, retrying):
         step.refresh_from_db()
         return step.status
-    step.refresh_from_db()
     if run.status == R.QUEUED:
         Run.objects.filter(pk=run.pk, status=R.QUEUED).update(status=R.RUNNING)
 
@@ -294,7 +307,8 @@ def execute_step(run_id: int, node_id: str, *, me: str, retrying: bool = False) 
     with _Heartbeat(step.pk):
         try:
             params = block_cls.Params.model_validate_json(json.dumps(node.params))
-            outputs = block_cls().execute(context, _inputs(run, p, node_id), params)
+            sources = {u.node_id: u for u in upstream}
+            outputs = block_cls().execute(context, _inputs(p, node_id, sources), params)
         except StepStopped as exc:
             reason = f'Stopped at "{label}" ({node_id}): {exc}'
             step.finish(S.FAILED, reason=reason)

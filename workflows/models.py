@@ -181,7 +181,9 @@ class StepRun(models.Model):
             self.duration_seconds = (now - self.started_at).total_seconds()
         for name, value in fields.items():
             setattr(self, name, value)
-        self.save()
+        self.save(
+            update_fields=["status", "finished_at", "duration_seconds", "logs", "metrics", *fields]
+        )
 
 
 class Approval(models.Model):
