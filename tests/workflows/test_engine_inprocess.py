@@ -1,0 +1,105 @@
+"""Engine rules checked step by step in this process (no broker): email notifications, approval
+timeouts, redelivered messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core import mail
+from django.utils import timezone
+
+from tests.workflows.conftest import edge, node
+from workflows import engine
+from workflows.models import Notification, Run, StepRun
+
+
+def _start(workflow, user, conf=None):
+    # the first segment would go to Celery on commit; here the test runs the steps itself
+    return engine.start_run(workflow, user=user, conf=conf)
+
+
+def _steps(run):
+    return {s.node_id: s for s in StepRun.objects.filter(run=run)}
+
+
+def test_notify_emails_each_recipient_once_even_when_the_step_is_redelivered(
+    make_workflow, platform_admin, staff, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    staff.email = "staff@district.example"
+    staff.save()
+    workflow = make_workflow(
+        {
+            "nodes": [
+                node("start", "manual_trigger"),
+                node(
+                    "tell", "notify", title="Model ready", message="{workflow}: {run}", email=True
+                ),
+            ],
+            "edges": [edge("start", "start", "tell")],
+        }
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        run = _start(workflow, platform_admin)
+    me = engine.worker_id()
+    assert engine.execute_step(run.pk, "start", me=me) == "succeeded"
+    assert engine.execute_step(run.pk, "tell", me=me) == "succeeded"
+    assert engine.execute_step(run.pk, "tell", me=me) == "succeeded"  # redelivered: no-op
+    assert [m.to for m in mail.outbox] == [["staff@district.example"]]
+    assert mail.outbox[0].body == f"Test workflow: run {run.pk}"
+    assert Notification.objects.get().emailed_at is not None
+    assert _steps(run)["tell"].attempts == 1
+    assert engine.settle(run.pk) == "succeeded"
+
+
+def test_an_approval_that_times_out_rejects_the_run(
+    make_workflow, platform_admin, django_capture_on_commit_callbacks
+):
+    workflow = make_workflow(
+        {
+            "nodes": [
+                node("start", "manual_trigger"),
+                node("ok", "approval_gate", timeout_hours=48),
+                node("tell", "notify"),
+            ],
+            "edges": [edge("start", "start", "ok"), edge("ok", "approved", "tell")],
+        }
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        run = _start(workflow, platform_admin)
+    me = engine.worker_id()
+    engine.execute_step(run.pk, "start", me=me)
+    assert engine.execute_step(run.pk, "ok", me=me) == "waiting_approval"
+    assert engine.settle(run.pk) == "waiting_approval"
+    assert engine.expire_approvals() == 0
+    StepRun.objects.filter(run=run, node_id="ok").update(
+        started_at=timezone.now() - dt.timedelta(hours=49)
+    )
+    assert engine.expire_approvals() == 1
+    run = Run.objects.get(pk=run.pk)
+    assert (run.status, run.reason) == ("rejected", "No decision within 48 hours")
+    assert {k: s.status for k, s in _steps(run).items()} == {
+        "start": "succeeded",
+        "ok": "rejected",
+        "tell": "skipped",
+    }
+
+
+def test_a_step_whose_input_is_not_done_waits_instead_of_running(
+    make_workflow, platform_admin, django_capture_on_commit_callbacks
+):
+    workflow = make_workflow(
+        {
+            "nodes": [node("start", "manual_trigger"), node("tell", "notify")],
+            "edges": [edge("start", "start", "tell")],
+        }
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        run = _start(workflow, platform_admin)
+    try:
+        engine.execute_step(run.pk, "tell", me=engine.worker_id())
+    except engine.NotReady:
+        pass
+    else:
+        raise AssertionError("the step ran before its input")
+    assert _steps(run)["tell"].status == "queued"
