@@ -291,36 +291,25 @@ def run_detail(request: Request, pk: int) -> Response:
     return _run_response(_get_run_for_user(request, pk, Action.VIEW))
 
 
-@extend_schema(request=DecisionIn, responses=RunOut)
-@api_view(["POST"])
-def run_approve(request: Request, pk: int) -> Response:
+def _decide(request: Request, pk: int, decide) -> Response:  # noqa: ANN001
     run = _get_run_for_user(request, pk, Action.APPROVE)
     body = DecisionIn(data=request.data)
     body.is_valid(raise_exception=True)
-    _engine_call(
-        engine.approve,
-        run,
-        request.user,
-        body.validated_data["comment"],
-        body.validated_data["node_id"],
-    )
+    data = body.validated_data
+    _engine_call(decide, run, request.user, data["comment"], data["node_id"])
     return _run_response(run)
+
+
+@extend_schema(request=DecisionIn, responses=RunOut)
+@api_view(["POST"])
+def run_approve(request: Request, pk: int) -> Response:
+    return _decide(request, pk, engine.approve)
 
 
 @extend_schema(request=DecisionIn, responses=RunOut)
 @api_view(["POST"])
 def run_reject(request: Request, pk: int) -> Response:
-    run = _get_run_for_user(request, pk, Action.APPROVE)
-    body = DecisionIn(data=request.data)
-    body.is_valid(raise_exception=True)
-    _engine_call(
-        engine.reject,
-        run,
-        request.user,
-        body.validated_data["comment"],
-        body.validated_data["node_id"],
-    )
-    return _run_response(run)
+    return _decide(request, pk, engine.reject)
 
 
 @extend_schema(request=None, responses=RunOut)

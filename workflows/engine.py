@@ -394,15 +394,23 @@ def _waiting_gate(run: Run, node_id: str | None) -> StepRun:
     return gates[0]
 
 
+def _decide(
+    run: Run, user: Any, decision: str, comment: str, node_id: str | None
+) -> tuple[Run, StepRun]:
+    """Lock the run, find the waiting gate, record this person's one decision on it."""
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    gate = _waiting_gate(run, node_id)
+    if Approval.objects.filter(run=run, node_id=gate.node_id, user=user).exists():
+        raise EngineError("You have already decided on this step.")
+    Approval.objects.create(
+        run=run, node_id=gate.node_id, user=user, decision=decision, comment=comment
+    )
+    return run, gate
+
+
 def approve(run: Run, user: Any, comment: str, node_id: str | None = None) -> Run:
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run.pk)
-        gate = _waiting_gate(run, node_id)
-        if Approval.objects.filter(run=run, node_id=gate.node_id, user=user).exists():
-            raise EngineError("You have already decided on this step.")
-        Approval.objects.create(
-            run=run, node_id=gate.node_id, user=user, decision="approve", comment=comment
-        )
+        run, gate = _decide(run, user, Approval.Decision.APPROVE, comment, node_id)
         p = _plan_of(run)
         quorum = p.nodes[gate.node_id].params.get("quorum", 1)
         approvals = Approval.objects.filter(
@@ -438,13 +446,7 @@ def approve(run: Run, user: Any, comment: str, node_id: str | None = None) -> Ru
 
 def reject(run: Run, user: Any, comment: str, node_id: str | None = None) -> Run:
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run.pk)
-        gate = _waiting_gate(run, node_id)
-        if Approval.objects.filter(run=run, node_id=gate.node_id, user=user).exists():
-            raise EngineError("You have already decided on this step.")
-        Approval.objects.create(
-            run=run, node_id=gate.node_id, user=user, decision="reject", comment=comment
-        )
+        run, gate = _decide(run, user, Approval.Decision.REJECT, comment, node_id)
         _end_rejected(run, gate, f'Rejected by {user} at "{gate.node_id}": {comment}')
     return run
 
