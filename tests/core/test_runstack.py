@@ -44,6 +44,31 @@ def _log_in(base: str, username: str, password: str) -> str:
     return opener.open(request).read().decode()
 
 
+RUN_DIAMOND = """
+import time, django
+django.setup()
+from django.contrib.auth import get_user_model
+from edumlops.schools.models import District
+from workflows import engine
+from workflows.models import Run, Workflow
+admin = get_user_model().objects.get(username="admin")
+def n(i, k, **p): return {"id": i, "kind": k, "params": p}
+def e(s, sp, t): return {"source": s, "source_port": sp, "target": t, "target_port": "input"}
+graph = {"nodes": [n("start", "manual_trigger"), n("l", "wait", seconds=0.5),
+                   n("r", "wait", seconds=0.5), n("j", "notify")],
+         "edges": [e("start", "start", "l"), e("start", "start", "r"),
+                   e("l", "done", "j"), e("r", "done", "j")]}
+wf = Workflow.objects.create(district=District.objects.get(slug="riverside"), name="smoke")
+wf.save_version(graph, "smoke", admin)
+run = engine.start_run(wf, user=admin)
+deadline = time.time() + 90
+while Run.objects.get(pk=run.pk).status in ("queued", "running") and time.time() < deadline:
+    time.sleep(0.2)
+print(Run.objects.get(pk=run.pk).status)
+print(*(f"{s.node_id}={s.status}" for s in run.steps.exclude(node_id="start")))
+"""
+
+
 def test_the_embedded_default_runs_web_worker_and_beat_and_stops_on_ctrl_c(tmp_path):
     env = clean_env(EDUMLOPS_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     run_manage("migrate", "--noinput", "-v0", env=env, check=True)
@@ -83,6 +108,17 @@ def test_the_embedded_default_runs_web_worker_and_beat_and_stops_on_ctrl_c(tmp_p
         )
         assert sent.returncode == 0, sent.stderr
         assert "'echo': 'smoke'" in sent.stdout
+
+        ran = subprocess.run(
+            [sys.executable, "-c", RUN_DIAMOND],
+            cwd=ROOT,
+            env={**env, "DJANGO_SETTINGS_MODULE": "edumlops.settings"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr + log.read_text()
+        assert ran.stdout.split() == ["succeeded", "l=succeeded", "r=succeeded", "j=succeeded"]
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
