@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "edumlops.core",
     "edumlops.schools",
+    "edumlops.datasets",
+    "edumlops.registry",
     "workflows",
 ]
 
@@ -192,8 +194,22 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
-# --- MLflow: a local store under var/ unless a tracking server is named -----------------------
-MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or (VAR_DIR / "mlruns").as_uri()
+# --- MLflow: a local SQLite store under var/ unless a tracking server is named ---------------
+MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow.db'}"
+# Where new experiments keep their artifacts; empty with a tracking server (it serves its own).
+MLFLOW_ARTIFACT_ROOT = env_str("MLFLOW_ARTIFACT_ROOT") or (
+    "" if MLFLOW_TRACKING_URI.startswith("http") else (VAR_DIR / "mlartifacts").as_uri()
+)
+
+# --- datasets, pseudonyms and bundle signing -------------------------------------------------
+DATASET_DIR = VAR_DIR / "datasets"
+DATASET_MAX_MB = env_int("EDUMLOPS_DATASET_MAX_MB", 100)
+DATASET_MIN_ROWS = env_int("EDUMLOPS_DATASET_MIN_ROWS", 20)
+# The key of the keyed hash that replaces identifiers (HMAC-SHA256); derived from SECRET_KEY
+# unless given, so pseudonyms stay stable across restarts of one installation.
+PSEUDONYM_KEY = env_str("EDUMLOPS_PSEUDONYM_KEY") or f"pseudonym:{SECRET_KEY}"
+# Ed25519 key that signs every model bundle's manifest (created on first use, mode 0600).
+SIGNING_KEY_PATH = Path(env_str("EDUMLOPS_SIGNING_KEY") or VAR_DIR / "keys" / "bundle-signing.pem")
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "edumlops@localhost")

@@ -4,13 +4,29 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from edumlops.core import views as core_views
+from edumlops.datasets import api as datasets_api
+from edumlops.datasets import views as datasets_views
+from edumlops.registry import api as registry_api
+from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
+from workflows import views as workflow_views
 
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     path("districts/<int:pk>/", core_views.district_dashboard, name="district"),
     path("schools/<int:pk>/", core_views.school_dashboard, name="school"),
+    path("datasets/", datasets_views.dataset_list, name="datasets"),
+    path("datasets/versions/<int:pk>/", datasets_views.version_profile, name="dataset-version"),
+    path("models/", registry_views.model_list, name="models"),
+    path("models/train/", registry_views.train, name="model-train"),
+    path("models/<int:pk>/", registry_views.model_card_page, name="model-card"),
+    path(
+        "models/<int:pk>/card.<str:fmt>",
+        registry_views.model_card_download,
+        name="model-card-download",
+    ),
+    path("runs/<int:pk>/", workflow_views.run_page, name="run"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -19,6 +35,15 @@ urlpatterns = [
     path("api/districts/<int:pk>/", schools_api.district_detail, name="api-district"),
     path("api/schools/", schools_api.school_list, name="api-schools"),
     path("api/schools/<int:pk>/", schools_api.school_detail, name="api-school"),
+    path("api/datasets/", datasets_api.dataset_list, name="api-datasets"),
+    path("api/datasets/<int:pk>/", datasets_api.dataset_detail, name="api-dataset"),
+    path("api/dataset-versions/<int:pk>/", datasets_api.version_detail, name="api-dataset-version"),
+    path("api/models/", registry_api.model_list, name="api-models"),
+    path("api/models/train/", registry_api.model_train, name="api-model-train"),
+    path("api/models/<int:pk>/", registry_api.model_detail, name="api-model"),
+    path("api/models/<int:pk>/card.json", registry_api.model_card_json, name="api-model-card"),
+    path("api/models/<int:pk>/card.md", registry_api.model_card_markdown, name="api-model-card-md"),
+    path("api/models/<int:pk>/alias/", registry_api.model_alias, name="api-model-alias"),
     path("api/", include("workflows.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

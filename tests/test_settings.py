@@ -38,7 +38,7 @@ def test_the_default_is_sqlite_the_embedded_transport_and_a_local_mlflow_store(t
     assert resolved["broker"] == "filesystem://"
     assert resolved["embedded"] is True
     assert resolved["backend"] == (tmp_path / "celery" / "results").as_uri()
-    assert resolved["mlflow"] == (tmp_path / "mlruns").as_uri()
+    assert resolved["mlflow"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert resolved["debug"] is True
 
 

@@ -93,6 +93,7 @@ class StepOut(serializers.Serializer):
     logs = serializers.JSONField()
     metrics = serializers.JSONField()
     outputs = serializers.JSONField()
+    progress = serializers.JSONField()
     error = serializers.CharField()
     reason = serializers.CharField()
 

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +40,7 @@ R = Run.Status
 BAD_UPSTREAM = {S.FAILED, S.BLOCKED, S.REJECTED, S.CANCELLED}
 LEASE_SECONDS = 30  # a running step whose heartbeat is older than this may be taken over
 HEARTBEAT_SECONDS = 5
+PROGRESS_INTERVAL = 0.25  # seconds between two progress writes of one step
 
 
 class NotReady(Exception):
@@ -126,6 +128,21 @@ class StepContext:
 
     def log(self, message: str) -> None:
         self._step.logs.append({"at": timezone.now().isoformat(), "message": message})
+
+    def progress(self, stage: str, fraction: float) -> None:
+        """Report how far a long step is; the run page shows it while the step runs.
+
+        Written straight to the row (at most a few times a second) with the logs so far."""
+        now = time.monotonic()
+        fraction = max(0.0, min(1.0, float(fraction)))
+        last = getattr(self, "_progress_at", 0.0)
+        if fraction < 1.0 and now - last < PROGRESS_INTERVAL:
+            return
+        self._progress_at = now
+        self._step.progress = {"stage": stage, "fraction": round(fraction, 4)}
+        StepRun.objects.filter(pk=self._step.pk, status=S.RUNNING).update(
+            progress=self._step.progress, logs=self._step.logs, heartbeat_at=timezone.now()
+        )
 
     def metric(self, name: str, value: float) -> None:
         self._step.metrics[name] = float(value)
@@ -293,6 +310,11 @@ def execute_step(run_id: int, node_id: str, *, me: str, retrying: bool = False) 
             )
             return S.SKIPPED
         if any(u.status != S.SUCCEEDED for u in upstream):
+            paused = run.steps.filter(
+                node_id__in=p.ancestors(node_id), status=S.WAITING_APPROVAL
+            ).exists()
+            if paused:
+                return S.QUEUED  # held behind a step waiting for people; approve() sends it
             raise NotReady(node_id)
     if not _claim(step, me, retrying):
         step.refresh_from_db()

@@ -161,6 +161,7 @@ class StepRun(models.Model):
     logs = models.JSONField(default=list, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     outputs = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True)  # {"stage": ..., "fraction": 0..1}
     error = models.TextField(blank=True)
     reason = models.TextField(blank=True)
 

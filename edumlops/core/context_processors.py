@@ -17,6 +17,8 @@ def navigation(request: HttpRequest) -> dict:
     items += [(d.name, reverse("district", args=[d.pk])) for d in districts]
     if not districts:  # teachers: their school(s); staff reach schools from the district page
         items += [(s.name, reverse("school", args=[s.pk])) for s in visible_schools(user)]
+    if districts:
+        items += [("Datasets", reverse("datasets")), ("Models", reverse("models"))]
     if user.is_staff:
         items.append(("Admin", reverse("admin:index")))
     labels = {"teacher": "Teacher", "district_staff": "District staff", "admin": "ML lead / admin"}

@@ -12,6 +12,7 @@ Objects are districts or schools, or anything else that names its scope through 
 | promote         | no                        | yes                       | no (*)               |
 | view_audit      | no                        | yes                       | yes                  |
 | manage          | no                        | no                        | yes                  |
+| manage_data     | no                        | yes                       | yes                  |
 
 (*) whoever builds the workflows does not approve their own rollouts.
 """
@@ -37,6 +38,7 @@ class Action(StrEnum):
     PROMOTE = "promote"
     VIEW_AUDIT = "view_audit"
     MANAGE = "manage"
+    MANAGE_DATA = "manage_data"  # upload datasets, mark their roles, train models
 
 
 # What each role may do inside its own scope. Teachers' rollback also needs the district's consent.
@@ -50,10 +52,18 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
             Action.APPROVE,
             Action.PROMOTE,
             Action.VIEW_AUDIT,
+            Action.MANAGE_DATA,
         }
     ),
     Role.ADMIN: frozenset(
-        {Action.VIEW, Action.EDIT_THRESHOLDS, Action.ROLL_BACK, Action.VIEW_AUDIT, Action.MANAGE}
+        {
+            Action.VIEW,
+            Action.EDIT_THRESHOLDS,
+            Action.ROLL_BACK,
+            Action.VIEW_AUDIT,
+            Action.MANAGE,
+            Action.MANAGE_DATA,
+        }
     ),
 }
 

@@ -22,21 +22,53 @@ MATRIX = {
         "school_a": {A.VIEW, A.EDIT_THRESHOLDS},
     },
     "staff": {
-        "district": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.APPROVE, A.PROMOTE, A.VIEW_AUDIT},
-        "school_a": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.APPROVE, A.PROMOTE, A.VIEW_AUDIT},
-        "school_b": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.APPROVE, A.PROMOTE, A.VIEW_AUDIT},
+        "district": {
+            A.VIEW,
+            A.EDIT_THRESHOLDS,
+            A.ROLL_BACK,
+            A.APPROVE,
+            A.PROMOTE,
+            A.VIEW_AUDIT,
+            A.MANAGE_DATA,
+        },
+        "school_a": {
+            A.VIEW,
+            A.EDIT_THRESHOLDS,
+            A.ROLL_BACK,
+            A.APPROVE,
+            A.PROMOTE,
+            A.VIEW_AUDIT,
+            A.MANAGE_DATA,
+        },
+        "school_b": {
+            A.VIEW,
+            A.EDIT_THRESHOLDS,
+            A.ROLL_BACK,
+            A.APPROVE,
+            A.PROMOTE,
+            A.VIEW_AUDIT,
+            A.MANAGE_DATA,
+        },
     },
     "district_admin": {
-        "district": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE},
-        "school_a": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE},
-        "school_b": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE},
+        "district": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE, A.MANAGE_DATA},
+        "school_a": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE, A.MANAGE_DATA},
+        "school_b": {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE, A.MANAGE_DATA},
     },
     "platform_admin": {
-        scope: {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE}
+        scope: {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.VIEW_AUDIT, A.MANAGE, A.MANAGE_DATA}
         for scope in ("district", "school_a", "school_b", "other_district", "other_school")
     },
     "outsider": {
-        scope: {A.VIEW, A.EDIT_THRESHOLDS, A.ROLL_BACK, A.APPROVE, A.PROMOTE, A.VIEW_AUDIT}
+        scope: {
+            A.VIEW,
+            A.EDIT_THRESHOLDS,
+            A.ROLL_BACK,
+            A.APPROVE,
+            A.PROMOTE,
+            A.VIEW_AUDIT,
+            A.MANAGE_DATA,
+        }
         for scope in ("other_district", "other_school")
     },
     "nobody": {},

@@ -6,12 +6,14 @@ from __future__ import annotations
 import inspect
 from types import ModuleType
 
-from workflows.blocks import flow, gates, notify, triggers
+from workflows.blocks import data, flow, gates, modelling, notify, triggers
 from workflows.blocks.base import Block, PortType
 
-CATEGORY_MODULES: tuple[ModuleType, ...] = (triggers, gates, flow, notify)
+CATEGORY_MODULES: tuple[ModuleType, ...] = (triggers, data, modelling, gates, flow, notify)
 CATEGORY_LABELS = {
     "trigger": "Start",
+    "data": "Data",
+    "model": "Models",
     "gate": "Gates and approvals",
     "flow": "Flow",
     "notify": "Tell people",

@@ -113,3 +113,119 @@ class ApprovalGate(Block):
         raise WaitForApproval(
             f"waiting for {params.quorum - len(approvals)} more approval(s) from district staff"
         )
+
+
+class BiasGateParams(Params):
+    metrics: list[
+        Literal["false_negative_rate", "selection_rate", "recall", "false_positive_rate"]
+    ] = Field(
+        default_factory=lambda: ["false_negative_rate"],
+        min_length=1,
+        description=(
+            "What must be similar across groups. False-negative rate (at-risk students the "
+            "model misses) comes first; selection rate (share flagged), recall and "
+            "false-positive rate (students flagged who were fine) are there too."
+        ),
+    )
+    rule: Literal["max_difference", "min_ratio"] = Field(
+        "max_difference",
+        description=(
+            "max_difference: the gap between the best and worst group may be at most the "
+            "limit; min_ratio: the worst group's value divided by the best may be no less."
+        ),
+    )
+    max_difference: float = Field(
+        0.1, gt=0, le=1, description="Largest allowed gap between groups (for max_difference)."
+    )
+    min_ratio: float = Field(
+        0.8, gt=0, le=1, description="Smallest allowed ratio between groups (for min_ratio)."
+    )
+    min_group_size: int = Field(
+        30,
+        ge=1,
+        le=10_000,
+        description="Groups with fewer held-out students are reported as 'insufficient data'.",
+    )
+    intersections: bool = Field(
+        True, description="Also check pairs of attributes (e.g. low SES and English learner)."
+    )
+    if_inconclusive: Literal["block", "ask_approval"] = Field(
+        "ask_approval",
+        description=(
+            "When the evidence is not clear either way (small groups, or an interval that "
+            "straddles the limit): stop the run, or pause it for district staff to decide."
+        ),
+    )
+    bootstrap_samples: int = Field(
+        200, ge=20, le=2000, description="Resamples behind the confidence intervals on the gaps."
+    )
+    seed: int = Field(0, ge=0, description="Random seed of the resampling.")
+
+
+class BiasGate(Block):
+    kind = "bias_gate"
+    category = "gate"
+    label = "Bias gate"
+    help = (
+        "Compares the model's errors across groups of each sensitive attribute (and pairs of "
+        "them) on held-out rows, with fairlearn. Passes, fails, or is inconclusive when groups "
+        "are too small or the confidence interval straddles the limit; you choose whether "
+        "inconclusive stops the run or asks district staff to approve. The report is kept on "
+        "the model version."
+    )
+    icon = "scale"
+    Params = BiasGateParams
+    inputs = (Port("model", (PortType.MODEL,), "Model version"),)
+    outputs = (output("model", PortType.MODEL, "Model that passed"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml.fairness import BiasRule, bias_report
+        from edumlops.ml.training import binary_target
+
+        from edumlops.ml import tracking
+        from edumlops.registry.models import mlflow_ready
+        from workflows.blocks.modelling import holdout, model_for
+
+        model = model_for(context, inputs["model"])
+        frame, roles = holdout(context, inputs["model"])
+        sensitive = [c for c in roles.sensitive if c in frame.columns]
+        if not sensitive:
+            raise StepStopped(
+                "no sensitive attribute is marked on the dataset (or Minimise data removed them):"
+                " mark at least one on the dataset's page"
+            )
+        y_true = binary_target(frame[roles.label], roles.positive)
+        y_pred = (model.predict_proba(frame) >= model.threshold).astype(int)
+        limit = params.max_difference if params.rule == "max_difference" else params.min_ratio
+        report = bias_report(
+            y_true,
+            y_pred,
+            frame[sensitive],
+            [BiasRule(m, params.rule, limit) for m in params.metrics],
+            min_group_size=params.min_group_size,
+            intersections=params.intersections,
+            n_boot=params.bootstrap_samples,
+            seed=params.seed,
+        )
+        model.bias_report = {**report.to_dict(), "threshold": model.threshold}
+        model.bias_outcome = report.outcome
+        model.save(update_fields=["bias_report", "bias_outcome"])
+        mlflow_ready()
+        tracking.log_json(model.run_id, "bias_report.json", model.bias_report)
+        for check in report.checks:
+            context.log(f"{check.outcome}: {check.reason}")
+            if check.value is not None:
+                context.metric(f"bias_{check.metric}_{check.attribute}", check.value)
+        if report.outcome == "fail":
+            raise StepStopped(f"bias check failed: {report.summary}")
+        if report.outcome == "inconclusive":
+            if params.if_inconclusive == "block":
+                raise StepStopped(f"bias check inconclusive: {report.summary}")
+            approvals = context.approvals()
+            if not approvals:
+                raise WaitForApproval(
+                    f"bias check inconclusive: {report.summary} District staff may approve "
+                    "after reading the report on the model's page."
+                )
+            context.log(f"Inconclusive, approved by {', '.join(approvals)}")
+        return {"model": inputs["model"]}

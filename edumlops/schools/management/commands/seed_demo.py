@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
@@ -44,6 +44,13 @@ USERS = [
 
 class Command(BaseCommand):
     help = "Create the demo district, calendar, schools and users (idempotent)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--without-datasets",
+            action="store_true",
+            help="skip the demo datasets (generated district and OULAD)",
+        )
 
     @transaction.atomic
     def handle(self, *args: object, **options: object) -> None:
@@ -103,6 +110,12 @@ class Command(BaseCommand):
                 else ("all districts" if role == Membership.Role.ADMIN else district.name)
             )
             lines.append(f"  {username:<6} / {password}   {role.label} — {where}")
+        if not options["without_datasets"]:
+            from edumlops.datasets.demo import seed_datasets
+
+            for version, created in seed_datasets(district):
+                state = "stored" if created else "already stored"
+                self.stdout.write(f"Dataset {version}: {version.rows} rows, {state}")
         self.stdout.write(f"Demo district: {district.name} ({len(schools)} schools)")
         self.stdout.write("Demo logins (username / password):")
         for line in lines:

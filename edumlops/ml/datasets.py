@@ -1,0 +1,525 @@
+"""Reading uploaded CSV files, inferring their schema, and the row/column operations the data
+blocks apply (minimise, split).
+
+Everything here works on bytes and pandas frames; storing versions is the Django side's job.
+A bad file raises DatasetError with one sentence that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+DELIMITERS = ",;\t|"
+SNIFF_BYTES = 64 * 1024
+ColumnKind = Literal["numeric", "categorical", "boolean", "date", "identifier", "text"]
+BOOLEAN_SETS = [
+    {"true", "false"},
+    {"yes", "no"},
+    {"y", "n"},
+    {"t", "f"},
+    {"0", "1"},
+]
+ID_NAME = re.compile(
+    r"(^|[_\s-])(id|uuid|guid|name|first_?name|last_?name|surname|email|e-?mail|phone|address|"
+    r"ssn|dob|birth_?date|student_?number|upn)($|[_\s-])",
+    re.IGNORECASE,
+)
+
+
+class DatasetError(ValueError):
+    """The uploaded data cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 100 * 1024 * 1024
+    min_rows: int = 20
+
+
+@dataclass
+class ParsedCSV:
+    frame: pd.DataFrame
+    delimiter: str
+    encoding: str
+    sha256: str
+    size: int
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """The text and the encoding's name: UTF-8 with BOM, UTF-8, else Windows-1252 / Latin-1."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def sniff_delimiter(text: str) -> str:
+    sample = text[:SNIFF_BYTES]
+    lines = [ln for ln in sample.splitlines() if ln.strip()][:50]
+    if len(lines) > 1 and lines[-1] and not sample.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the last line of the sample may be cut in half
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = lines[0] if lines else ""
+        counts = {d: header.count(d) for d in DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _looks_like_value(name: str) -> bool:
+    try:
+        float(name.replace(",", "."))
+        return True
+    except ValueError:
+        return False
+
+
+def read_csv(data: bytes, limits: Limits = Limits()) -> ParsedCSV:
+    """Parse an uploaded CSV, or raise DatasetError naming the problem."""
+    size = len(data)
+    if size > limits.max_bytes:
+        raise DatasetError(
+            f"The file is {_mb(size)}, over the {_mb(limits.max_bytes)} limit: upload a smaller "
+            "extract (fewer years or schools) or ask an administrator to raise "
+            "EDUMLOPS_DATASET_MAX_MB."
+        )
+    if not data.strip():
+        raise DatasetError(
+            "The file is empty: export the table again with a header row and the data rows."
+        )
+    text, encoding = decode(data)
+    delimiter = sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    rows = 0
+    for record in reader:
+        if not any(cell.strip() for cell in record):
+            continue  # blank lines
+        if header is None:
+            header = [h.strip() for h in record]
+            _check_header(header)
+            continue
+        if len(record) != len(header):
+            raise DatasetError(
+                f"Line {reader.line_num} has {len(record)} values but the header has "
+                f"{len(header)} columns: fix that line (a missing or extra "
+                f"'{_show(delimiter)}', or a value with the separator inside it that needs quotes)."
+            )
+        rows += 1
+    assert header is not None
+    if rows < limits.min_rows:
+        raise DatasetError(
+            f"The file has {rows} data row{'s' if rows != 1 else ''}; at least {limits.min_rows} "
+            "are needed to train and check a model: upload a bigger extract."
+        )
+    frame = pd.read_csv(
+        io.StringIO(text),
+        sep=delimiter,
+        skip_blank_lines=True,
+        skipinitialspace=True,
+        low_memory=False,
+    )
+    frame.columns = header
+    if delimiter == ";":
+        frame = _comma_decimals(frame)
+    return ParsedCSV(frame, delimiter, encoding, sha256_of(data), size)
+
+
+def _show(delimiter: str) -> str:
+    return {"\t": "tab", ",": ",", ";": ";", "|": "|"}[delimiter]
+
+
+def _check_header(header: list[str]) -> None:
+    empty = [i + 1 for i, h in enumerate(header) if not h]
+    if empty and len(header) > 1:
+        raise DatasetError(
+            f"Column {empty[0]} of the header has no name: give every column a name in the "
+            "first line."
+        )
+    if all(_looks_like_value(h) for h in header):
+        raise DatasetError(
+            "The first line holds numbers, not column names: the file has no header. Add a "
+            "first line with a name for each column."
+        )
+    seen: dict[str, int] = {}
+    for h in header:
+        seen[h] = seen.get(h, 0) + 1
+    dupes = [h for h, n in seen.items() if n > 1]
+    if dupes:
+        names = ", ".join(f"'{d}'" for d in dupes)
+        raise DatasetError(
+            f"Duplicate column name{'s' if len(dupes) > 1 else ''} {names}: every column needs "
+            "its own name; rename or remove the repeated one."
+        )
+
+
+def _comma_decimals(frame: pd.DataFrame) -> pd.DataFrame:
+    """';'-separated exports usually write 3,5 for 3.5: convert such columns to numbers."""
+    for col in frame.columns:
+        series = frame[col]
+        if series.dtype != object:
+            continue
+        values = series.dropna().astype(str)
+        if values.empty or not values.str.fullmatch(r"-?\d+(,\d+)?").all():
+            continue
+        frame[col] = pd.to_numeric(
+            series.astype(str).str.replace(",", ".", regex=False), errors="coerce"
+        )
+    return frame
+
+
+# --- schema -----------------------------------------------------------------------------------
+@dataclass
+class ColumnInfo:
+    name: str
+    kind: ColumnKind
+    missing: int
+    distinct: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def infer_column(name: str, series: pd.Series) -> ColumnInfo:
+    rows = len(series)
+    present = series.dropna()
+    if present.dtype == object:
+        present = present[present.astype(str).str.strip() != ""]
+    missing = rows - len(present)
+    distinct = int(present.nunique())
+    lowered = {str(v).strip().lower() for v in present.unique()[:3]} if distinct <= 2 else set()
+    if distinct == 2 and any(lowered <= s for s in BOOLEAN_SETS):
+        counts = present.astype(str).value_counts()
+        return ColumnInfo(name, "boolean", missing, distinct, {"top": _top(counts)})
+    if pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present):
+        if (
+            pd.api.types.is_integer_dtype(present)
+            and len(present) >= 20
+            and ID_NAME.search(name)
+            and (distinct >= 0.95 * len(present) or _many_repeated_ids(distinct, len(present)))
+        ):
+            return ColumnInfo(
+                name,
+                "identifier",
+                missing,
+                distinct,
+                {"distinct_share": round(distinct / max(len(present), 1), 4)},
+            )
+        return ColumnInfo(name, "numeric", missing, distinct, _numeric_stats(present))
+    if pd.api.types.is_bool_dtype(present):
+        counts = present.astype(str).value_counts()
+        return ColumnInfo(name, "boolean", missing, distinct, {"top": _top(counts)})
+    text = present.astype(str)
+    if len(text) and _is_date(text):
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+        return ColumnInfo(
+            name,
+            "date",
+            missing,
+            distinct,
+            {
+                "min": parsed.min().date().isoformat(),
+                "max": parsed.max().date().isoformat(),
+                "top": _top(text.value_counts()),
+            },
+        )
+    share = distinct / max(len(text), 1)
+    mean_len = float(text.str.len().mean()) if len(text) else 0.0
+    mean_words = float(text.str.count(r"\s+").mean() + 1) if len(text) else 0.0
+    if mean_words >= 4 and mean_len >= 20 and share > 0.2:
+        return ColumnInfo(
+            name,
+            "text",
+            missing,
+            distinct,
+            {"mean_length": round(mean_len, 1), "example": text.iloc[0][:80]},
+        )
+    named_id = ID_NAME.search(name) and (share >= 0.5 or _many_repeated_ids(distinct, len(text)))
+    if len(text) >= 20 and (share >= 0.95 or named_id):
+        return ColumnInfo(
+            name, "identifier", missing, distinct, {"distinct_share": round(share, 4)}
+        )
+    return ColumnInfo(name, "categorical", missing, distinct, {"top": _top(text.value_counts())})
+
+
+def _many_repeated_ids(distinct: int, rows: int) -> bool:
+    """An id column of a table with several rows per person (e.g. one per term): many distinct
+    values, each repeated a few times."""
+    return distinct >= 100 and distinct >= 0.1 * rows
+
+
+def _is_date(text: pd.Series) -> bool:
+    sample = text.iloc[:500]
+    if not sample.str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).mean() >= 0.95:
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= 0.95)
+
+
+def _top(counts: pd.Series, n: int = 12) -> list[dict[str, Any]]:
+    top = [{"value": str(k), "count": int(v)} for k, v in counts.iloc[:n].items()]
+    rest = int(counts.iloc[n:].sum())
+    if rest:
+        top.append({"value": "(other)", "count": rest})
+    return top
+
+
+def _numeric_stats(values: pd.Series, bins: int = 12) -> dict[str, Any]:
+    arr = values.to_numpy(dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if not len(arr):
+        return {}
+    counts, edges = np.histogram(arr, bins=bins)
+    return {
+        "min": _finite(arr.min()),
+        "max": _finite(arr.max()),
+        "mean": _finite(arr.mean()),
+        "std": _finite(arr.std()),
+        "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
+    }
+
+
+def infer_schema(frame: pd.DataFrame) -> list[ColumnInfo]:
+    return [infer_column(str(c), frame[c]) for c in frame.columns]
+
+
+# --- roles: which column is what --------------------------------------------------------------
+@dataclass
+class Roles:
+    label: str | None = None
+    positive: list[str] = field(default_factory=list)
+    sensitive: list[str] = field(default_factory=list)
+    school: str | None = None
+    grade: str | None = None
+    time: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Roles:
+        data = data or {}
+        return cls(
+            label=data.get("label") or None,
+            positive=[str(v) for v in data.get("positive") or []],
+            sensitive=list(data.get("sensitive") or []),
+            school=data.get("school") or None,
+            grade=data.get("grade") or None,
+            time=data.get("time") or None,
+        )
+
+
+def label_values(frame: pd.DataFrame, label: str) -> list[str]:
+    return sorted({str(v) for v in frame[label].dropna().unique()})
+
+
+def check_roles(frame: pd.DataFrame, roles: Roles) -> None:
+    """Raise DatasetError when the marked roles do not fit the data."""
+    columns = [str(c) for c in frame.columns]
+
+    def need(col: str | None, what: str) -> None:
+        if col is not None and col not in columns:
+            raise DatasetError(
+                f"The {what} column '{col}' is not in the file (columns: {', '.join(columns)})."
+            )
+
+    need(roles.label, "label")
+    for col in roles.sensitive:
+        need(col, "sensitive")
+    need(roles.school, "school")
+    need(roles.grade, "grade")
+    need(roles.time, "date/term")
+    if roles.label is None:
+        if roles.positive:
+            raise DatasetError("A positive class was given without a label column: mark the label.")
+        return
+    if roles.label in roles.sensitive:
+        raise DatasetError(
+            f"'{roles.label}' is marked both as the label and as a sensitive attribute: "
+            "a column can only be one of them."
+        )
+    values = label_values(frame, roles.label)
+    if len(values) < 2:
+        only = values[0] if values else "nothing"
+        raise DatasetError(
+            f"The label '{roles.label}' has one class only ({only}): a model needs examples of "
+            "both outcomes. Pick another label column or upload data with both outcomes."
+        )
+    if not roles.positive:
+        raise DatasetError(
+            f"Say which value(s) of '{roles.label}' mean the outcome to predict (the positive "
+            f"class), e.g. one of: {', '.join(values[:10])}."
+        )
+    unknown = [p for p in roles.positive if p not in values]
+    if unknown:
+        raise DatasetError(
+            f"The positive class {', '.join(unknown)} does not occur in '{roles.label}' "
+            f"(values: {', '.join(values[:20])})."
+        )
+    if set(roles.positive) >= set(values):
+        raise DatasetError(
+            f"Every value of '{roles.label}' is marked positive, so there is nothing to tell "
+            "apart: leave at least one value as the negative class."
+        )
+
+
+# --- minimisation -----------------------------------------------------------------------------
+@dataclass
+class Minimisation:
+    keep: list[str]
+    hashed: list[str]
+    dropped: list[dict[str, str]]  # {"column", "why"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_minimisation(
+    schema: Sequence[ColumnInfo],
+    roles: Roles,
+    *,
+    keep: Iterable[str] = (),
+    identifiers: Literal["drop", "hash"] = "drop",
+) -> Minimisation:
+    """Which columns stay: the roles' columns and the features asked for (all non-personal
+    ones when `keep` is empty); identifier-like and free-text columns are dropped or hashed."""
+    wanted = list(keep)
+    names = [c.name for c in schema]
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise DatasetError(
+            f"Column(s) {', '.join(unknown)} are not in the dataset (columns: {', '.join(names)})."
+        )
+    needed = {c for c in [roles.label, roles.school, roles.grade, roles.time] if c}
+    needed |= set(roles.sensitive)
+    result = Minimisation(keep=[], hashed=[], dropped=[])
+    for col in schema:
+        if col.kind in ("identifier", "text"):
+            what = "identifier-like" if col.kind == "identifier" else "free text"
+            if col.name in needed or (identifiers == "hash" and col.kind == "identifier"):
+                result.hashed.append(col.name)
+                result.keep.append(col.name)
+            else:
+                result.dropped.append(
+                    {"column": col.name, "why": f"{what}: may identify a student"}
+                )
+            continue
+        if col.name in needed or not wanted or col.name in wanted:
+            result.keep.append(col.name)
+        else:
+            result.dropped.append({"column": col.name, "why": "not needed by the model"})
+    return result
+
+
+def keyed_hash(values: pd.Series, key: bytes) -> pd.Series:
+    """HMAC-SHA256 pseudonyms (16 hex characters): stable for one key, not reversible."""
+
+    def one(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return v
+        return hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest()[:16]
+
+    uniques = values.dropna().unique()
+    mapping = {u: one(u) for u in uniques}
+    return values.map(mapping)
+
+
+def apply_minimisation(frame: pd.DataFrame, plan: Minimisation, key: bytes) -> pd.DataFrame:
+    out = frame[plan.keep].copy()
+    for col in plan.hashed:
+        out[col] = keyed_hash(out[col], key)
+    return out
+
+
+# --- splitting --------------------------------------------------------------------------------
+SplitMethod = Literal["stratified", "school", "time"]
+
+
+def split_indices(
+    frame: pd.DataFrame,
+    *,
+    method: SplitMethod,
+    test_share: float,
+    seed: int,
+    label: str | None,
+    positive: Sequence[str] = (),
+    school: str | None = None,
+    time: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the training and test parts."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    positions = np.arange(len(frame))
+    if method == "stratified":
+        strata = None
+        if label:
+            strata = frame[label].astype(str).isin(list(positive)).to_numpy()
+        train, test = train_test_split(
+            positions, test_size=test_share, random_state=seed, stratify=strata
+        )
+        return np.sort(train), np.sort(test)
+    if method == "school":
+        if not school:
+            raise DatasetError(
+                "Splitting by school needs the dataset's school column: mark it on the "
+                "dataset page."
+            )
+        groups = frame[school].astype(str).to_numpy()
+        if len(set(groups)) < 2:
+            raise DatasetError(
+                "Splitting by school needs at least two schools in the data; this dataset has "
+                "one. Use a stratified split instead."
+            )
+        splitter = GroupShuffleSplit(n_splits=1, test_size=test_share, random_state=seed)
+        train, test = next(splitter.split(positions, groups=groups))
+        return np.sort(train), np.sort(test)
+    if not time:
+        raise DatasetError(
+            "Splitting by time needs the dataset's date/term column: mark it on the dataset page."
+        )
+    periods = frame[time].astype(str)
+    ordered = sorted(periods.dropna().unique())
+    if len(ordered) < 2:
+        raise DatasetError(
+            f"Splitting by time needs at least two periods in '{time}'; this dataset has one."
+        )
+    n_test = max(1, round(len(ordered) * test_share))
+    n_test = min(n_test, len(ordered) - 1)
+    test_periods = set(ordered[-n_test:])
+    is_test = periods.isin(test_periods).to_numpy()
+    return positions[~is_test], positions[is_test]

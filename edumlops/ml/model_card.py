@@ -1,0 +1,239 @@
+"""Model cards: one plain dict (the JSON download) and its Markdown rendering.
+
+The card says what the model is for, where its data came from, how well it does overall and per
+group (with intervals), what the bias gate found, its limits, and who approved it so far.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# For each group metric, which count is its denominator (so a Wilson interval can be drawn).
+DENOMINATORS = {
+    "false_negative_rate": "positives",
+    "recall": "positives",
+    "selection_rate": "n",
+    "false_positive_rate": "negatives",
+}
+METRIC_LABELS = {
+    "auc": "ROC AUC",
+    "recall": "Recall",
+    "precision": "Precision",
+    "f1": "F1",
+    "brier": "Brier score",
+    "accuracy": "Accuracy",
+}
+
+
+def wilson(rate: float | None, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval of a proportion observed on n rows."""
+    if rate is None or n <= 0:
+        return None
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
+
+
+def group_metrics(bias_report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-group rows of the bias report with a 95% interval on each rate."""
+    rows = []
+    for group in bias_report.get("groups", []):
+        counts = {
+            "n": group["n"],
+            "positives": group.get("positives", 0),
+            "negatives": group["n"] - group.get("positives", 0),
+        }
+        metrics = {}
+        for name, value in (group.get("metrics") or {}).items():
+            n = counts[DENOMINATORS.get(name, "n")]
+            metrics[name] = {"value": value, "interval": wilson(value, n)}
+        rows.append(
+            {
+                "attribute": group["attribute"],
+                "group": group["group"],
+                "n": group["n"],
+                "insufficient": group.get("insufficient", False),
+                "metrics": metrics,
+            }
+        )
+    return rows
+
+
+def build_card(
+    *,
+    model: dict[str, Any],
+    intended_use: str,
+    training: dict[str, Any],
+    validation: dict[str, Any],
+    bias_report: dict[str, Any],
+    bundle: dict[str, Any],
+    approvals: list[dict[str, Any]],
+    extra_limitations: str = "",
+) -> dict[str, Any]:
+    metrics = validation.get("metrics") or {}
+    intervals = validation.get("intervals") or {}
+    overall = {
+        key: {"value": metrics.get(key), "interval": intervals.get(key)}
+        for key in METRIC_LABELS
+        if key in metrics
+    }
+    return {
+        "model": model,
+        "intended_use": intended_use,
+        "data": {
+            "dataset": training.get("dataset"),
+            "dataset_sha256": training.get("dataset_sha256"),
+            "rows": training.get("rows"),
+            "positives": training.get("positives"),
+            "label": training.get("label"),
+            "positive_class": training.get("positive"),
+            "sensitive_attributes": training.get("sensitive", []),
+            "schools": training.get("schools", []),
+            "period": training.get("period", {}),
+        },
+        "evaluation": {
+            "test_rows": validation.get("test_rows"),
+            "threshold": validation.get("threshold"),
+            "overall": overall,
+            "champion": validation.get("champion"),
+            "calibration": metrics.get("calibration"),
+        },
+        "fairness": {
+            "outcome": bias_report.get("outcome", "not checked"),
+            "summary": bias_report.get("summary", ""),
+            "checks": bias_report.get("checks", []),
+            "groups": group_metrics(bias_report),
+        },
+        "bundle": {
+            "signed": bool(bundle),
+            "files": (bundle.get("manifest") or {}).get("files", {}),
+            "signing_key_id": (bundle.get("manifest") or {}).get("signing_key_id"),
+        },
+        "limitations": limitations(training, validation, bias_report, extra_limitations),
+        "approvals": approvals,
+    }
+
+
+def limitations(
+    training: dict[str, Any],
+    validation: dict[str, Any],
+    bias_report: dict[str, Any],
+    extra: str = "",
+) -> list[str]:
+    found = []
+    if extra.strip():
+        found.append(extra.strip())
+    period = training.get("period") or {}
+    if period:
+        found.append(
+            f"Trained on {period.get('from')} to {period.get('to')}: later cohorts may differ; "
+            "watch the drift monitor."
+        )
+    schools = training.get("schools") or []
+    if schools:
+        found.append(
+            f"Learned from {len(schools)} school(s) ({', '.join(schools[:8])}); schools not "
+            "among them may see other error rates."
+        )
+    small = [
+        f"{g['attribute']}={g['group']} (n={g['n']})"
+        for g in bias_report.get("groups", [])
+        if g.get("insufficient")
+    ]
+    if small:
+        found.append(
+            "Too few held-out students to judge fairness for: " + ", ".join(small[:10]) + "."
+        )
+    if not bias_report:
+        found.append("The bias gate has not checked this model version.")
+    if not validation:
+        found.append("This model version has not been validated on held-out rows.")
+    found.append(
+        "A risk score supports a conversation with the student; it is not a decision about them."
+    )
+    return found
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _interval(interval: Any) -> str:
+    if not interval:
+        return ""
+    return f" ({_fmt(interval[0])}–{_fmt(interval[1])})"
+
+
+def to_markdown(card: dict[str, Any]) -> str:
+    model, data, ev, fair = card["model"], card["data"], card["evaluation"], card["fairness"]
+    lines = [
+        f"# Model card: {model.get('name')} version {model.get('version')}",
+        "",
+        f"- Algorithm: {model.get('algorithm')}",
+        f"- Aliases: {', '.join(model.get('aliases') or []) or 'none'}",
+        f"- MLflow run: {model.get('run_id')}",
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"],
+        "",
+        "## Data",
+        "",
+        f"- Dataset: {data.get('dataset')} (SHA-256 `{data.get('dataset_sha256')}`)",
+        f"- Training rows: {data.get('rows')} ({data.get('positives')} positive)",
+        f"- Label: {data.get('label')} (positive: {', '.join(data.get('positive_class') or [])})",
+        f"- Sensitive attributes: {', '.join(data.get('sensitive_attributes') or []) or 'none'}",
+        f"- Schools: {', '.join(data.get('schools') or []) or 'not recorded'}",
+    ]
+    period = data.get("period") or {}
+    if period:
+        lines.append(f"- Period: {period.get('from')} to {period.get('to')}")
+    lines += [
+        "",
+        "## Evaluation",
+        "",
+        f"On {ev.get('test_rows') or '—'} held-out rows at threshold {_fmt(ev.get('threshold'))}"
+        " (95% bootstrap intervals):",
+        "",
+        "| Metric | Value |",
+        "|---|---|",
+    ]
+    for key, entry in ev.get("overall", {}).items():
+        lines.append(
+            f"| {METRIC_LABELS.get(key, key)} | {_fmt(entry['value'])}"
+            f"{_interval(entry.get('interval'))} |"
+        )
+    if ev.get("champion"):
+        lines += ["", f"Champion comparison: {ev['champion'].get('verdict')}"]
+    lines += ["", "## Fairness", "", f"Bias gate: **{fair['outcome']}**. {fair['summary']}", ""]
+    groups = fair.get("groups") or []
+    if groups:
+        names = sorted({m for g in groups for m in g["metrics"]})
+        lines.append("| Attribute | Group | n | " + " | ".join(names) + " |")
+        lines.append("|---|---|---|" + "---|" * len(names))
+        for g in groups:
+            cells = []
+            for name in names:
+                entry = g["metrics"].get(name) or {}
+                cells.append(_fmt(entry.get("value")) + _interval(entry.get("interval")))
+            flag = " (insufficient data)" if g["insufficient"] else ""
+            lines.append(
+                f"| {g['attribute']} | {g['group']}{flag} | {g['n']} | " + " | ".join(cells) + " |"
+            )
+    lines += ["", "## Limitations", ""] + [f"- {item}" for item in card["limitations"]]
+    lines += ["", "## Approvals", ""]
+    if card["approvals"]:
+        for a in card["approvals"]:
+            lines.append(f"- {a['decision']} by {a['by']} on {a['at'][:10]}: {a['comment']}")
+    else:
+        lines.append("- none yet")
+    bundle = card.get("bundle") or {}
+    if bundle.get("signed"):
+        lines += ["", "## Bundle", "", f"Signed with key `{bundle.get('signing_key_id')}`:"]
+        lines += [f"- {name}: `{digest}`" for name, digest in bundle.get("files", {}).items()]
+    return "\n".join(lines) + "\n"

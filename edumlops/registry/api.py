@@ -1,0 +1,146 @@
+"""REST API of the model registry: list and read model versions, their cards, move aliases,
+start a training run."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from pydantic import ValidationError as PydanticError
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from edumlops.datasets.models import DatasetVersion
+from edumlops.ml import model_card
+from edumlops.ml.tracking import ALIASES
+from edumlops.registry.models import ModelVersion, mlflow_ready
+from edumlops.registry.training import TrainingError, TrainingRequest, start_training
+from edumlops.schools.permissions import Action, require, visible_districts
+
+
+class ModelOut(serializers.ModelSerializer):
+    dataset_version = serializers.PrimaryKeyRelatedField(read_only=True)
+    model_uri = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "version",
+            "model_uri",
+            "run_id",
+            "algorithm",
+            "district",
+            "dataset_version",
+            "dataset_sha256",
+            "features",
+            "roles",
+            "training",
+            "validation",
+            "bias_outcome",
+            "bias_report",
+            "bundle",
+            "aliases",
+            "workflow_run",
+            "created_at",
+        ]
+
+    def get_model_uri(self, model: ModelVersion) -> str:
+        return f"models:/{model.name}/{model.version}"
+
+
+def _get_model_for_user(request: Request, pk: int, action: Action) -> ModelVersion:
+    model = get_object_or_404(
+        ModelVersion.objects.filter(district__in=visible_districts(request.user)), pk=pk
+    )
+    require(request.user, action, model)
+    return model
+
+
+@extend_schema(responses=ModelOut(many=True))
+@api_view(["GET"])
+def model_list(request: Request) -> Response:
+    models = ModelVersion.objects.filter(district__in=visible_districts(request.user))
+    return Response(ModelOut(models, many=True).data)
+
+
+@extend_schema(responses=ModelOut)
+@api_view(["GET"])
+def model_detail(request: Request, pk: int) -> Response:
+    return Response(ModelOut(_get_model_for_user(request, pk, Action.VIEW)).data)
+
+
+@extend_schema(responses={200: None})
+@api_view(["GET"])
+def model_card_json(request: Request, pk: int) -> Response:
+    return Response(_get_model_for_user(request, pk, Action.VIEW).card())
+
+
+@extend_schema(responses={200: None})
+@api_view(["GET"])
+def model_card_markdown(request: Request, pk: int) -> HttpResponse:
+    model = _get_model_for_user(request, pk, Action.VIEW)
+    response = HttpResponse(
+        model_card.to_markdown(model.card()), content_type="text/markdown; charset=utf-8"
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="{model.name}-v{model.version}-model-card.md"'
+    )
+    return response
+
+
+@extend_schema(
+    request=inline_serializer("AliasIn", {"alias": serializers.ChoiceField(ALIASES)}),
+    responses=ModelOut,
+)
+@api_view(["POST"])
+def model_alias(request: Request, pk: int) -> Response:
+    """Move the `challenger` or `champion` alias to this version (district staff)."""
+    model = _get_model_for_user(request, pk, Action.PROMOTE)
+    alias = request.data.get("alias")
+    if alias not in ALIASES:
+        return Response(
+            {"detail": f"Unknown alias {alias!r}: use one of {', '.join(ALIASES)}."},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    mlflow_ready()
+    model.set_alias(alias)
+    return Response(ModelOut(model).data)
+
+
+@extend_schema(
+    request=inline_serializer(
+        "TrainIn",
+        {
+            "dataset_version": serializers.IntegerField(),
+            "model_name": serializers.CharField(required=False),
+            "algorithm": serializers.CharField(required=False),
+            "split_method": serializers.CharField(required=False),
+        },
+    ),
+    responses={201: None},
+)
+@api_view(["POST"])
+def model_train(request: Request) -> Response:
+    """Start the ready-made training workflow on a dataset version; 201 with the run's id."""
+    try:
+        wanted = TrainingRequest.model_validate(dict(request.data))
+    except PydanticError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return Response({"detail": problems}, status=status.HTTP_400_BAD_REQUEST)
+    version = get_object_or_404(
+        DatasetVersion.objects.filter(district__in=visible_districts(request.user)),
+        pk=wanted.dataset_version,
+    )
+    require(request.user, Action.MANAGE_DATA, version)
+    try:
+        run = start_training(version, wanted, request.user)
+    except TrainingError as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    return Response(
+        {"run": run.pk, "workflow": run.workflow_id, "url": f"/runs/{run.pk}/"},
+        status=status.HTTP_201_CREATED,
+    )

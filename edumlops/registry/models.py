@@ -1,0 +1,147 @@
+"""What the district knows about each registered model version.
+
+MLflow is the source of truth for the model, its metrics and artifacts; this row mirrors what the
+pages and permissions need (district, lineage, reports, aliases) and renders the model card.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from edumlops.schools.models import District
+
+
+def mlflow_ready() -> None:
+    """Point this process's MLflow client at the configured store (cheap when already done)."""
+    from edumlops.ml import tracking
+
+    tracking.configure(settings.MLFLOW_TRACKING_URI, settings.MLFLOW_ARTIFACT_ROOT)
+
+
+@functools.lru_cache(maxsize=8)
+def _pipeline(tracking_uri: str, name: str, version: str) -> Any:
+    from edumlops.ml import tracking
+
+    return tracking.load_pipeline(name, version)
+
+
+class ModelVersion(models.Model):
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="model_versions")
+    name = models.CharField(max_length=200)  # the MLflow registered model
+    version = models.CharField(max_length=20)
+    run_id = models.CharField(max_length=64)  # the MLflow run that trained it
+    algorithm = models.CharField(max_length=40)
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", null=True, on_delete=models.SET_NULL, related_name="models"
+    )
+    dataset_sha256 = models.CharField(max_length=64)
+    features = models.JSONField(default=dict)  # FeatureSpec.to_dict()
+    roles = models.JSONField(default=dict)  # the dataset roles it was trained with
+    training = models.JSONField(default=dict)  # rows, schools, period, params
+    validation = models.JSONField(default=dict)  # metrics, calibration, thresholds, champion
+    bias_report = models.JSONField(default=dict, blank=True)
+    bias_outcome = models.CharField(max_length=20, blank=True)  # pass / fail / inconclusive
+    bundle = models.JSONField(default=dict, blank=True)  # the signed manifest + artifact path
+    aliases = models.JSONField(default=list, blank=True)
+    card_text = models.JSONField(default=dict, blank=True)  # intended use, limitations
+    workflow_run = models.ForeignKey(
+        "workflows.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="unique_model_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    def permission_scope(self) -> District:
+        return self.district
+
+    @property
+    def threshold(self) -> float:
+        return float(self.validation.get("threshold", 0.5))
+
+    @property
+    def display_name(self) -> str:
+        prefix = f"{self.district.slug}-"
+        return self.name[len(prefix) :] if self.name.startswith(prefix) else self.name
+
+    def feature_spec(self) -> Any:
+        from edumlops.ml.training import FeatureSpec
+
+        return FeatureSpec.from_dict(self.features)
+
+    def pipeline(self) -> Any:
+        """The fitted scikit-learn pipeline, loaded back from the MLflow registry."""
+        mlflow_ready()
+        return _pipeline(settings.MLFLOW_TRACKING_URI, self.name, self.version)
+
+    def predict_proba(self, frame: Any) -> Any:
+        from edumlops.ml.training import prepare_frame
+
+        return self.pipeline().predict_proba(prepare_frame(frame, self.feature_spec()))[:, 1]
+
+    def set_alias(self, alias: str) -> None:
+        """Move `alias` to this version in MLflow and in the mirror (one holder per alias)."""
+        from edumlops.ml import tracking
+
+        tracking.set_alias(self.name, alias, self.version)
+        for other in ModelVersion.objects.filter(name=self.name).exclude(pk=self.pk):
+            if alias in other.aliases:
+                other.aliases = [a for a in other.aliases if a != alias]
+                other.save(update_fields=["aliases"])
+        if alias not in self.aliases:
+            self.aliases = sorted([*self.aliases, alias])
+            self.save(update_fields=["aliases"])
+
+    def approvals(self) -> list[dict[str, Any]]:
+        from workflows.models import Approval
+
+        if self.workflow_run_id is None:
+            return []
+        return [
+            {
+                "by": a.user.get_username(),
+                "decision": a.decision,
+                "comment": a.comment,
+                "at": a.created_at.isoformat(),
+                "step": a.node_id,
+            }
+            for a in Approval.objects.filter(run_id=self.workflow_run_id)
+            .select_related("user")
+            .order_by("created_at")
+        ]
+
+    def card(self) -> dict[str, Any]:
+        from edumlops.ml.model_card import build_card
+
+        return build_card(
+            model={
+                "name": self.name,
+                "version": self.version,
+                "algorithm": self.algorithm,
+                "run_id": self.run_id,
+                "aliases": self.aliases,
+                "features": self.features,
+                "created_at": self.created_at.isoformat() if self.created_at else None,
+            },
+            intended_use=self.card_text.get("intended_use")
+            or "Flag students who may be at risk so that staff can offer support early.",
+            training=self.training,
+            validation=self.validation,
+            bias_report=self.bias_report,
+            bundle=self.bundle,
+            approvals=self.approvals(),
+            extra_limitations=self.card_text.get("limitations", ""),
+        )

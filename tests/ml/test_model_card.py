@@ -1,0 +1,106 @@
+"""Model cards: Wilson intervals per group, limitations found from the data, Markdown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edumlops.ml.model_card import build_card, group_metrics, to_markdown, wilson
+
+BIAS = {
+    "outcome": "inconclusive",
+    "summary": "One group is too small to judge.",
+    "checks": [],
+    "groups": [
+        {
+            "attribute": "ses",
+            "group": "low",
+            "n": 400,
+            "positives": 100,
+            "metrics": {"false_negative_rate": 0.3, "selection_rate": 0.25},
+            "insufficient": False,
+        },
+        {
+            "attribute": "ses",
+            "group": "high",
+            "n": 8,
+            "positives": 1,
+            "metrics": {"false_negative_rate": None, "selection_rate": 0.125},
+            "insufficient": True,
+        },
+    ],
+}
+
+
+def test_wilson_matches_the_textbook_interval():
+    low, high = wilson(0.3, 100)
+    assert low == pytest.approx(0.2189, abs=1e-3)
+    assert high == pytest.approx(0.3958, abs=1e-3)
+    assert wilson(None, 10) is None and wilson(0.5, 0) is None
+
+
+def test_group_rates_get_intervals_from_their_own_denominator():
+    rows = group_metrics(BIAS)
+    fnr = rows[0]["metrics"]["false_negative_rate"]
+    assert fnr["interval"] == wilson(0.3, 100)  # over the 100 at-risk students
+    assert rows[0]["metrics"]["selection_rate"]["interval"] == wilson(0.25, 400)
+    assert rows[1]["metrics"]["false_negative_rate"]["interval"] is None
+
+
+def card():
+    return build_card(
+        model={
+            "name": "maple-at-risk",
+            "version": "3",
+            "algorithm": "logistic_regression",
+            "run_id": "abc",
+            "aliases": ["challenger"],
+        },
+        intended_use="Early support.",
+        training={
+            "dataset": "Students v1",
+            "dataset_sha256": "f" * 64,
+            "rows": 900,
+            "positives": 180,
+            "label": "at_risk",
+            "positive": ["yes"],
+            "schools": ["a", "b"],
+            "period": {"from": "2024-25 T1", "to": "2025-26 T2"},
+        },
+        validation={
+            "threshold": 0.5,
+            "test_rows": 300,
+            "metrics": {"auc": 0.81, "recall": 0.7},
+            "intervals": {"auc": [0.77, 0.85], "recall": [0.62, 0.78]},
+        },
+        bias_report=BIAS,
+        bundle={},
+        approvals=[
+            {
+                "decision": "approve",
+                "by": "dana",
+                "at": "2026-11-25T10:00:00",
+                "comment": "ok for pilot",
+            }
+        ],
+    )
+
+
+def test_the_card_lists_found_limitations_and_is_plain_json():
+    c = card()
+    json.dumps(c)
+    text = " ".join(c["limitations"])
+    assert "2024-25 T1 to 2025-26 T2" in text
+    assert "ses=high (n=8)" in text
+    assert c["evaluation"]["overall"]["auc"] == {"value": 0.81, "interval": [0.77, 0.85]}
+
+
+def test_the_markdown_carries_provenance_metrics_fairness_and_approvals():
+    md = to_markdown(card())
+    assert md.startswith("# Model card: maple-at-risk version 3")
+    assert "f" * 64 in md
+    assert "| ROC AUC | 0.810 (0.770–0.850) |" in md
+    assert "Bias gate: **inconclusive**" in md
+    assert "| ses | high (insufficient data) | 8 |" in md
+    assert "approve by dana on 2026-11-25: ok for pilot" in md

@@ -1,0 +1,114 @@
+"""The bias gate inside a training run (steps executed in this process, real MLflow store):
+it fails on data generated with bias injected, passes on fair data, and is inconclusive — asking
+district staff — when a group is too small."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from edumlops.ml.synth import Bias, generate_district
+
+from edumlops.datasets.models import ingest, store_generated
+from edumlops.ml.datasets import Roles
+from edumlops.registry.models import ModelVersion
+from edumlops.registry.training import TrainingRequest, start_training
+from tests.registry.conftest import run_here, steps_of
+from workflows import engine
+
+pytestmark = pytest.mark.django_db
+
+# One attribute, a large held-out half: the gap's interval is narrow enough to decide.
+ROLES = Roles(
+    label="at_risk", positive=["yes"], sensitive=["english_learner"], school="school", time="term"
+)
+
+
+def train(version, staff, **overrides):
+    request = TrainingRequest(
+        dataset_version=version.pk,
+        algorithm="logistic_regression",
+        test_share=0.5,
+        max_difference=0.15,
+        min_group_size=30,
+        **overrides,
+    )
+    return start_training(version, request, staff)
+
+
+def generated(district, name, rows=10_000, bias=None):
+    frame = generate_district(rows, seed=3, bias=bias)
+    return ingest(
+        district=district, name=name, data=frame.to_csv(index=False).encode(), roles=ROLES
+    )[0]
+
+
+def test_the_gate_fails_on_data_generated_with_bias_against_english_learners(
+    ml_stores, district, staff
+):
+    version = generated(district, "biased", bias=Bias("english_learner", "yes", 1.0))
+    run = train(version, staff)
+    assert run_here(run) == "failed"
+    steps = steps_of(run)
+    assert steps["bias"].status == "failed"
+    assert "bias check failed" in steps["bias"].reason
+    assert steps["export"].status == "blocked"
+    model = ModelVersion.objects.get(workflow_run=run)
+    assert model.bias_outcome == "fail"
+    worst = next(c for c in model.bias_report["checks"] if c["attribute"] == "english_learner")
+    assert worst["outcome"] == "fail" and worst["ci_low"] > 0.15
+
+
+def test_the_gate_passes_on_fair_data(ml_stores, district, staff):
+    version = generated(district, "fair")
+    run = train(version, staff)
+    assert run_here(run) == "succeeded", steps_of(run)["bias"].reason
+    model = ModelVersion.objects.get(workflow_run=run)
+    assert model.bias_outcome == "pass"
+    assert model.bias_report["checks"][0]["ci_high"] <= 0.15
+    assert model.aliases == ["challenger"]
+
+
+def test_a_tiny_group_makes_the_gate_inconclusive_and_staff_decide(
+    ml_stores, district, staff, django_capture_on_commit_callbacks
+):
+    frame = generate_district(3000, seed=1)
+    frame["tiny_group"] = ["rare"] * 12 + ["common"] * (len(frame) - 12)
+    roles = Roles(label="at_risk", positive=["yes"], sensitive=["tiny_group"], school="school")
+    version = ingest(
+        district=district, name="tiny", data=frame.to_csv(index=False).encode(), roles=roles
+    )[0]
+    run = train(version, staff, if_inconclusive="ask_approval")
+    assert run_here(run) == "waiting_approval"
+    steps = steps_of(run)
+    assert steps["bias"].status == "waiting_approval"
+    assert "inconclusive" in steps["bias"].reason
+    assert steps["export"].status == "queued"  # held behind the gate, not failed
+    model = ModelVersion.objects.get(workflow_run=run)
+    assert model.bias_outcome == "inconclusive"
+    rare = next(g for g in model.bias_report["groups"] if g["group"] == "rare")
+    assert rare["insufficient"] is True
+
+    with django_capture_on_commit_callbacks(execute=False):
+        engine.approve(run, staff, "Small group reviewed by hand; pilot only.")
+    assert run_here(run) == "succeeded"
+    card = ModelVersion.objects.get(pk=model.pk).card()
+    assert card["approvals"][0]["comment"].startswith("Small group reviewed")
+
+
+def test_inconclusive_can_be_set_to_stop_the_run(ml_stores, district, staff):
+    frame = generate_district(2000, seed=2)
+    frame["tiny_group"] = ["rare"] * 10 + ["common"] * (len(frame) - 10)
+    roles = Roles(label="at_risk", positive=["yes"], sensitive=["tiny_group"])
+    version = ingest(
+        district=district, name="tiny2", data=frame.to_csv(index=False).encode(), roles=roles
+    )[0]
+    run = train(version, staff, if_inconclusive="block")
+    assert run_here(run) == "failed"
+    assert "inconclusive" in steps_of(run)["bias"].reason
+
+
+def test_generated_demo_roles_mark_the_four_sensitive_attributes(ml_stores, district):
+    version, created = store_generated(district, "demo", generate_district(500, seed=0))
+    assert created
+    assert version.role_set.sensitive == ["ses", "english_learner", "disability", "sex"]
+    assert isinstance(version.frame(), pd.DataFrame)

@@ -1,0 +1,199 @@
+"""Data: pick a dataset version, minimise it, split it. Outputs are references (ids and small
+JSON), never rows: the next block reloads the version and applies the same steps."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from django.conf import settings
+from pydantic import Field
+
+from edumlops.datasets.models import DatasetVersion, load_reference
+from edumlops.ml.datasets import ColumnInfo, plan_minimisation, split_indices
+from workflows.blocks.base import (
+    Block,
+    BlockError,
+    Context,
+    Params,
+    Port,
+    PortType,
+    output,
+)
+
+
+def pseudonym_key() -> bytes:
+    return settings.PSEUDONYM_KEY.encode()
+
+
+def version_for(context: Context, ref: Any) -> DatasetVersion:
+    """The dataset version a reference names, if it belongs to the run's district."""
+    if not isinstance(ref, dict) or "version" not in ref:
+        raise BlockError("The input is not a dataset: connect a Dataset block's output.")
+    version = (
+        DatasetVersion.objects.filter(pk=ref["version"], district=context.run.workflow.district)
+        .select_related("dataset")
+        .first()
+    )
+    if version is None:
+        raise BlockError(
+            f"Dataset version {ref['version']} does not exist in this district any more: pick "
+            "another one in the Dataset block."
+        )
+    return version
+
+
+class DatasetParams(Params):
+    dataset_version: int = Field(
+        ...,
+        ge=1,
+        description="The dataset version to use (its id on the Datasets page).",
+        json_schema_extra={"choices": "dataset_versions"},
+    )
+
+
+class DatasetBlock(Block):
+    kind = "dataset"
+    category = "data"
+    label = "Dataset"
+    help = (
+        "Starts from one version of an uploaded dataset. A version never changes: the run "
+        "records its SHA-256, so you can always tell which rows a model learned from. Mark the "
+        "label, the positive class and the sensitive attributes on the dataset's page first."
+    )
+    icon = "database"
+    Params = DatasetParams
+    inputs = (Port("start", (PortType.TRIGGER, PortType.SIGNAL), "Start"),)
+    outputs = (output("dataset", PortType.DATASET, "Dataset"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        version = version_for(context, {"version": params.dataset_version})
+        roles = version.role_set
+        if not roles.label or not roles.positive:
+            raise BlockError(
+                f'"{version}" has no label column and positive class marked: mark them on the '
+                f"dataset's page (/datasets/{version.dataset_id}/)."
+            )
+        context.log(
+            f"{version}: {version.rows} rows, {len(version.schema)} columns, "
+            f"sha256 {version.sha256[:12]}…; label '{roles.label}' "
+            f"(positive: {', '.join(roles.positive)}); sensitive: "
+            f"{', '.join(roles.sensitive) or 'none marked'}"
+        )
+        context.metric("rows", version.rows)
+        ref = version.reference()
+        ref["personal"] = version.columns_of_kind("identifier", "text")
+        return {"dataset": ref}
+
+
+class MinimiseParams(Params):
+    keep: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Columns the model may use. Leave empty to keep every column that is not "
+            "identifier-like or free text. The label, school, grade, date/term and sensitive "
+            "columns are always kept (the bias gate needs the sensitive ones)."
+        ),
+        json_schema_extra={"choices": "dataset_columns"},
+    )
+    identifiers: Literal["drop", "hash"] = Field(
+        "drop",
+        description=(
+            "What to do with identifier-like columns (names, ids, e-mails): drop them, or "
+            "replace each value with a keyed hash (a pseudonym that cannot be reversed)."
+        ),
+    )
+
+
+class MinimiseBlock(Block):
+    kind = "minimise_data"
+    category = "data"
+    label = "Minimise data"
+    help = (
+        "Keeps only the columns a model needs. Identifier-like columns (student numbers, "
+        "names, e-mails) and free text (teacher notes) are dropped or replaced with a keyed "
+        "hash; the step's log lists every removed column and why."
+    )
+    icon = "eye-off"
+    Params = MinimiseParams
+    inputs = (Port("dataset", (PortType.DATASET,), "Dataset"),)
+    outputs = (output("dataset", PortType.DATASET, "Minimised dataset"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        ref = dict(inputs["dataset"])
+        version = version_for(context, ref)
+        schema = [ColumnInfo(**c) for c in version.schema]
+        plan = plan_minimisation(
+            schema,
+            version.role_set,
+            keep=params.keep,
+            identifiers=params.identifiers,
+        )
+        for dropped in plan.dropped:
+            context.log(f"Removed '{dropped['column']}' ({dropped['why']})")
+        for col in plan.hashed:
+            context.log(f"Replaced '{col}' with a keyed hash")
+        context.log(f"Kept {len(plan.keep)} column(s): {', '.join(plan.keep)}")
+        context.metric("columns_removed", len(plan.dropped))
+        context.metric("columns_hashed", len(plan.hashed))
+        ref["minimise"] = plan.to_dict()
+        ref["personal"] = [c for c in ref.get("personal", []) if c in plan.keep]
+        return {"dataset": ref}
+
+
+class SplitParams(Params):
+    method: Literal["stratified", "school", "time"] = Field(
+        "stratified",
+        description=(
+            "stratified: random rows, same share of at-risk students on both sides; school: "
+            "whole schools are held out (does the model work at a school it never saw?); time: "
+            "the latest terms are held out (does it work on next year's cohort?)."
+        ),
+    )
+    test_share: float = Field(
+        0.25, ge=0.05, le=0.5, description="Share of rows (or schools, or terms) held out."
+    )
+    seed: int = Field(0, ge=0, description="Random seed, so the split can be repeated exactly.")
+
+
+class SplitBlock(Block):
+    kind = "split"
+    category = "data"
+    label = "Split"
+    help = (
+        "Holds out part of the data for an honest test: random (stratified), by school, or by "
+        "time/term. Training uses one part, validation and the bias gate the other."
+    )
+    icon = "scissors"
+    Params = SplitParams
+    inputs = (Port("dataset", (PortType.DATASET,), "Dataset"),)
+    outputs = (
+        output("train", PortType.DATASET, "Training part"),
+        output("test", PortType.DATASET, "Held-out part"),
+    )
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        ref = dict(inputs["dataset"])
+        version_for(context, ref)
+        frame, roles = load_reference(ref, pseudonym_key())
+        train, test = split_indices(
+            frame,
+            method=params.method,
+            test_share=params.test_share,
+            seed=params.seed,
+            label=roles.label,
+            positive=roles.positive,
+            school=roles.school,
+            time=roles.time,
+        )
+        if len(train) == 0 or len(test) == 0:
+            raise BlockError(
+                "The split left one side empty: change the held-out share or the method."
+            )
+        context.log(f"{params.method} split: {len(train)} training rows, {len(test)} held out")
+        context.metric("train_rows", len(train))
+        context.metric("test_rows", len(test))
+        split = {"method": params.method, "test_share": params.test_share, "seed": params.seed}
+        return {
+            "train": {**ref, "split": {**split, "part": "train"}},
+            "test": {**ref, "split": {**split, "part": "test"}},
+        }

@@ -1,0 +1,550 @@
+"""Modelling: train, validate, export to ONNX, set an alias, write the model card.
+
+The work lives in edumlops.ml (training, evaluation, onnx_bundle, tracking); each block loads
+what its input references name, calls it, and records the result on the ModelVersion and in
+MLflow. A model reference carries the held-out part of the split it was trained beside, so the
+chain train → validate → bias gate → export needs one edge per step.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from django.conf import settings
+from django.utils import timezone
+from edumlops.ml.training import (
+    ALGORITHMS,
+    FeatureSpec,
+    binary_target,
+    build_pipeline,
+    fit,
+    infer_features,
+    prepare_frame,
+)
+from pydantic import Field
+
+from edumlops.datasets.models import load_reference
+from edumlops.ml import evaluation, tracking
+from edumlops.ml.datasets import Roles
+from edumlops.registry.models import ModelVersion, mlflow_ready
+from workflows.blocks.base import (
+    Block,
+    BlockError,
+    Context,
+    Params,
+    Port,
+    PortType,
+    StepStopped,
+    output,
+)
+from workflows.blocks.data import pseudonym_key, version_for
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,60}$"
+
+
+def model_for(context: Context, ref: Any) -> ModelVersion:
+    if not isinstance(ref, dict) or "model_version" not in ref:
+        raise BlockError("The input is not a model: connect a Train model block's output.")
+    model = (
+        ModelVersion.objects.filter(pk=ref["model_version"], district=context.run.workflow.district)
+        .select_related("district")
+        .first()
+    )
+    if model is None:
+        raise BlockError(f"Model version {ref['model_version']} no longer exists.")
+    return model
+
+
+def holdout(context: Context, ref: dict[str, Any], test: Any = None) -> tuple[Any, Roles]:
+    """The held-out rows for a model: the block's own test input, else the one the model was
+    trained beside."""
+    test = test or ref.get("test")
+    if not test:
+        raise BlockError(
+            "There are no held-out rows to test on: connect the Split block's held-out output "
+            "to Train model's (or this block's) test input."
+        )
+    version_for(context, test)
+    return load_reference(test, pseudonym_key())
+
+
+class TrainParams(Params):
+    model_name: str = Field(
+        "at-risk",
+        pattern=MODEL_NAME_PATTERN,
+        description="Name of the model in the registry (lowercase letters, digits, dashes).",
+    )
+    algorithm: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"] = Field(
+        "hist_gradient_boosting",
+        description=(
+            "Logistic regression is simple and easy to explain; random forest and histogram "
+            "gradient boosting catch interactions (boosting is fastest on large data)."
+        ),
+    )
+    balanced: bool = Field(
+        True,
+        description=(
+            "Weigh the rarer class up, so a model does not ignore the few at-risk students."
+        ),
+    )
+    features: list[str] = Field(
+        default_factory=list,
+        description="Columns to learn from; empty = every usable column the data keeps.",
+        json_schema_extra={"choices": "dataset_columns"},
+    )
+    use_sensitive_attributes: bool = Field(
+        False,
+        description=(
+            "Let the model see the sensitive attributes (SES, disability...). Off by default: "
+            "they are kept only to check fairness."
+        ),
+    )
+    seed: int = Field(0, ge=0, description="Random seed, so training can be repeated exactly.")
+
+
+class TrainBlock(Block):
+    kind = "train_model"
+    category = "model"
+    label = "Train model"
+    help = (
+        "Trains a scikit-learn pipeline (fill gaps, one-hot categories, scale numbers, then the "
+        "classifier) on the training rows, logs it to MLflow with its parameters, signature and "
+        "an input example, and registers a new model version. The step shows how far it is."
+    )
+    icon = "cpu"
+    Params = TrainParams
+    inputs = (
+        Port("train", (PortType.DATASET,), "Training rows"),
+        Port("test", (PortType.DATASET,), "Held-out rows", required=False),
+    )
+    outputs = (output("model", PortType.MODEL, "Model version"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        ref = inputs["train"]
+        version = version_for(context, ref)
+        district = context.run.workflow.district
+        context.progress("loading data", 0.0)
+        frame, roles = load_reference(ref, pseudonym_key())
+        if not roles.label:
+            raise BlockError(f'"{version}" has no label column marked: mark it on its page.')
+        spec = _features(frame, roles, ref, params)
+        context.log(
+            f"{ALGORITHMS[params.algorithm]} on {len(frame)} rows, {len(spec.columns)} features: "
+            f"{', '.join(spec.columns)}"
+        )
+        X = prepare_frame(frame, spec)
+        y = binary_target(frame[roles.label], roles.positive)
+        if len(set(y.tolist())) < 2:
+            raise BlockError(
+                "The training rows hold only one class of the label: use a larger dataset or "
+                "another split."
+            )
+        pipeline = build_pipeline(
+            spec, params.algorithm, balanced=params.balanced, seed=params.seed
+        )
+        fit(pipeline, X, y, progress=lambda stage, f: context.progress(stage, 0.05 + 0.8 * f))
+        context.progress("logging to MLflow", 0.9)
+        mlflow_ready()
+        name = f"{district.slug}-{params.model_name}"
+        training = _provenance(frame, roles, version, y)
+        logged = tracking.log_trained_model(
+            experiment=f"{district.slug}/{params.model_name}",
+            model_name=name,
+            run_name=f"run {context.run_id} · {context.node_id}",
+            pipeline=pipeline,
+            params={
+                "algorithm": params.algorithm,
+                "balanced": params.balanced,
+                "seed": params.seed,
+                "features": spec.columns,
+                "use_sensitive_attributes": params.use_sensitive_attributes,
+                "dataset_sha256": version.sha256,
+                "split": ref.get("split"),
+            },
+            metrics={"train_rows": float(len(frame)), "train_positives": float(y.sum())},
+            input_example=X.head(5),
+            output_example=pipeline.predict_proba(X.head(5)),
+            tags={
+                "district": district.slug,
+                "dataset_sha256": version.sha256,
+                "workflow_run": str(context.run_id),
+            },
+            extra_json={"features.json": spec.to_dict(), "training.json": training},
+        )
+        model = ModelVersion.objects.create(
+            district=district,
+            name=logged.name,
+            version=logged.version,
+            run_id=logged.run_id,
+            algorithm=params.algorithm,
+            dataset_version=version,
+            dataset_sha256=version.sha256,
+            features=spec.to_dict(),
+            roles=roles.to_dict(),
+            training=training,
+            workflow_run_id=context.run_id,
+            created_by=context.run.started_by,
+        )
+        context.log(f"Registered {logged.model_uri} (MLflow run {logged.run_id})")
+        context.metric("train_rows", len(frame))
+        return {
+            "model": {
+                "model_version": model.pk,
+                "name": logged.name,
+                "version": logged.version,
+                "run_id": logged.run_id,
+                "test": inputs.get("test"),
+            }
+        }
+
+
+def _features(frame: Any, roles: Roles, ref: dict[str, Any], params: TrainParams) -> FeatureSpec:
+    personal = set(ref.get("personal", [])) | set((ref.get("minimise") or {}).get("hashed", []))
+    exclude = {roles.label, roles.time} | personal
+    if not params.use_sensitive_attributes:
+        exclude |= set(roles.sensitive)
+    exclude.discard(None)
+    if params.features:
+        missing = [c for c in params.features if c not in frame.columns]
+        if missing:
+            raise BlockError(
+                f"Feature(s) {', '.join(missing)} are not in the data this block receives "
+                f"(columns: {', '.join(map(str, frame.columns))}): change the feature list."
+            )
+        blocked = [c for c in params.features if c in exclude]
+        if blocked:
+            raise BlockError(
+                f"{', '.join(blocked)} cannot be a feature (the label, the date/term column, a "
+                "personal column, or a sensitive attribute while 'use sensitive attributes' is "
+                "off): remove it from the feature list."
+            )
+        inferred = infer_features(frame[params.features], exclude=())
+        spec = inferred
+    else:
+        spec = infer_features(frame, exclude=exclude)
+    if not spec.columns:
+        raise BlockError(
+            "No usable feature is left (every column is the label, personal, sensitive or "
+            "free text): keep more columns in Minimise data."
+        )
+    return spec
+
+
+def _provenance(frame: Any, roles: Roles, version: Any, y: Any) -> dict[str, Any]:
+    training: dict[str, Any] = {
+        "rows": int(len(frame)),
+        "positives": int(y.sum()),
+        "dataset": str(version),
+        "dataset_sha256": version.sha256,
+        "label": roles.label,
+        "positive": roles.positive,
+        "sensitive": roles.sensitive,
+    }
+    if roles.school and roles.school in frame:
+        training["schools"] = sorted(map(str, frame[roles.school].dropna().unique()))[:200]
+    if roles.time and roles.time in frame:
+        periods = sorted(map(str, frame[roles.time].dropna().unique()))
+        training["period"] = {"from": periods[0], "to": periods[-1]} if periods else {}
+    return training
+
+
+class ValidateParams(Params):
+    threshold: float = Field(
+        0.5,
+        ge=0.01,
+        le=0.99,
+        description="Decision threshold: a student whose risk is at least this is flagged.",
+    )
+    min_auc: float = Field(0.7, ge=0, le=1, description="Lowest acceptable ROC AUC.")
+    min_recall: float = Field(
+        0.0, ge=0, le=1, description="Lowest acceptable recall (share of at-risk students found)."
+    )
+    min_precision: float = Field(
+        0.0, ge=0, le=1, description="Lowest acceptable precision (share of flags that are right)."
+    )
+    min_f1: float = Field(0.0, ge=0, le=1, description="Lowest acceptable F1 score.")
+    max_brier: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Highest acceptable Brier score (calibration; lower is better).",
+    )
+    compare_with_champion: bool = Field(
+        True,
+        description="Also require this model to beat the one holding the champion alias.",
+    )
+    compare_metric: Literal["auc", "recall", "f1"] = Field(
+        "auc", description="The metric the challenger must win on."
+    )
+    margin: float = Field(
+        0.0, ge=0, le=0.5, description="How much better than the champion it must be."
+    )
+
+
+class ValidateBlock(Block):
+    kind = "validate_model"
+    category = "model"
+    label = "Validate"
+    help = (
+        "Scores the held-out rows: AUC, recall and precision at the decision threshold, F1, "
+        "Brier score and a calibration curve. The run stops when a metric misses its limit, or "
+        "when the model does not beat the current champion by the margin."
+    )
+    icon = "check-circle"
+    Params = ValidateParams
+    inputs = (
+        Port("model", (PortType.MODEL,), "Model version"),
+        Port("test", (PortType.DATASET,), "Held-out rows", required=False),
+    )
+    outputs = (output("model", PortType.MODEL, "Validated model"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        ref = dict(inputs["model"])
+        model = model_for(context, ref)
+        frame, roles = holdout(context, ref, inputs.get("test"))
+        if inputs.get("test"):
+            ref["test"] = inputs["test"]
+        y = binary_target(frame[roles.label], roles.positive)
+        proba = model.predict_proba(frame)
+        metrics = evaluation.evaluate(y, proba, threshold=params.threshold)
+        intervals = evaluation.bootstrap_intervals(y, proba, threshold=params.threshold)
+        for key in ("auc", "recall", "precision", "f1", "brier"):
+            if metrics.get(key) is not None:
+                context.metric(key, metrics[key])
+        tracking.log_metrics(
+            model.run_id,
+            {k: metrics[k] for k in ("auc", "recall", "precision", "f1", "brier", "accuracy")},
+            prefix="test_",
+        )
+        failures = evaluation.check_thresholds(
+            metrics,
+            minimum={
+                "auc": params.min_auc,
+                "recall": params.min_recall,
+                "precision": params.min_precision,
+                "f1": params.min_f1,
+            },
+            maximum={"brier": params.max_brier},
+        )
+        champion = (
+            _champion(context, model, frame, y, params) if params.compare_with_champion else None
+        )
+        if champion and not champion["beaten"]:
+            failures.append(champion["verdict"])
+        model.validation = {
+            "threshold": params.threshold,
+            "metrics": metrics,
+            "intervals": intervals,
+            "limits": params.model_dump(),
+            "champion": champion,
+            "test_rows": len(frame),
+            "passed": not failures,
+            "failures": failures,
+        }
+        model.save(update_fields=["validation"])
+        tracking.log_json(model.run_id, "validation.json", model.validation)
+        summary = ", ".join(
+            f"{k} {metrics[k]:.3f}"
+            for k in ("auc", "recall", "precision", "f1", "brier")
+            if metrics.get(k) is not None
+        )
+        context.log(f"On {len(frame)} held-out rows at threshold {params.threshold:g}: {summary}")
+        if champion:
+            context.log(champion["verdict"])
+        if failures:
+            raise StepStopped("; ".join(failures))
+        return {"model": ref}
+
+
+def _champion(
+    context: Context, model: ModelVersion, frame: Any, y: Any, params: ValidateParams
+) -> dict[str, Any] | None:
+    holder = tracking.version_with_alias(model.name, "champion")
+    if holder is None or holder == model.version:
+        context.log("No champion yet: nothing to compare with.")
+        return None
+    champion = ModelVersion.objects.filter(name=model.name, version=holder).first()
+    if champion is None:
+        return None
+    try:
+        proba = champion.predict_proba(frame)
+    except ValueError as exc:
+        return {
+            "version": holder,
+            "beaten": False,
+            "verdict": f"The champion (version {holder}) cannot score these rows ({exc}); "
+            "approve a challenger by hand or retrain on matching columns.",
+        }
+    theirs = evaluation.evaluate(y, proba, threshold=champion.threshold)
+    ours = evaluation.evaluate(y, model.predict_proba(frame), threshold=params.threshold)
+    metric = params.compare_metric
+    mine, best = ours.get(metric) or 0.0, theirs.get(metric) or 0.0
+    beaten = mine >= best + params.margin
+    verdict = (
+        f"{metric} {mine:.3f} vs champion version {holder} {best:.3f} on the same held-out rows: "
+        + ("beats it" if beaten else f"does not beat it by the margin {params.margin:g}")
+        + (f" (margin {params.margin:g})" if beaten and params.margin else "")
+    )
+    return {
+        "version": holder,
+        "metric": metric,
+        "challenger": mine,
+        "champion": best,
+        "margin": params.margin,
+        "beaten": beaten,
+        "verdict": verdict,
+    }
+
+
+class ExportParams(Params):
+    parity_rows: int = Field(
+        1000, ge=10, le=100_000, description="Held-out rows used to compare ONNX with scikit-learn."
+    )
+
+
+class ExportOnnxBlock(Block):
+    kind = "export_onnx"
+    category = "model"
+    label = "Export ONNX"
+    help = (
+        "Converts the whole pipeline (preprocessing included) to ONNX, checks it gives the same "
+        "probabilities as scikit-learn on held-out rows (difference under 0.0001, else the step "
+        "fails), and signs a bundle (model.onnx, manifest.json, signature) kept in MLflow."
+    )
+    icon = "package"
+    Params = ExportParams
+    inputs = (Port("model", (PortType.MODEL,), "Model version"),)
+    outputs = (output("model", PortType.MODEL, "Model with bundle"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml import onnx_bundle, signing
+
+        ref = dict(inputs["model"])
+        model = model_for(context, ref)
+        frame, _ = holdout(context, ref)
+        spec = model.feature_spec()
+        pipeline = model.pipeline()
+        context.progress("converting to ONNX", 0.1)
+        onnx_bytes = onnx_bundle.to_onnx(pipeline, spec)
+        rows = prepare_frame(frame.head(params.parity_rows), spec)
+        context.progress("checking parity", 0.5)
+        parity = onnx_bundle.parity(pipeline, onnx_bundle.OnnxModel(onnx_bytes), rows)
+        context.metric("onnx_max_abs_diff", parity.max_abs_diff)
+        if not parity.ok:
+            raise BlockError(
+                f"ONNX differs from scikit-learn by up to {parity.max_abs_diff:.2e} on "
+                f"{parity.rows} held-out rows (limit {parity.tolerance:g}): the bundle was not "
+                "written. Try another algorithm or report this model to the EduMLOps team."
+            )
+        context.log(f"Parity: largest difference {parity.max_abs_diff:.2e} on {parity.rows} rows")
+        key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH))
+        manifest = {
+            "model": {
+                "name": model.name,
+                "version": model.version,
+                "run_id": model.run_id,
+                "algorithm": model.algorithm,
+            },
+            "features": spec.to_dict(),
+            "feature_types": {
+                **{c: "float" for c in spec.numeric},
+                **{c: "string" for c in spec.categorical},
+            },
+            "dataset_sha256": model.dataset_sha256,
+            "metrics": (model.validation or {}).get("metrics", {}),
+            "thresholds": {"decision": model.threshold},
+            "bias_outcome": model.bias_outcome or "not checked",
+            "parity_max_abs_diff": parity.max_abs_diff,
+            "created_at": timezone.now().isoformat(),
+        }
+        context.progress("signing the bundle", 0.8)
+        with tempfile.TemporaryDirectory(prefix="edumlops-bundle-") as tmp:
+            final = onnx_bundle.write_bundle(Path(tmp) / "bundle", onnx_bytes, manifest, key)
+            tracking.log_directory(model.run_id, Path(tmp) / "bundle", "bundle")
+        model.bundle = {
+            "artifact_path": "bundle",
+            "manifest": final,
+            "public_key": signing.public_key_pem(key.public_key()),
+            "parity": {"max_abs_diff": parity.max_abs_diff, "rows": parity.rows},
+        }
+        model.save(update_fields=["bundle"])
+        context.log(f"Signed bundle kept as MLflow artifacts of run {model.run_id} (bundle/)")
+        return {"model": ref}
+
+
+class SetAliasParams(Params):
+    alias: Literal["challenger", "champion"] = Field(
+        "challenger",
+        description=(
+            "challenger: a candidate to pilot; champion: the model schools use. One version "
+            "holds each alias at a time."
+        ),
+    )
+
+
+class SetAliasBlock(Block):
+    kind = "set_alias"
+    category = "model"
+    label = "Register / set alias"
+    help = (
+        "Gives the model version an MLflow alias: challenger (a candidate) or champion (the one "
+        "in use). The alias moves from whichever version held it before."
+    )
+    icon = "tag"
+    Params = SetAliasParams
+    inputs = (Port("model", (PortType.MODEL,), "Model version"),)
+    outputs = (output("model", PortType.MODEL, "Model version"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        model = model_for(context, inputs["model"])
+        mlflow_ready()
+        previous = tracking.version_with_alias(model.name, params.alias)
+        model.set_alias(params.alias)
+        moved = f" (from version {previous})" if previous and previous != model.version else ""
+        context.log(f"{model.name} version {model.version} is now {params.alias}{moved}")
+        return {"model": inputs["model"]}
+
+
+class ModelCardParams(Params):
+    intended_use: str = Field(
+        "Flag students who may be at risk so that staff can offer support early. Not for "
+        "grading, placement or discipline decisions.",
+        max_length=4000,
+        description="What the model is for and what it must not be used for.",
+    )
+    limitations: str = Field(
+        "",
+        max_length=4000,
+        description="Known limits, in plain words (added to those found automatically).",
+    )
+
+
+class ModelCardBlock(Block):
+    kind = "model_card"
+    category = "model"
+    label = "Model card"
+    help = (
+        "Writes the model card: intended use, where the data came from (dataset hash, rows, "
+        "schools, period), metrics overall and per group with intervals, the bias-gate outcome, "
+        "limitations and approvals so far. Readable on the model's page, downloadable as "
+        "Markdown or JSON, and kept in MLflow."
+    )
+    icon = "file-text"
+    Params = ModelCardParams
+    inputs = (Port("model", (PortType.MODEL,), "Model version"),)
+    outputs = (output("report", PortType.REPORT, "Model card"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml import model_card
+
+        model = model_for(context, inputs["model"])
+        model.card_text = {"intended_use": params.intended_use, "limitations": params.limitations}
+        model.save(update_fields=["card_text"])
+        card = model.card()
+        mlflow_ready()
+        tracking.log_json(model.run_id, "model_card.json", card)
+        tracking.log_text(model.run_id, "model_card.md", model_card.to_markdown(card))
+        context.log(f"Model card written: /models/{model.pk}/")
+        return {"report": {"model_version": model.pk, "card": f"/models/{model.pk}/"}}
