@@ -83,7 +83,9 @@ class DatasetVersion(models.Model):
         ordering = ["dataset__name", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["district", "sha256"], name="unique_version_content"),
-            models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number"),
+            models.UniqueConstraint(
+                fields=["dataset", "number"], name="unique_dataset_version_number"
+            ),
         ]
 
     def __str__(self) -> str:

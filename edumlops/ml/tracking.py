@@ -22,6 +22,14 @@ _configured: tuple[str, str] | None = None
 # A model logged here is served through ONNX or re-loaded by this code, whose dependencies are
 # pinned by the project: naming them saves MLflow's slow requirement inference (a subprocess).
 PIP_REQUIREMENTS = ["scikit-learn", "pandas", "numpy"]
+# MLflow 3 saves scikit-learn models with skops (no pickle) and refuses types it was not told
+# to trust: a fitted ColumnTransformer/OneHotEncoder keeps numpy dtype objects, and histogram
+# gradient boosting its TreePredictor (skops distrusts its raw node indices in files from
+# strangers; these files are written by our own workers into the district's own store).
+SKOPS_TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
 
 
 def configure(tracking_uri: str, artifact_root: str) -> None:
@@ -117,6 +125,7 @@ def log_trained_model(
                 signature=signature,
                 input_example=input_example,
                 pip_requirements=PIP_REQUIREMENTS,
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
             )
             version = mlflow.register_model(info.model_uri, model_name, tags=tags)
     return LoggedModel(

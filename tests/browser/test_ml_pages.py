@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from edumlops.ml.synth import generate_district
 
+from edumlops.ml.synth import generate_district
 from edumlops.registry.models import ModelVersion
 from tests.registry.conftest import run_here
 from workflows.models import Run, StepRun

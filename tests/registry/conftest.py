@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.workflows.conftest import broker_url, worker  # noqa: F401  (a real worker process)
 from workflows import engine
 from workflows.compiler import plan
 from workflows.models import Run, StepRun

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from edumlops.ml.synth import Bias, generate_district
 
 from edumlops.datasets.models import ingest, store_generated
 from edumlops.ml.datasets import Roles
+from edumlops.ml.synth import Bias, generate_district
 from edumlops.registry.models import ModelVersion
 from edumlops.registry.training import TrainingRequest, start_training
 from tests.registry.conftest import run_here, steps_of

@@ -179,10 +179,9 @@ class BiasGate(Block):
     outputs = (output("model", PortType.MODEL, "Model that passed"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml import tracking
         from edumlops.ml.fairness import BiasRule, bias_report
         from edumlops.ml.training import binary_target
-
-        from edumlops.ml import tracking
         from edumlops.registry.models import mlflow_ready
         from workflows.blocks.modelling import holdout, model_for
 
