@@ -58,6 +58,8 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
             "steps": [(s, labels[s.node_id]) for s in steps],
             "may_approve": may_approve,
             "models": ModelVersion.objects.filter(workflow_run=run),
-            "live": not run.finished,
+            # poll while steps move; a run waiting for a decision stays still (and polling
+            # would swap away the comment being typed)
+            "live": not run.finished and run.status != Run.Status.WAITING_APPROVAL,
         },
     )

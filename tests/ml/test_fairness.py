@@ -1,0 +1,90 @@
+"""The bias report: rates per group as fairlearn computes them, intervals on the gap, and the
+three verdicts — including 'inconclusive' for small groups and for intervals on the limit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import MetricFrame, false_negative_rate
+
+from edumlops.ml.fairness import BiasReport, BiasRule, bias_report
+
+FNR = [BiasRule("false_negative_rate", "max_difference", 0.1)]
+
+
+def groups_with_fnr(fnr_a: float, fnr_b: float, n: int, seed: int = 0):
+    """n students per group, half at risk; the model misses fnr_x of each group's at-risk."""
+    rng = np.random.default_rng(seed)
+    y = np.tile([1, 0], n)
+    group = np.repeat(["a", "b"], n)
+    miss = np.where(group == "a", fnr_a, fnr_b)
+    pred = np.where(y == 1, (rng.random(2 * n) >= miss).astype(int), 0)
+    return y, pred, pd.DataFrame({"g": group})
+
+
+def test_group_rates_are_fairlearns():
+    y, pred, frame = groups_with_fnr(0.2, 0.4, 500)
+    report = bias_report(y, pred, frame, FNR, intersections=False, n_boot=50)
+    expected = MetricFrame(
+        metrics=false_negative_rate, y_true=y, y_pred=pred, sensitive_features=frame["g"]
+    ).by_group
+    for row in report.groups:
+        assert row.metrics["false_negative_rate"] == pytest.approx(expected[row.group], abs=1e-4)
+        assert row.n == 500 and row.positives == 250
+
+
+def test_a_clear_gap_fails_a_clear_match_passes():
+    y, pred, frame = groups_with_fnr(0.1, 0.5, 2000)
+    failed = bias_report(y, pred, frame, FNR, intersections=False)
+    assert failed.outcome == "fail"
+    check = failed.checks[0]
+    assert check.ci_low > 0.1 and check.worst_group == "b"
+    assert "differs by" in check.reason and "above the limit 0.1" in check.reason
+
+    y, pred, frame = groups_with_fnr(0.2, 0.2, 2000)
+    passed = bias_report(y, pred, frame, FNR, intersections=False)
+    assert passed.outcome == "pass" and passed.checks[0].ci_high <= 0.1
+
+
+def test_a_gap_near_the_limit_on_few_rows_is_inconclusive():
+    y, pred, frame = groups_with_fnr(0.2, 0.3, 120)
+    report = bias_report(y, pred, frame, FNR, intersections=False)
+    assert report.outcome == "inconclusive"
+    assert "straddles the limit" in report.checks[0].reason
+
+
+def test_small_groups_are_shown_but_not_judged():
+    y, pred, frame = groups_with_fnr(0.2, 0.2, 500)
+    frame.loc[:9, "g"] = "tiny"  # ten students in a third group
+    report = bias_report(y, pred, frame, FNR, intersections=False, min_group_size=30)
+    tiny = next(g for g in report.groups if g.group == "tiny")
+    assert tiny.insufficient and tiny.n == 10
+    assert report.outcome == "pass"  # a and b are compared; tiny is listed as insufficient
+
+    only_one = bias_report(y, pred, frame, FNR, intersections=False, min_group_size=600)
+    assert only_one.outcome == "inconclusive"
+    assert "too few to compare" in only_one.checks[0].reason
+
+
+def test_intersections_are_checked_and_named():
+    y, pred, frame = groups_with_fnr(0.2, 0.2, 1000)
+    frame["h"] = np.tile(["x", "y"], 1000)
+    report = bias_report(y, pred, frame, FNR, n_boot=50)
+    assert {c.attribute for c in report.checks} == {"g", "h", "g × h"}
+    assert any(g.group == "a × x" for g in report.groups)
+
+
+def test_min_ratio_rule_and_round_trip_through_json():
+    y, pred, frame = groups_with_fnr(0.1, 0.5, 2000)
+    rule = [BiasRule("recall", "min_ratio", 0.8)]
+    report = bias_report(y, pred, frame, rule, intersections=False)
+    assert report.outcome == "fail"  # recall 0.5 vs 0.9: ratio ~0.56
+    assert report.checks[0].worst_group == "b"
+    again = BiasReport.from_dict(report.to_dict())
+    assert again.to_dict() == report.to_dict()
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(ValueError, match="Unknown fairness metric 'accuracy'"):
+        BiasRule("accuracy")
