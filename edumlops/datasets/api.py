@@ -19,7 +19,7 @@ from edumlops.schools.models import District
 from edumlops.schools.permissions import Action, require, visible_districts
 
 
-class VersionOut(serializers.ModelSerializer):
+class DatasetVersionOut(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.name")
     dataset_id = serializers.IntegerField(source="dataset.pk")
     created_by = serializers.StringRelatedField()
@@ -120,7 +120,7 @@ def _upload_error(message: str) -> Response:
             "sensitive": serializers.ListField(child=serializers.CharField(), required=False),
         },
     ),
-    responses={200: VersionOut, 201: VersionOut},
+    responses={200: DatasetVersionOut, 201: DatasetVersionOut},
 )
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser, FormParser])
@@ -153,7 +153,7 @@ def dataset_list(request: Request) -> Response:
     except DatasetError as exc:
         return _upload_error(str(exc))
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return Response({**VersionOut(version).data, "created": created}, status=code)
+    return Response({**DatasetVersionOut(version).data, "created": created}, status=code)
 
 
 def _get_version_for_user(request: Request, pk: int, action: Action) -> DatasetVersion:
@@ -162,7 +162,7 @@ def _get_version_for_user(request: Request, pk: int, action: Action) -> DatasetV
     return version
 
 
-@extend_schema(responses=DatasetOut)
+@extend_schema(responses=DatasetOut, operation_id="datasets_detail")
 @api_view(["GET"])
 def dataset_detail(request: Request, pk: int) -> Response:
     dataset = get_object_or_404(Dataset, pk=pk)
@@ -170,14 +170,14 @@ def dataset_detail(request: Request, pk: int) -> Response:
     return Response(DatasetOut(dataset).data)
 
 
-@extend_schema(request=RolesIn, responses=VersionOut)
+@extend_schema(request=RolesIn, responses=DatasetVersionOut)
 @api_view(["GET", "PATCH"])
 @parser_classes([JSONParser, FormParser, MultiPartParser])
 def version_detail(request: Request, pk: int) -> Response:
     """GET: a version with its schema and statistics. PATCH: mark its roles (label, positive
     class, sensitive attributes, school/grade/time columns)."""
     if request.method == "GET":
-        return Response(VersionOut(_get_version_for_user(request, pk, Action.VIEW)).data)
+        return Response(DatasetVersionOut(_get_version_for_user(request, pk, Action.VIEW)).data)
     version = _get_version_for_user(request, pk, Action.MANAGE_DATA)
     incoming = RolesIn(data=request.data)
     incoming.is_valid(raise_exception=True)
@@ -186,4 +186,4 @@ def version_detail(request: Request, pk: int) -> Response:
         version.set_roles(Roles.from_dict(merged))
     except DatasetError as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-    return Response(VersionOut(version).data)
+    return Response(DatasetVersionOut(version).data)

@@ -33,6 +33,7 @@ class TrainingRequest(BaseModel):
     bias_metrics: list[str] = Field(default_factory=lambda: ["false_negative_rate"])
     max_difference: float = Field(0.1, gt=0, le=1)
     min_group_size: int = Field(30, ge=1)
+    intersections: bool = True
     if_inconclusive: Literal["block", "ask_approval"] = "ask_approval"
     seed: int = Field(0, ge=0)
 
@@ -57,6 +58,7 @@ class TrainingRequest(BaseModel):
                     "metrics": self.bias_metrics,
                     "max_difference": self.max_difference,
                     "min_group_size": self.min_group_size,
+                    "intersections": self.intersections,
                     "if_inconclusive": self.if_inconclusive,
                     "seed": self.seed,
                 },

@@ -112,6 +112,7 @@ def train(request: HttpRequest) -> HttpResponse:
         data = {k: v for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken",)}
         data["bias_metrics"] = request.POST.getlist("bias_metrics") or ["false_negative_rate"]
         data["balanced"] = "balanced" in request.POST
+        data["intersections"] = "intersections" in request.POST
         try:
             wanted = TrainingRequest.model_validate(data)
             version = next((v for v in versions if v.pk == wanted.dataset_version), None)

@@ -87,7 +87,7 @@ class DatasetBlock(Block):
 
 class MinimiseParams(Params):
     keep: list[str] = Field(
-        default_factory=list,
+        default=[],
         description=(
             "Columns the model may use. Leave empty to keep every column that is not "
             "identifier-like or free text. The label, school, grade, date/term and sensitive "

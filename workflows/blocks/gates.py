@@ -119,7 +119,7 @@ class BiasGateParams(Params):
     metrics: list[
         Literal["false_negative_rate", "selection_rate", "recall", "false_positive_rate"]
     ] = Field(
-        default_factory=lambda: ["false_negative_rate"],
+        default=["false_negative_rate"],
         min_length=1,
         description=(
             "What must be similar across groups. False-negative rate (at-risk students the "

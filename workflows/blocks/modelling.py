@@ -90,7 +90,7 @@ class TrainParams(Params):
         ),
     )
     features: list[str] = Field(
-        default_factory=list,
+        default=[],
         description="Columns to learn from; empty = every usable column the data keeps.",
         json_schema_extra={"choices": "dataset_columns"},
     )
