@@ -54,8 +54,12 @@ def one_case(algorithm: str, rows: int, mode: str) -> dict:
         fit(pipeline, X, y, progress=lambda stage, fraction: stages.append(stage))
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "peak_mib": peak / 1024, "fit_mib": (peak - before) / 1024,
-            "stages": len(stages)}
+    return {
+        "seconds": seconds,
+        "peak_mib": peak / 1024,
+        "fit_mib": (peak - before) / 1024,
+        "stages": len(stages),
+    }
 
 
 def run_case(algorithm: str, rows: int, mode: str) -> dict:
