@@ -6,12 +6,18 @@ No anchor is named for this claim; the table prints the time per graph and per n
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import django
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the block registry imports the ML blocks, whose modules name Django models (no query is made)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edumlops.settings")
+django.setup()
 
 from workflows.compiler import compile_plan, plan, validate  # noqa: E402
 
