@@ -3,6 +3,9 @@ gap between groups with a bootstrap confidence interval — so the verdict can b
 honestly inconclusive.
 
 - Groups with fewer than `min_group_size` held-out rows are *insufficient*: shown, never judged.
+  A rate is judged only on a group with at least `min_group_size` rows in its denominator (the
+  at-risk students for the false-negative rate and recall, the others for the false-positive
+  rate): a rate over five at-risk students is noise, and a gap between noisy rates is not bias.
 - A check with fewer than two sufficient groups is inconclusive.
 - max_difference: pass when the interval's upper end is within the limit, fail when its lower end
   is beyond it, inconclusive when it straddles the limit. min_ratio mirrors that.
@@ -226,11 +229,19 @@ def bias_report(
             c = _counts(codes[idx], y[idx], p[idx], len(names))
             for m in metrics:
                 boot_rates[m].append(_rate(m, c))
+        positives = by_group["positives"].to_numpy(dtype=int)
+        denominators = {
+            "false_negative_rate": positives,
+            "recall": positives,
+            "false_positive_rate": sizes - positives,
+            "selection_rate": sizes,
+        }
         for rule in rules:
             values = by_group[rule.metric].to_numpy(dtype=float)
-            values = np.where(sufficient, values, np.nan)
+            counts = denominators[rule.metric]
+            values = np.where(sufficient & (counts >= min_group_size), values, np.nan)
             checks.append(
-                _check(name, rule, values, names, sizes, min_group_size, boot_rates, tail)
+                _check(name, rule, values, names, counts, min_group_size, boot_rates, tail)
             )
     outcome: Outcome = (
         "fail"
@@ -264,7 +275,7 @@ def _check(
     rule: BiasRule,
     values: np.ndarray,
     names: list[str],
-    sizes: np.ndarray,
+    counts: np.ndarray,
     min_group_size: int,
     boot_rates: dict[str, list[np.ndarray]],
     tail: float,
@@ -273,11 +284,11 @@ def _check(
     judged = ~np.isnan(values)
     base = BiasCheck(name, rule.metric, rule.kind, rule.threshold, None, None, None, "pass", "")
     if judged.sum() < 2:
-        small = [f"{g} (n={n})" for g, n, ok in zip(names, sizes, judged, strict=True) if not ok]
+        small = [f"{g} ({n})" for g, n, ok in zip(names, counts, judged, strict=True) if not ok]
         base.outcome = "inconclusive"
         base.reason = (
             f"{name}: only {int(judged.sum())} group(s) have at least {min_group_size} held-out "
-            f"students with a defined {label}; too few to compare"
+            f"students to compute the {label} on; too few to compare"
             + (f" (insufficient: {', '.join(small[:6])})" if small else "")
             + ". Collect more data or lower the minimum group size."
         )
@@ -290,11 +301,17 @@ def _check(
         )
         if s is not None
     ]
-    low, high = (
-        (float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail)))
-        if len(stats) >= 10
-        else (value, value)
-    )
+    if len(stats) >= 10:
+        # The gap between the best and the worst of several noisy rates is biased away from "no
+        # difference", and its resamples more so: a percentile interval alone calls noise bias,
+        # a basic (reflected) interval alone is too narrow near zero. The union of the two is
+        # conservative both ways: fail only if even the bias-corrected end is past the limit,
+        # pass only if even the biased end is within it.
+        q_low, q_high = (float(q) for q in np.percentile(stats, [tail, 100 - tail]))
+        low = max(0.0, min(q_low, 2 * value - q_high))
+        high = min(1.0, max(q_high, 2 * value - q_low))
+    else:
+        low = high = value
     high_i, low_i = int(np.nanargmax(values)), int(np.nanargmin(values))
     lower_is_better = rule.metric in ("false_negative_rate", "false_positive_rate")
     worst, best = (
@@ -321,7 +338,13 @@ def _check(
         else:
             base.outcome = "inconclusive"
             verdict = f"the interval straddles the minimum {rule.threshold:g}"
-    base.reason = f"{name}: {gap}, {verdict}."
+    left_out = [f"{g} ({n})" for g, n, ok in zip(names, counts, judged, strict=True) if not ok]
+    base.reason = f"{name}: {gap}, {verdict}." + (
+        f" Not judged, fewer than {min_group_size} students to compute it on: "
+        f"{', '.join(left_out[:6])}{' …' if len(left_out) > 6 else ''}."
+        if left_out
+        else ""
+    )
     return base
 
 

@@ -147,7 +147,7 @@ def generate_district(
     disability = _choice(rng, SENSITIVE_VALUES["disability"], (0.86, 0.09, 0.03, 0.02), n_students)
     sex = _choice(rng, SENSITIVE_VALUES["sex"], (0.49, 0.49, 0.02), n_students)
     school_effect = np.array([s.engagement for s in schools])[school_idx]
-    ses_effect = np.select([ses == "low", ses == "high"], [-0.5, 0.4], 0.0)
+    ses_effect = np.select([ses == "low", ses == "high"], [-0.25, 0.2], 0.0)
     z_student = (
         rng.normal(0, 1, n_students)
         + school_effect

@@ -88,3 +88,32 @@ def test_min_ratio_rule_and_round_trip_through_json():
 def test_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="Unknown fairness metric 'accuracy'"):
         BiasRule("accuracy")
+
+
+def test_a_rate_is_judged_only_on_enough_students_in_its_denominator():
+    y, pred, frame = groups_with_fnr(0.2, 0.2, 500)
+    # group c: 200 students, only 6 of them at risk, all missed
+    y = np.concatenate([y, [1] * 6 + [0] * 194])
+    pred = np.concatenate([pred, [0] * 200])
+    frame = pd.concat([frame, pd.DataFrame({"g": ["c"] * 200})], ignore_index=True)
+    report = bias_report(y, pred, frame, FNR, intersections=False, min_group_size=30)
+    check = report.checks[0]
+    assert check.outcome == "pass", check.reason  # c's FNR of 1.0 over 6 students is not judged
+    assert "Not judged" in check.reason and "c (6)" in check.reason
+    selection = bias_report(
+        y, pred, frame, [BiasRule("selection_rate", "max_difference", 0.5)], intersections=False
+    )
+    assert "c (" not in selection.checks[0].reason  # 200 students: c counts for selection rate
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_noise_among_many_equal_groups_is_not_called_bias(seed):
+    """Six groups, the same true miss rate, 40 at-risk students each: the raw gap between the
+    best and the worst is often above 0.1 by chance; the gate must not say 'fail'."""
+    rng = np.random.default_rng(seed)
+    n = 6 * 80
+    y = np.tile([1, 0], n // 2)
+    pred = np.where(y == 1, (rng.random(n) >= 0.3).astype(int), 0)
+    frame = pd.DataFrame({"g": np.repeat(list("abcdef"), 80)})
+    report = bias_report(y, pred, frame, FNR, intersections=False, seed=seed)
+    assert report.outcome != "fail", report.summary
