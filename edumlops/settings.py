@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "edumlops.schools",
     "edumlops.datasets",
     "edumlops.registry",
+    "edumlops.audit",
     "workflows",
 ]
 

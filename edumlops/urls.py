@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from edumlops.audit import views as audit_views
 from edumlops.core import views as core_views
 from edumlops.datasets import api as datasets_api
 from edumlops.datasets import views as datasets_views
@@ -27,6 +28,7 @@ urlpatterns = [
         name="model-card-download",
     ),
     path("runs/<int:pk>/", workflow_views.run_page, name="run"),
+    path("audit/", audit_views.audit_page, name="audit"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from edumlops.audit import models as audit
 from edumlops.schools.models import Membership
 from workflows.blocks.base import StepStopped, WaitForApproval
 from workflows.compiler import Plan, compile_plan, plan
@@ -426,6 +427,19 @@ def _decide(
         raise EngineError("You have already decided on this step.")
     Approval.objects.create(
         run=run, node_id=gate.node_id, user=user, decision=decision, comment=comment
+    )
+    audit.record(
+        action=(
+            audit.AuditRecord.Action.APPROVAL
+            if decision == Approval.Decision.APPROVE
+            else audit.AuditRecord.Action.REJECTION
+        ),
+        actor=user,
+        target=run,
+        target_label=f"run {run.pk} of {run.workflow.name}, step {gate.node_id}",
+        before={"status": gate.status},
+        after={"decision": decision, "step": gate.node_id},
+        reason=comment,
     )
     return run, gate
 

@@ -14,6 +14,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from edumlops.audit import models as audit
 from edumlops.schools.models import District
 
 TERMINAL_RUN = {"succeeded", "failed", "rejected", "cancelled"}
@@ -58,6 +59,14 @@ class Workflow(models.Model):
             graph=graph,
             message=message,
             created_by=user,
+        )
+        audit.record(
+            action=audit.AuditRecord.Action.WORKFLOW_VERSION,
+            actor=user,
+            target=self,
+            before={"version": last.number} if last else {},
+            after={"version": version.number, "nodes": len(graph.get("nodes", []))},
+            reason=message,
         )
         transaction.on_commit(lambda: sync_schedules(self))
         return version

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.urls import reverse
 
-from edumlops.schools.permissions import roles, visible_districts, visible_schools
+from edumlops.schools.permissions import Action, can, roles, visible_districts, visible_schools
 
 
 def navigation(request: HttpRequest) -> dict:
@@ -19,6 +19,8 @@ def navigation(request: HttpRequest) -> dict:
         items += [(s.name, reverse("school", args=[s.pk])) for s in visible_schools(user)]
     if districts:
         items += [("Datasets", reverse("datasets")), ("Models", reverse("models"))]
+        if any(can(user, Action.VIEW_AUDIT, d) for d in districts):
+            items.append(("Audit", reverse("audit")))
     if user.is_staff:
         items.append(("Admin", reverse("admin:index")))
     labels = {"teacher": "Teacher", "district_staff": "District staff", "admin": "ML lead / admin"}

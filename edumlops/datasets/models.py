@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Max
 
+from edumlops.audit import models as audit
 from edumlops.ml.datasets import (
     DatasetError,
     Limits,
@@ -200,6 +201,13 @@ def ingest(
                 schema=schema,
                 roles=roles.to_dict() if roles else {},
                 created_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+            audit.record(
+                action=audit.AuditRecord.Action.DATASET_UPLOAD,
+                actor=user,
+                target=version,
+                after={"sha256": parsed.sha256, "rows": len(parsed.frame), "file": original_name},
+                reason=f"{source} upload" if source != Dataset.Source.UPLOAD else "",
             )
             written.append(_atomic_write(version.csv_path, data))
             frame = parsed.frame.copy()

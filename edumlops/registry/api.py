@@ -107,7 +107,7 @@ def model_alias(request: Request, pk: int) -> Response:
             status=status.HTTP_400_BAD_REQUEST,
         )
     mlflow_ready()
-    model.set_alias(alias)
+    model.set_alias(alias, actor=request.user)
     return Response(ModelOut(model).data)
 
 

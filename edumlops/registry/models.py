@@ -92,11 +92,22 @@ class ModelVersion(models.Model):
 
         return self.pipeline().predict_proba(prepare_frame(frame, self.feature_spec()))[:, 1]
 
-    def set_alias(self, alias: str) -> None:
-        """Move `alias` to this version in MLflow and in the mirror (one holder per alias)."""
+    def set_alias(self, alias: str, actor: Any = None, reason: str = "") -> None:
+        """Move `alias` to this version in MLflow and in the mirror (one holder per alias), and
+        write it to the audit trail."""
+        from edumlops.audit import models as audit
         from edumlops.ml import tracking
 
+        previous = tracking.version_with_alias(self.name, alias)
         tracking.set_alias(self.name, alias, self.version)
+        audit.record(
+            action=audit.AuditRecord.Action.ALIAS,
+            actor=actor,
+            target=self,
+            before={alias: previous} if previous else {},
+            after={alias: self.version},
+            reason=reason,
+        )
         for other in ModelVersion.objects.filter(name=self.name).exclude(pk=self.pk):
             if alias in other.aliases:
                 other.aliases = [a for a in other.aliases if a != alias]

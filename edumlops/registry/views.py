@@ -46,7 +46,7 @@ def model_card_page(request: HttpRequest, pk: int) -> HttpResponse:
         alias = request.POST.get("alias", "")
         if alias in ("champion", "challenger"):
             mlflow_ready()
-            model.set_alias(alias)
+            model.set_alias(alias, actor=request.user)
             messages.success(request, f"{model} is now the {alias}.")
         return redirect("model-card", pk=model.pk)
     card = model.card()

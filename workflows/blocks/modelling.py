@@ -507,7 +507,11 @@ class SetAliasBlock(Block):
         model = model_for(context, inputs["model"])
         mlflow_ready()
         previous = tracking.version_with_alias(model.name, params.alias)
-        model.set_alias(params.alias)
+        model.set_alias(
+            params.alias,
+            actor=context.run.started_by,
+            reason=f"workflow run {context.run_id}, step {context.node_id}",
+        )
         moved = f" (from version {previous})" if previous and previous != model.version else ""
         context.log(f"{model.name} version {model.version} is now {params.alias}{moved}")
         return {"model": inputs["model"]}
