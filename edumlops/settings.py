@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "edumlops.datasets",
     "edumlops.registry",
     "edumlops.audit",
+    "edumlops.deployments",
     "workflows",
 ]
 

@@ -7,6 +7,8 @@ from edumlops.audit import views as audit_views
 from edumlops.core import views as core_views
 from edumlops.datasets import api as datasets_api
 from edumlops.datasets import views as datasets_views
+from edumlops.deployments import api as deployments_api
+from edumlops.deployments import views as deployments_views
 from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
@@ -29,6 +31,31 @@ urlpatterns = [
     ),
     path("runs/<int:pk>/", workflow_views.run_page, name="run"),
     path("audit/", audit_views.audit_page, name="audit"),
+    path("deployments/", deployments_views.deployments_page, name="deployments"),
+    path("schools/<int:pk>/rollback/", deployments_views.school_rollback, name="school-rollback"),
+    path("api/deployments/", deployments_api.deployment_list, name="api-deployments"),
+    path("api/deployments/<int:pk>/", deployments_api.deployment_detail, name="api-deployment"),
+    path(
+        "api/deployments/<int:pk>/rollback/",
+        deployments_api.deployment_rollback,
+        name="api-deployment-rollback",
+    ),
+    path(
+        "api/deployments/<int:pk>/promote/",
+        deployments_api.deployment_promote,
+        name="api-deployment-promote",
+    ),
+    path("api/schools/<int:pk>/predict/", deployments_api.school_predict, name="api-predict"),
+    path(
+        "api/schools/<int:pk>/predictions/",
+        deployments_api.school_predictions,
+        name="api-predictions",
+    ),
+    path(
+        "api/schools/<int:pk>/rollback/",
+        deployments_api.school_rollback,
+        name="api-school-rollback",
+    ),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -18,7 +18,11 @@ def navigation(request: HttpRequest) -> dict:
     if not districts:  # teachers: their school(s); staff reach schools from the district page
         items += [(s.name, reverse("school", args=[s.pk])) for s in visible_schools(user)]
     if districts:
-        items += [("Datasets", reverse("datasets")), ("Models", reverse("models"))]
+        items += [
+            ("Datasets", reverse("datasets")),
+            ("Models", reverse("models")),
+            ("Deployments", reverse("deployments")),
+        ]
         if any(can(user, Action.VIEW_AUDIT, d) for d in districts):
             items.append(("Audit", reverse("audit")))
     if user.is_staff:

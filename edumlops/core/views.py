@@ -126,12 +126,20 @@ def school_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "term_week": term.week_of(today) if term else None,
             "next_term": district.next_term_start(today),
             "timeline": calendar_timeline(district, today),
+            "deployment": _resolve(school),
+            "may_roll_back": can(request.user, Action.ROLL_BACK, school),
             "permissions": [
                 (action.value.replace("_", " "), can(request.user, action, school))
                 for action in Action
             ],
         },
     )
+
+
+def _resolve(school):  # noqa: ANN001, ANN202
+    from edumlops.deployments.services import resolve
+
+    return resolve(school)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -96,7 +96,11 @@ class OnnxModel:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class for each row of a prepared frame."""
-        (proba,) = self.session.run([self._proba], self.feed(frame))
+        return self.predict_feed(self.feed(frame))
+
+    def predict_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The same from ready input arrays (one (n, 1) array per feature)."""
+        (proba,) = self.session.run([self._proba], feed)
         return np.asarray(proba)[:, 1]
 
 

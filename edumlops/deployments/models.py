@@ -1,0 +1,99 @@
+"""Who gets which model: deployments of a model version on a scope (pilot schools or the whole
+district), their history, and the predictions they answered (minimised, for monitoring).
+
+Each school resolves exactly one active version: the active pilot it belongs to, else the
+district-wide deployment. A deployment is never edited into another one: rolling out, promoting
+and rolling back end the active deployment (superseded / rolled back, with the reason) and start
+a new one that remembers the one it replaced, so "last known good" is a walk back that chain.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from edumlops.schools.models import District, School
+
+
+class Deployment(models.Model):
+    class Scope(models.TextChoices):
+        PILOT = "pilot", "pilot schools"
+        DISTRICT = "district", "whole district"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        SUPERSEDED = "superseded", "superseded"
+        PROMOTED = "promoted", "promoted to the district"
+        ROLLED_BACK = "rolled_back", "rolled back"
+        ENDED = "ended", "ended"
+
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="deployments")
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.PROTECT, related_name="deployments"
+    )
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    schools = models.ManyToManyField(School, blank=True, related_name="pilot_deployments")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    previous = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ended_reason = models.TextField(blank=True)
+    workflow_run = models.ForeignKey(
+        "workflows.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["district"],
+                condition=Q(scope="district", status="active"),
+                name="one_active_district_deployment",
+            )
+        ]
+
+    def __str__(self) -> str:
+        where = "district" if self.scope == self.Scope.DISTRICT else "pilot"
+        return f"{self.model_version} on {where} (#{self.pk})"
+
+    def permission_scope(self) -> District:
+        return self.district
+
+    @property
+    def active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Prediction(models.Model):
+    """One accepted prediction, minimised: the model's features only (the request may carry no
+    other field), the probability, the band, and which deployment answered. No identifiers."""
+
+    school = models.ForeignKey(School, on_delete=models.CASCADE, related_name="predictions")
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+    )
+    features = models.JSONField()
+    probability = models.FloatField()
+    band = models.CharField(max_length=10)
+    latency_ms = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["school", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.probability:.3f} ({self.band}) for {self.school} by {self.model_version}"
+
+    def permission_scope(self) -> School:
+        return self.school

@@ -1,0 +1,239 @@
+"""Serving: one ONNX Runtime session per model version, cached (bounded, thread-safe), strict
+validation of each row against the bundle's feature schema, risk bands, and for linear models the
+features that pushed the risk up or down most.
+
+Bundles come from the model's MLflow artifacts and are verified against this server's own signing
+key before they are loaded: a bundle changed after export is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from edumlops.ml import onnx_bundle, signing, tracking
+from edumlops.registry.models import ModelVersion, mlflow_ready
+
+MAX_ROWS = 1000
+
+
+class RequestError(ValueError):
+    """The request is malformed; `errors` names each row and field at fault."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+@dataclass
+class LoadedModel:
+    model_version_id: int
+    name: str
+    version: str
+    algorithm: str
+    onnx: onnx_bundle.OnnxModel
+    numeric: list[str]
+    categorical: list[str]
+    thresholds: dict[str, float]
+    pipeline: Any = None  # scikit-learn, for explanations of linear models only
+    names_out: list[str] = field(default_factory=list)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def band(self, p: float) -> str:
+        high = self.thresholds.get("high", self.thresholds.get("decision", 0.5))
+        medium = self.thresholds.get("medium", high / 2)
+        return "high" if p >= high else "medium" if p >= medium else "low"
+
+
+class ModelCache:
+    """At most `size` loaded models; the least recently used is dropped first."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._models: OrderedDict[int, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[int, threading.Lock] = {}
+
+    def get(self, model: ModelVersion) -> LoadedModel:
+        with self._lock:
+            loaded = self._models.get(model.pk)
+            if loaded is not None:
+                self._models.move_to_end(model.pk)
+                return loaded
+            gate = self._loading.setdefault(model.pk, threading.Lock())
+        with gate:  # one thread loads a version; the others wait for it
+            with self._lock:
+                loaded = self._models.get(model.pk)
+            if loaded is None:
+                loaded = load(model)
+                with self._lock:
+                    self._models[model.pk] = loaded
+                    while len(self._models) > self.size:
+                        self._models.popitem(last=False)
+                    self._loading.pop(model.pk, None)
+        return loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+def load(model: ModelVersion) -> LoadedModel:
+    if not (model.bundle or {}).get("manifest"):
+        raise RequestError(f"{model} has no ONNX bundle: export it before serving.")
+    mlflow_ready()
+    folder = Path(tracking.download(model.run_id, model.bundle.get("artifact_path", "bundle")))
+    key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH)).public_key()
+    manifest, onnx = onnx_bundle.load_bundle(folder, key)
+    features = manifest["features"]
+    loaded = LoadedModel(
+        model_version_id=model.pk,
+        name=model.name,
+        version=model.version,
+        algorithm=model.algorithm,
+        onnx=onnx,
+        numeric=list(features.get("numeric", [])),
+        categorical=list(features.get("categorical", [])),
+        thresholds={k: float(v) for k, v in (manifest.get("thresholds") or {}).items()},
+    )
+    if model.algorithm == "logistic_regression":
+        loaded.pipeline = model.pipeline()
+        loaded.names_out = list(loaded.pipeline[:-1].get_feature_names_out())
+    return loaded
+
+
+CACHE = ModelCache(getattr(settings, "SERVING_CACHE_SIZE", 8))
+
+
+def parse_rows(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, dict) and "rows" in body:
+        rows = body["rows"]
+    elif isinstance(body, dict) and "row" in body:
+        rows = [body["row"]]
+    else:
+        raise RequestError(
+            'Send {"rows": [{feature: value, ...}, ...]} or {"row": {feature: value, ...}}.'
+        )
+    if not isinstance(rows, list) or not rows:
+        raise RequestError('"rows" must be a non-empty list of objects.')
+    if len(rows) > MAX_ROWS:
+        raise RequestError(f"At most {MAX_ROWS} rows per request; this one has {len(rows)}.")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise RequestError(f"Row {i} is not an object of feature: value.")
+    return rows
+
+
+def validate(model: LoadedModel, rows: list[dict[str, Any]]) -> None:
+    errors: list[dict[str, Any]] = []
+    known = set(model.features)
+    for i, row in enumerate(rows):
+        for name in model.features:
+            if name not in row:
+                errors.append({"row": i, "field": name, "problem": "missing"})
+        for name, value in row.items():
+            if name not in known:
+                errors.append({"row": i, "field": name, "problem": "unknown feature"})
+            elif value is None:
+                continue
+            elif name in model.numeric and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                errors.append(
+                    {"row": i, "field": name, "problem": f"must be a number, got {value!r}"}
+                )
+            elif name in model.categorical and not isinstance(value, str):
+                errors.append({"row": i, "field": name, "problem": f"must be text, got {value!r}"})
+    if errors:
+        fields = sorted({e["field"] for e in errors})
+        raise RequestError(
+            f"{len(errors)} problem(s) with the features {', '.join(fields)}: send exactly the "
+            f"model's features ({', '.join(model.features)}), numbers as numbers, categories as "
+            "text (null for unknown).",
+            errors,
+        )
+
+
+def feed(model: LoadedModel, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name in model.numeric:
+        values = [row[name] for row in rows]
+        arrays[name] = np.array(
+            [np.nan if v is None else v for v in values], dtype=np.float32
+        ).reshape(-1, 1)
+    for name in model.categorical:
+        arrays[name] = np.array(
+            ["missing" if row[name] is None else row[name] for row in rows], dtype=object
+        ).reshape(-1, 1)
+    return arrays
+
+
+def explain(model: LoadedModel, rows: list[dict[str, Any]], top: int = 3) -> list[list[dict]]:
+    """For logistic regression: each feature's share of the log-odds (coefficient × transformed
+    value, one-hot columns summed back to their feature), the `top` largest by size."""
+    if model.pipeline is None:
+        return [[] for _ in rows]
+    import pandas as pd
+
+    from edumlops.ml.training import FeatureSpec, prepare_frame
+
+    spec = FeatureSpec(model.numeric, model.categorical)
+    frame = prepare_frame(pd.DataFrame(rows), spec)
+    transformed = model.pipeline[:-1].transform(frame)
+    coef = model.pipeline[-1].coef_[0]
+    owners = []
+    for name in model.names_out:
+        part = name.split("__", 1)[-1]
+        owner = next(
+            (c for c in model.numeric if part == c),
+            next((c for c in model.categorical if part.startswith(f"{c}_")), part),
+        )
+        owners.append(owner)
+    result = []
+    for values in np.asarray(transformed):
+        sums: dict[str, float] = {}
+        for owner, v, c in zip(owners, values, coef, strict=True):
+            sums[owner] = sums.get(owner, 0.0) + float(v * c)
+        ranked = sorted(sums.items(), key=lambda kv: -abs(kv[1]))[:top]
+        result.append(
+            [
+                {
+                    "feature": k,
+                    "contribution": round(v, 4),
+                    "direction": "raises risk" if v > 0 else "lowers risk",
+                }
+                for k, v in ranked
+            ]
+        )
+    return result
+
+
+def predict(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+    validate(model, rows)
+    started = time.perf_counter()
+    probabilities = model.onnx.predict_feed(feed(model, rows))
+    seconds = time.perf_counter() - started
+    reasons = explain(model, rows)
+    answers = [
+        {
+            "probability": round(float(p), 6),
+            "risk_band": model.band(float(p)),
+            "model": {"name": model.name, "version": model.version},
+            **({"top_features": r} if model.pipeline is not None else {}),
+        }
+        for p, r in zip(probabilities, reasons, strict=True)
+    ]
+    return answers, seconds

@@ -1,0 +1,89 @@
+"""Real model versions for deployment tests: a scikit-learn pipeline trained on generated rows,
+logged and registered in a real MLflow store, exported to a signed ONNX bundle kept as its
+artifacts — the same calls the Train model and Export ONNX blocks make, without the workflow."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from edumlops.deployments import serving
+from edumlops.ml import onnx_bundle, signing, tracking
+from edumlops.ml.synth import generate_district
+from edumlops.ml.training import (
+    binary_target,
+    build_pipeline,
+    fit,
+    infer_features,
+    prepare_frame,
+)
+from edumlops.registry.models import ModelVersion, mlflow_ready
+from tests.registry.conftest import ml_stores  # noqa: F401
+
+EXCLUDE = {"at_risk", "student_id", "teacher_note", "ses", "english_learner", "disability", "sex"}
+EXCLUDE |= {"term", "term_start", "school_year"}
+
+
+def rows_for(n: int = 5, seed: int = 9) -> list[dict]:
+    frame = generate_district(n, seed=seed)
+    spec = infer_features(generate_district(500, seed=0), exclude=EXCLUDE)
+    out = []
+    for record in frame[spec.columns].to_dict("records"):
+        out.append({k: (None if v != v else v) for k, v in record.items()})  # NaN → null
+    return out
+
+
+def make_model(district, algorithm: str = "logistic_regression", seed: int = 0) -> ModelVersion:
+    frame = generate_district(1500, seed=seed)
+    spec = infer_features(frame, exclude=EXCLUDE)
+    X, y = prepare_frame(frame, spec), binary_target(frame["at_risk"], ["yes"])
+    pipeline = fit(build_pipeline(spec, algorithm, balanced=True, seed=seed), X, y)
+    mlflow_ready()
+    logged = tracking.log_trained_model(
+        experiment=f"{district.slug}/test",
+        model_name=f"{district.slug}-at-risk",
+        run_name=f"seed {seed}",
+        pipeline=pipeline,
+        params={"algorithm": algorithm},
+        metrics={},
+        input_example=X.head(3),
+        output_example=pipeline.predict_proba(X.head(3)),
+        tags={},
+    )
+    key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH))
+    manifest = {
+        "model": {"name": logged.name, "version": logged.version},
+        "features": spec.to_dict(),
+        "thresholds": {"decision": 0.5},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        final = onnx_bundle.write_bundle(
+            Path(tmp) / "bundle", onnx_bundle.to_onnx(pipeline, spec), manifest, key
+        )
+        tracking.log_directory(logged.run_id, Path(tmp) / "bundle", "bundle")
+    return ModelVersion.objects.create(
+        district=district,
+        name=logged.name,
+        version=logged.version,
+        run_id=logged.run_id,
+        algorithm=algorithm,
+        dataset_sha256="0" * 64,
+        features=spec.to_dict(),
+        validation={"threshold": 0.5},
+        bundle={"artifact_path": "bundle", "manifest": final},
+    )
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    serving.CACHE.clear()
+    yield
+    serving.CACHE.clear()
+
+
+@pytest.fixture
+def two_models(ml_stores, district):  # noqa: F811
+    return make_model(district, seed=0), make_model(district, seed=1)

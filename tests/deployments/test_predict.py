@@ -1,0 +1,188 @@
+"""The predict endpoint through ONNX Runtime (no mock): answers match scikit-learn on the served
+version, a rollback is used by the very next request, concurrent predictions during rollbacks
+get only valid versions, bad requests get a 400 naming each field and record nothing, and
+permissions hold."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+from django.db import connections
+from rest_framework.test import APIClient
+
+from edumlops.deployments import services
+from edumlops.deployments.models import Deployment, Prediction
+from tests.deployments.conftest import rows_for
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def predict(client, school, rows):
+    return client.post(f"/api/schools/{school.pk}/predict/", {"rows": rows}, format="json")
+
+
+def test_answers_match_scikit_learn_and_name_the_version(two_models, school_a, staff):
+    v1, _ = two_models
+    services.roll_out(v1, scope="district", user=staff)
+    rows = rows_for(20)
+    response = predict(client_for(staff), school_a, rows)
+    assert response.status_code == 200, response.json()
+    answers = response.json()["predictions"]
+    expected = v1.predict_proba(pd.DataFrame(rows))
+    for answer, p in zip(answers, expected, strict=True):
+        assert answer["probability"] == pytest.approx(p, abs=1e-5)
+        assert answer["model"] == {"name": v1.name, "version": v1.version}
+        assert answer["risk_band"] in ("low", "medium", "high")
+        assert (answer["risk_band"] == "high") == (p >= 0.5)
+        top = answer["top_features"]  # logistic regression explains itself
+        assert len(top) == 3 and {t["direction"] for t in top} <= {"raises risk", "lowers risk"}
+    recorded = Prediction.objects.filter(school=school_a)
+    assert recorded.count() == 20
+    assert set(recorded.first().features) == set(v1.feature_spec().columns)  # minimised
+
+
+def test_a_rollback_is_used_by_the_very_next_request(two_models, school_a, staff):
+    v1, v2 = two_models
+    services.roll_out(v1, scope="district", user=staff)
+    current = services.roll_out(v2, scope="district", user=staff)
+    client = client_for(staff)
+    row = rows_for(1)
+    assert predict(client, school_a, row).json()["predictions"][0]["model"]["version"] == "2"
+    response = client.post(
+        f"/api/deployments/{current.pk}/rollback/", {"reason": "bad week"}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["model"]["version"] == v1.version
+    assert predict(client, school_a, row).json()["predictions"][0]["model"]["version"] == "1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_threads_predicting_during_twenty_rollbacks(two_models, school_a, staff):
+    v1, v2 = two_models
+    services.roll_out(v1, scope="district", user=staff)
+    row = rows_for(1)
+    valid = {v1.version, v2.version}
+    seen, errors = [], []
+    stop = threading.Event()
+
+    def hammer():
+        client = client_for(staff)
+        try:
+            while not stop.is_set():
+                response = predict(client, school_a, row)
+                if response.status_code != 200:
+                    errors.append(response.status_code)
+                else:
+                    seen.append(response.json()["predictions"][0]["model"]["version"])
+        except Exception as exc:  # noqa: BLE001 - any failure is what this test looks for
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            active = services.district_deployment(school_a.district)
+            target = v2 if active.model_version == v1 else v1
+            services.rollback(active, user=staff, reason=f"flip {i}", target=target)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert seen and set(seen) <= valid
+    assert Deployment.objects.filter(status="active").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        (lambda r: r.pop("attendance_rate"), "attendance_rate", "missing"),
+        (lambda r: r.update(student_name="Ada"), "student_name", "unknown feature"),
+        (lambda r: r.update(quiz_average="high"), "quiz_average", "must be a number"),
+        (lambda r: r.update(quiz_average=True), "quiz_average", "must be a number"),
+        (lambda r: r.update(school=3), "school", "must be text"),
+    ],
+)
+def test_each_bad_row_is_named_and_nothing_is_recorded(
+    two_models, school_a, staff, change, field, problem
+):
+    services.roll_out(two_models[0], scope="district", user=staff)
+    rows = rows_for(3)
+    change(rows[1])
+    response = predict(client_for(staff), school_a, rows)
+    assert response.status_code == 400
+    body = response.json()
+    assert field in body["detail"]
+    assert any(
+        e["row"] == 1 and e["field"] == field and e["problem"].startswith(problem)
+        for e in body["errors"]
+    ), body
+    assert not Prediction.objects.exists()
+
+
+def test_malformed_bodies_are_refused(two_models, school_a, staff):
+    services.roll_out(two_models[0], scope="district", user=staff)
+    client = client_for(staff)
+    for body in ({}, {"rows": []}, {"rows": [1]}, {"rows": [{}] * 1001}):
+        response = client.post(f"/api/schools/{school_a.pk}/predict/", body, format="json")
+        assert response.status_code == 400, body
+    assert not Prediction.objects.exists()
+
+
+def test_a_tampered_bundle_is_not_served(two_models, school_a, staff):
+    from edumlops.ml import tracking
+
+    v1, _ = two_models
+    services.roll_out(v1, scope="district", user=staff)
+    folder = tracking.download(v1.run_id, "bundle")
+    model = folder / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[100] ^= 1
+    model.write_bytes(bytes(data))
+    tracking.log_directory(v1.run_id, folder, "bundle")  # the store now holds the altered file
+    response = predict(client_for(staff), school_a, rows_for(1))
+    assert response.status_code == 503
+    assert "model.onnx does not match its SHA-256" in response.json()["detail"]
+    assert not Prediction.objects.exists()
+
+
+def test_permissions(two_models, district, school_a, school_b, teacher_a, staff):
+    v1, v2 = two_models
+    services.roll_out(v1, scope="district", user=staff)
+    current = services.roll_out(v2, scope="district", user=staff)
+    predict(client_for(staff), school_b, rows_for(1))
+    teacher = client_for(teacher_a)
+    assert predict(teacher, school_a, rows_for(1)).status_code == 200
+    # another school's predictions: not even visible
+    assert teacher.get(f"/api/schools/{school_b.pk}/predictions/").status_code == 404
+    assert predict(teacher, school_b, rows_for(1)).status_code == 404
+    # a district-wide rollback and a rollout are for district staff
+    response = teacher.post(f"/api/deployments/{current.pk}/rollback/", {"reason": "x"})
+    assert response.status_code in (403, 404)
+    response = teacher.post(
+        "/api/deployments/", {"model_version": v1.pk, "scope": "district"}, format="json"
+    )
+    assert response.status_code in (403, 404)
+    # their own school, only when the district allows it
+    district.teachers_may_roll_back = False
+    district.save()
+    response = teacher.post(f"/api/schools/{school_a.pk}/rollback/", {"reason": "odd"})
+    assert response.status_code == 403
+    district.teachers_may_roll_back = True
+    district.save()
+    response = teacher.post(f"/api/schools/{school_a.pk}/rollback/", {"reason": "odd"})
+    assert response.status_code == 200, response.json()
+    assert teacher.post(f"/api/schools/{school_b.pk}/rollback/", {"reason": "x"}).status_code == 404
+    assert services.resolve(school_a).model_version == v1
+    assert services.resolve(school_b).model_version == v2
