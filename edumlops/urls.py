@@ -31,6 +31,7 @@ urlpatterns = [
     ),
     path("runs/<int:pk>/", workflow_views.run_page, name="run"),
     path("audit/", audit_views.audit_page, name="audit"),
+    path("approvals/", workflow_views.approvals_inbox, name="approvals"),
     path("deployments/", deployments_views.deployments_page, name="deployments"),
     path("schools/<int:pk>/rollback/", deployments_views.school_rollback, name="school-rollback"),
     path("api/deployments/", deployments_api.deployment_list, name="api-deployments"),

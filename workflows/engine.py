@@ -167,12 +167,14 @@ class StepContext:
             ).select_related("user")
         ]
 
-    def notify(self, *, recipients: str, title: str, message: str, email: bool) -> int:
+    def notify(
+        self, *, recipients: str, title: str, message: str, email: bool, link: str = ""
+    ) -> int:
         users = _recipients(self.run, recipients)
         body = message.format_map(
             _SafeDict(workflow=self.run.workflow.name, run=f"run {self.run.pk}")
         )
-        link = f"/api/runs/{self.run.pk}/"
+        link = link or f"/api/runs/{self.run.pk}/"
         count = 0
         for user in users:
             note, _ = Notification.objects.get_or_create(
@@ -342,6 +344,14 @@ def execute_step(run_id: int, node_id: str, *, me: str, retrying: bool = False) 
             step.status = S.WAITING_APPROVAL
             step.reason = str(exc)
             step.save(update_fields=["status", "reason", "logs", "metrics"])
+            # district staff hear of it once per step, in the app and by e-mail
+            context.notify(
+                recipients="district_staff",
+                title=f"Approval needed: {label} in {run.workflow.name}"[:200],
+                message=f"{exc}\n\nDecide in the approvals inbox.",
+                email=True,
+                link="/approvals/",
+            )
             return S.WAITING_APPROVAL
         except Exception as exc:
             if _is_transient(exc):

@@ -63,3 +63,79 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
             "live": not run.finished and run.status != Run.Status.WAITING_APPROVAL,
         },
     )
+
+
+def _models_of(run: Run) -> list:
+    """The model versions a run works on: made by it, or named in its steps' outputs."""
+    from edumlops.registry.models import ModelVersion
+
+    ids = set(ModelVersion.objects.filter(workflow_run=run).values_list("pk", flat=True))
+    for outputs in run.steps.values_list("outputs", flat=True):
+        for value in (outputs or {}).values():
+            if isinstance(value, dict) and isinstance(value.get("model_version"), int):
+                ids.add(value["model_version"])
+    return list(ModelVersion.objects.filter(pk__in=ids, district=run.workflow.district))
+
+
+def _pilots_of(run: Run) -> list:
+    from django.db.models import Count
+
+    from edumlops.deployments.models import Deployment
+
+    return list(
+        Deployment.objects.filter(workflow_run=run, scope="pilot")
+        .annotate(predictions=Count("district__schools__predictions", distinct=True))
+        .prefetch_related("schools")
+    )
+
+
+@login_required
+def approvals_inbox(request: HttpRequest) -> HttpResponse:
+    """Everything waiting for this person's decision, with what they need to decide."""
+    from workflows.models import Approval, StepRun
+
+    districts = [d for d in visible_districts(request.user) if can(request.user, Action.APPROVE, d)]
+    if not districts:
+        raise PermissionDenied("Approvals are decided by district staff.")
+    if request.method == "POST":
+        run = get_object_or_404(Run, pk=request.POST.get("run"), workflow__district__in=districts)
+        comment = request.POST.get("comment", "").strip()
+        node_id = request.POST.get("node_id")
+        if not comment:
+            messages.error(request, "Write a comment: it is kept with your decision.")
+        else:
+            try:
+                if request.POST.get("decision") == "approve":
+                    engine.approve(run, request.user, comment, node_id)
+                    messages.success(request, f"Approved {node_id} of run {run.pk}.")
+                else:
+                    engine.reject(run, request.user, comment, node_id)
+                    messages.success(request, f"Rejected {node_id} of run {run.pk}.")
+            except engine.EngineError as exc:
+                messages.error(request, str(exc))
+        return redirect("approvals")
+    waiting = (
+        StepRun.objects.filter(
+            status=StepRun.Status.WAITING_APPROVAL, run__workflow__district__in=districts
+        )
+        .select_related("run__workflow", "run__started_by")
+        .order_by("started_at", "id")
+    )
+    items = []
+    for step in waiting:
+        p = plan(step.run.version.graph)
+        node = p.nodes[step.node_id]
+        decided = Approval.objects.filter(run=step.run, node_id=step.node_id)
+        items.append(
+            {
+                "step": step,
+                "run": step.run,
+                "label": node.label or p.block(step.node_id).label,
+                "quorum": node.params.get("quorum", 1),
+                "approved": [a for a in decided if a.decision == "approve"],
+                "mine": decided.filter(user=request.user).exists(),
+                "models": _models_of(step.run),
+                "pilots": _pilots_of(step.run),
+            }
+        )
+    return TemplateResponse(request, "workflows/approvals.html", {"items": items})

@@ -23,6 +23,8 @@ def navigation(request: HttpRequest) -> dict:
             ("Models", reverse("models")),
             ("Deployments", reverse("deployments")),
         ]
+        if any(can(user, Action.APPROVE, d) for d in districts):
+            items.append(("Approvals", reverse("approvals")))
         if any(can(user, Action.VIEW_AUDIT, d) for d in districts):
             items.append(("Audit", reverse("audit")))
     if user.is_staff:

@@ -22,6 +22,7 @@ from edumlops.ml.training import (
 )
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from tests.registry.conftest import ml_stores  # noqa: F401
+from tests.workflows.conftest import broker_url, worker  # noqa: F401
 
 EXCLUDE = {"at_risk", "student_id", "teacher_note", "ses", "english_learner", "disability", "sex"}
 EXCLUDE |= {"term", "term_start", "school_year"}

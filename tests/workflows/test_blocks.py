@@ -27,6 +27,11 @@ EXPECTED = {
     "export_onnx",
     "set_alias",
     "model_card",
+    "registered_model",
+    "freeze_window",
+    "pilot_rollout",
+    "promote_to_district",
+    "rollback",
 }
 
 

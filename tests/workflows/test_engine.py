@@ -159,7 +159,9 @@ def test_a_rejection_ends_the_run_rejected(worker, make_workflow, platform_admin
     assert body["reason"] == 'Rejected by staff at "ok": Recall too low for EL students'
     steps = {s["node_id"]: s["status"] for s in body["steps"]}
     assert steps == {"start": "succeeded", "ok": "rejected", "tell": "skipped"}
-    assert not Notification.objects.exists()
+    # staff heard that a decision was needed; the skipped "tell" step told no one anything
+    assert Notification.objects.filter(user=staff, link="/approvals/").count() == 1
+    assert not Notification.objects.exclude(link="/approvals/").exists()
 
 
 def test_a_quorum_waits_for_enough_different_approvers(

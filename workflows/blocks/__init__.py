@@ -6,15 +6,24 @@ from __future__ import annotations
 import inspect
 from types import ModuleType
 
-from workflows.blocks import data, flow, gates, modelling, notify, triggers
+from workflows.blocks import data, deployment, flow, gates, modelling, notify, triggers
 from workflows.blocks.base import Block, PortType
 
-CATEGORY_MODULES: tuple[ModuleType, ...] = (triggers, data, modelling, gates, flow, notify)
+CATEGORY_MODULES: tuple[ModuleType, ...] = (
+    triggers,
+    data,
+    modelling,
+    gates,
+    deployment,
+    flow,
+    notify,
+)
 CATEGORY_LABELS = {
     "trigger": "Start",
     "data": "Data",
     "model": "Models",
     "gate": "Gates and approvals",
+    "deploy": "Roll out",
     "flow": "Flow",
     "notify": "Tell people",
 }

@@ -1,0 +1,322 @@
+"""Rolling out: a registered model version as input, pilot schools, promotion to the district,
+rollback, and freeze windows. The work lives in edumlops.deployments.services; these blocks pick
+the schools, check the conditions and ask for approval.
+
+Every rollout to a wider scope waits for district staff to approve it unless the workflow's
+owner turned `approval_required` off; the step's log then says that no approval was required.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any, Literal
+
+from django.utils import timezone
+from pydantic import Field
+
+from workflows.blocks.base import (
+    Block,
+    BlockError,
+    Context,
+    Params,
+    Port,
+    PortType,
+    StepStopped,
+    WaitForApproval,
+    output,
+)
+
+ANY = tuple(PortType)
+
+
+def _ask(context: Context, required: bool, what: str) -> None:
+    """Wait for approval (unless it was turned off), and say which it was in the log."""
+    if not required:
+        owner = context.run.workflow.owner
+        context.log(
+            f"No approval was required for {what}: the workflow's owner"
+            f"{f' ({owner})' if owner else ''} turned it off."
+        )
+        return
+    approvers = context.approvals()
+    if not approvers:
+        raise WaitForApproval(f"{what} waits for district staff to approve")
+    context.log(f"{what} approved by {', '.join(approvers)}")
+
+
+def _deployment(context: Context, ref: Any) -> Any:
+    from edumlops.deployments.models import Deployment
+
+    if not isinstance(ref, dict) or "deployment" not in ref:
+        raise BlockError("The input is not a deployment: connect a Pilot rollout block.")
+    found = Deployment.objects.filter(
+        pk=ref["deployment"], district=context.run.workflow.district
+    ).first()
+    if found is None:
+        raise BlockError(f"Deployment {ref['deployment']} no longer exists.")
+    return found
+
+
+class RegisteredModelParams(Params):
+    model_name: str = Field(
+        "at-risk",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,60}$",
+        description="The model's name in the registry (as on the Models page).",
+    )
+    alias: Literal["challenger", "champion"] = Field(
+        "challenger", description="Take the version that holds this alias now."
+    )
+
+
+class RegisteredModelBlock(Block):
+    kind = "registered_model"
+    category = "deploy"
+    label = "Registered model"
+    help = (
+        "Picks the model version that holds an alias (challenger or champion) in the registry, "
+        "so a rollout workflow can start from a model trained earlier."
+    )
+    icon = "archive"
+    Params = RegisteredModelParams
+    inputs = (Port("input", ANY, "Start", required=False),)
+    outputs = (output("model", PortType.MODEL, "Model version"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml import tracking
+        from edumlops.registry.models import ModelVersion, mlflow_ready
+
+        district = context.run.workflow.district
+        name = f"{district.slug}-{params.model_name}"
+        mlflow_ready()
+        version = tracking.version_with_alias(name, params.alias)
+        model = ModelVersion.objects.filter(district=district, name=name, version=version).first()
+        if version is None or model is None:
+            raise BlockError(
+                f"No version of '{params.model_name}' holds the {params.alias} alias: train one "
+                "or set the alias on the model's page."
+            )
+        context.log(f"{model} holds {params.alias}")
+        return {"model": {"model_version": model.pk, "name": model.name, "version": model.version}}
+
+
+class FreezeParams(Params):
+    period_kinds: list[Literal["testing", "break"]] = Field(
+        default=["testing"],
+        description="No rollout during these kinds of calendar period (testing weeks, breaks).",
+    )
+    period_names: list[str] = Field(
+        default=[], description="Also no rollout during periods with these names."
+    )
+
+
+class FreezeWindowBlock(Block):
+    kind = "freeze_window"
+    category = "deploy"
+    label = "Freeze window"
+    help = (
+        "Stops the run when today falls in a frozen period of the district's calendar, such as "
+        "a testing week, so nothing changes for students then. Put it before a rollout."
+    )
+    icon = "snowflake"
+    Params = FreezeParams
+    inputs = (Port("input", ANY, "Input"),)
+    outputs = (output("clear", PortType.SIGNAL, "Not frozen"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.core import clock
+        from edumlops.schools.models import CalendarPeriod
+
+        district = context.run.workflow.district
+        today = clock.today()
+        frozen = CalendarPeriod.objects.filter(
+            district=district, start__lte=today, end__gte=today
+        ).filter(kind__in=params.period_kinds) | CalendarPeriod.objects.filter(
+            district=district, start__lte=today, end__gte=today, name__in=params.period_names
+        )
+        period = frozen.order_by("end").first()
+        if period is not None:
+            raise StepStopped(
+                f"frozen: {period.name} runs until {period.end:%d %b %Y}; run this again after it"
+            )
+        context.log(f"{today:%d %b %Y} is outside every frozen period")
+        return {"clear": {"date": today.isoformat(), **inputs.get("input", {})}}
+
+
+class PilotParams(Params):
+    selection: Literal["names", "tag", "stratified"] = Field(
+        "stratified",
+        description=(
+            "names: the schools listed; tag: every school with the tag; stratified: a sample "
+            "that covers small and large, urban and rural schools."
+        ),
+    )
+    schools: list[str] = Field(default=[], description="School names or codes (for names).")
+    tag: str = Field("pilot", max_length=60, description="The school tag (for tag).")
+    sample_size: int = Field(3, ge=1, le=50, description="How many schools in a stratified sample.")
+    seed: int = Field(0, ge=0, description="Random seed of the stratified sample.")
+    approval_required: bool = Field(
+        True,
+        description="Wait for district staff to approve before the pilot starts. Only the "
+        "workflow's owner should turn this off; the run then records that none was required.",
+    )
+
+
+def choose_schools(district: Any, params: PilotParams) -> list[Any]:
+    schools = list(district.schools.order_by("name"))
+    if params.selection == "names":
+        wanted = {s.strip().lower() for s in params.schools if s.strip()}
+        chosen = [s for s in schools if s.name.lower() in wanted or s.code.lower() in wanted]
+        found = {s.name.lower() for s in chosen} | {s.code.lower() for s in chosen}
+        unknown = sorted(wanted - found)
+        if unknown:
+            raise BlockError(
+                f"No school named {', '.join(unknown)} in {district}: use names or codes from "
+                "the district page."
+            )
+        return chosen
+    if params.selection == "tag":
+        return [s for s in schools if params.tag in (s.tags or [])]
+    cells: dict[tuple[str, str], list[Any]] = {}
+    for s in schools:
+        cells.setdefault((s.size_band, s.locality), []).append(s)
+    rng = random.Random(params.seed)
+    picks = [rng.choice(group) for _, group in sorted(cells.items())]
+    rng.shuffle(picks)
+    return sorted(picks[: params.sample_size], key=lambda s: s.name)
+
+
+class PilotRolloutBlock(Block):
+    kind = "pilot_rollout"
+    category = "deploy"
+    label = "Pilot rollout"
+    help = (
+        "Puts the model version on a few pilot schools — chosen by name, by tag, or as a sample "
+        "covering small and large, urban and rural schools — after district staff approve. "
+        "The other schools keep the district's version."
+    )
+    icon = "flag"
+    Params = PilotParams
+    inputs = (Port("model", (PortType.MODEL,), "Model version"),)
+    outputs = (output("deployment", PortType.DEPLOYMENT, "Pilot deployment"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.deployments import services
+        from workflows.blocks.modelling import model_for
+
+        model = model_for(context, inputs["model"])
+        district = context.run.workflow.district
+        schools = choose_schools(district, params)
+        if not schools:
+            raise BlockError(f"No school was chosen ({params.selection}): change the selection.")
+        names = ", ".join(s.name for s in schools)
+        _ask(context, params.approval_required, f"Piloting {model} at {names}")
+        try:
+            pilot = services.roll_out(
+                model,
+                scope="pilot",
+                schools=schools,
+                user=context.run.started_by,
+                reason=f"workflow run {context.run_id}, step {context.node_id}",
+                run=context.run,
+            )
+        except services.DeploymentError as exc:
+            raise BlockError(str(exc)) from None
+        context.log(f"Pilot #{pilot.pk}: {model} at {names}")
+        context.metric("pilot_schools", len(schools))
+        return {"deployment": {"deployment": pilot.pk, "model_version": model.pk}}
+
+
+class PromoteParams(Params):
+    min_days_in_pilot: int = Field(
+        14, ge=0, le=365, description="The pilot must have run at least this many days."
+    )
+    approval_required: bool = Field(
+        True,
+        description="Wait for district staff to approve the promotion. Only the workflow's "
+        "owner should turn this off; the run then records that none was required.",
+    )
+
+
+class PromoteBlock(Block):
+    kind = "promote_to_district"
+    category = "deploy"
+    label = "Promote to district"
+    help = (
+        "Makes the pilot's model version the whole district's, once the pilot has run its "
+        "minimum days and district staff approve. The pilot ends as promoted."
+    )
+    icon = "trending-up"
+    Params = PromoteParams
+    inputs = (Port("deployment", (PortType.DEPLOYMENT,), "Pilot deployment"),)
+    outputs = (output("deployment", PortType.DEPLOYMENT, "District deployment"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.core import clock
+        from edumlops.deployments import services
+
+        pilot = _deployment(context, inputs["deployment"])
+        if pilot.scope != "pilot" or not pilot.active:
+            raise BlockError(f"Deployment #{pilot.pk} is not an active pilot ({pilot.status}).")
+        days = (clock.now() - pilot.created_at).total_seconds() / 86400
+        if days < params.min_days_in_pilot:
+            due = pilot.created_at - clock.offset() + dt.timedelta(days=params.min_days_in_pilot)
+            raise StepStopped(
+                f"the pilot has run {days:.1f} of its {params.min_days_in_pilot} days: promote it "
+                f"from {timezone.localtime(due):%d %b %Y %H:%M} on"
+            )
+        what = f"Promoting {pilot.model_version} to the district"
+        _ask(context, params.approval_required, what)
+        try:
+            whole = services.promote(
+                pilot,
+                user=context.run.started_by,
+                reason=f"workflow run {context.run_id}: pilot ran {days:.1f} days",
+                run=context.run,
+            )
+        except services.DeploymentError as exc:
+            raise BlockError(str(exc)) from None
+        context.log(f"{whole.model_version} is the district's version (deployment #{whole.pk})")
+        return {"deployment": {"deployment": whole.pk, "model_version": whole.model_version_id}}
+
+
+class RollbackParams(Params):
+    reason: str = Field(
+        "automated rollback", min_length=1, max_length=500, description="Kept in the audit trail."
+    )
+
+
+class RollbackBlock(Block):
+    kind = "rollback"
+    category = "deploy"
+    label = "Rollback"
+    help = (
+        "Puts the scope of the incoming deployment back on its last known good version in one "
+        "step (a pilot simply ends: its schools return to the district's version). Used by "
+        "automated interventions, e.g. after a drift alert."
+    )
+    icon = "rotate-ccw"
+    Params = RollbackParams
+    inputs = (
+        Port("deployment", (PortType.DEPLOYMENT,), "Deployment"),
+        Port("after", ANY, "Only after (e.g. a review gate)", required=False),
+    )
+    outputs = (output("deployment", PortType.DEPLOYMENT, "What answers now"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.deployments import services
+
+        deployment = _deployment(context, inputs["deployment"])
+        try:
+            now = services.rollback(
+                deployment,
+                user=context.run.started_by,
+                reason=f"{params.reason} (workflow run {context.run_id})",
+            )
+        except services.DeploymentError as exc:
+            raise BlockError(str(exc)) from None
+        if now is None:
+            context.log("Rolled back; no version is active on this scope now.")
+            return {"deployment": {"deployment": None}}
+        context.log(f"Rolled back #{deployment.pk}; {now.model_version} answers now (#{now.pk})")
+        return {"deployment": {"deployment": now.pk, "model_version": now.model_version_id}}
