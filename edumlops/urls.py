@@ -47,6 +47,8 @@ urlpatterns = [
         name="api-deployment-promote",
     ),
     path("api/schools/<int:pk>/predict/", deployments_api.school_predict, name="api-predict"),
+    path("api/tokens/", deployments_api.token_list, name="api-tokens"),
+    path("api/tokens/<int:pk>/revoke/", deployments_api.token_revoke, name="api-token-revoke"),
     path(
         "api/schools/<int:pk>/predictions/",
         deployments_api.school_predictions,

@@ -7,12 +7,14 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.decorators import api_view, authentication_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from edumlops.deployments import services, serving
-from edumlops.deployments.models import Deployment, Prediction
+from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
+from edumlops.deployments.tokens import IntegrationTokenAuthentication
 from edumlops.ml import onnx_bundle
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import School
@@ -187,12 +189,23 @@ PredictIn = inline_serializer(
 
 @extend_schema(request=PredictIn, responses={200: None, 400: None})
 @api_view(["POST"])
+@authentication_classes(
+    [IntegrationTokenAuthentication, TokenAuthentication, SessionAuthentication]
+)
 def school_predict(request: Request, pk: int) -> Response:
     """Score one row ({"row": {...}}) or a batch ({"rows": [...]}) with the school's active
     version. Each answer: probability, risk band, the version that answered and, for linear
     models, the features that moved the risk most. A bad request is refused whole (400, each
     row and field named) and nothing is recorded."""
-    school = _school(request, pk, Action.VIEW)
+    if isinstance(request.auth, IntegrationToken):  # an integration: its token's scope
+        school = get_object_or_404(School, pk=pk)
+        if not request.auth.may_predict_for(school):
+            return Response(
+                {"detail": f"This token is for {request.auth.school or request.auth.district}."},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+    else:
+        school = _school(request, pk, Action.VIEW)
     deployment = services.resolve(school)
     if deployment is None:
         return Response(
@@ -248,3 +261,65 @@ def school_predictions(request: Request, pk: int) -> Response:
             for p in items
         ]
     )
+
+
+TokenIn = inline_serializer(
+    "TokenIn",
+    {
+        "name": serializers.CharField(),
+        "district": serializers.IntegerField(),
+        "school": serializers.IntegerField(required=False),
+    },
+)
+
+
+@extend_schema(request=TokenIn, responses={201: None})
+@api_view(["GET", "POST"])
+def token_list(request: Request) -> Response:
+    """GET: the integration tokens of your districts (never their keys). POST: create one for
+    the district or one school; the answer holds the key, shown this once."""
+    from edumlops.deployments import tokens
+
+    if request.method == "GET":
+        items = IntegrationToken.objects.filter(district__in=visible_districts(request.user))
+        return Response(
+            [
+                {
+                    "id": t.pk,
+                    "name": t.name,
+                    "prefix": t.prefix,
+                    "district": t.district_id,
+                    "school": t.school_id,
+                    "created_at": t.created_at.isoformat(),
+                    "revoked": t.revoked_at is not None,
+                    "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                }
+                for t in items
+            ]
+        )
+    district = get_object_or_404(visible_districts(request.user), pk=request.data.get("district"))
+    require(request.user, Action.MANAGE_DATA, district)
+    school = None
+    if request.data.get("school"):
+        school = get_object_or_404(School, pk=request.data["school"], district=district)
+    try:
+        token, key = tokens.create(district, request.data.get("name", ""), request.user, school)
+    except ValueError as exc:
+        return _error(exc)
+    return Response(
+        {"id": token.pk, "name": token.name, "key": key, "prefix": token.prefix},
+        status=status.HTTP_201_CREATED,
+    )
+
+
+@extend_schema(responses={200: None})
+@api_view(["POST"])
+def token_revoke(request: Request, pk: int) -> Response:
+    from edumlops.deployments import tokens
+
+    token = get_object_or_404(
+        IntegrationToken.objects.filter(district__in=visible_districts(request.user)), pk=pk
+    )
+    require(request.user, Action.MANAGE_DATA, token)
+    tokens.revoke(token, request.user)
+    return Response({"id": token.pk, "revoked": True})

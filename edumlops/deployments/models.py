@@ -97,3 +97,38 @@ class Prediction(models.Model):
 
     def permission_scope(self) -> School:
         return self.school
+
+
+class IntegrationToken(models.Model):
+    """A key for a school information system or an app to call the predict API of one district
+    (or one school). Only its SHA-256 is stored; the key is shown once, when it is created."""
+
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="tokens")
+    school = models.ForeignKey(
+        School, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)  # the first characters, to recognise a key
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def permission_scope(self) -> District:
+        return self.district
+
+    def may_predict_for(self, school: School) -> bool:
+        return (
+            self.revoked_at is None
+            and school.district_id == self.district_id
+            and (self.school_id is None or self.school_id == school.pk)
+        )

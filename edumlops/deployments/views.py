@@ -10,8 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 
-from edumlops.deployments import services
-from edumlops.deployments.models import Deployment
+from edumlops.deployments import services, tokens
+from edumlops.deployments.models import Deployment, IntegrationToken
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District, School
 from edumlops.schools.permissions import Action, can, require, visible_districts, visible_schools
@@ -62,6 +62,23 @@ def _handle_post(request: HttpRequest, district: District) -> None:
             require(request.user, Action.PROMOTE, pilot)
             services.promote(pilot, user=request.user, reason=reason)
             messages.success(request, f"{pilot.model_version} is now the district's version.")
+        elif what == "token":
+            require(request.user, Action.MANAGE_DATA, district)
+            school = School.objects.filter(district=district, pk=request.POST.get("school") or 0)
+            token, key = tokens.create(
+                district, request.POST.get("name", ""), request.user, school.first()
+            )
+            messages.success(
+                request,
+                f"Token “{token.name}” created. Copy its key now, it is not shown again: {key}",
+            )
+        elif what == "revoke":
+            token = get_object_or_404(
+                IntegrationToken, pk=request.POST.get("token"), district=district
+            )
+            require(request.user, Action.MANAGE_DATA, token)
+            tokens.revoke(token, request.user)
+            messages.success(request, f"Token “{token.name}” revoked.")
         elif what == "rollout":
             require(request.user, Action.PROMOTE, district)
             model = get_object_or_404(
@@ -78,7 +95,7 @@ def _handle_post(request: HttpRequest, district: District) -> None:
                 reason=reason,
             )
             messages.success(request, f"Rolled out {model}.")
-    except services.DeploymentError as exc:
+    except (services.DeploymentError, ValueError) as exc:
         messages.error(request, str(exc))
 
 
@@ -120,6 +137,8 @@ def deployments_page(request: HttpRequest) -> HttpResponse:
             "schools": schools,
             "servable": servable,
             "may_roll_out": can(request.user, Action.PROMOTE, district),
+            "may_manage_tokens": can(request.user, Action.MANAGE_DATA, district),
+            "tokens": IntegrationToken.objects.filter(district=district).select_related("school"),
         },
     )
 

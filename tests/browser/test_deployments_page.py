@@ -70,9 +70,16 @@ def test_roll_out_pilot_promote_and_roll_back_from_the_page(page, live_server, d
     assert set(_versions(district).values()) == {v1.version}
     assert "recall dropped" in page.get_by_test_id("history").inner_text()
 
+    tokens = page.get_by_test_id("tokens")
+    tokens.get_by_label("Name").fill("SIS nightly scores")
+    tokens.get_by_role("button", name="Create token").click()
+    assert "Copy its key now" in page.locator(".message").inner_text()
+    assert "SIS nightly scores" in page.get_by_test_id("tokens").inner_text()
+
     page.get_by_role("link", name="Audit").click()
     text = page.get_by_test_id("audit-table").inner_text()
     assert "rollback" in text and "promotion" in text and "recall dropped" in text
+    assert "token created" in text
 
 
 def test_a_teacher_rolls_back_their_own_school(page, live_server, demo):

@@ -1,0 +1,99 @@
+"""Integration tokens: create (the key is returned once), revoke, and authenticate a request
+that carries `Authorization: Bearer edu_…`."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from edumlops.audit import models as audit
+from edumlops.deployments.models import IntegrationToken
+from edumlops.schools.models import District, School
+
+PREFIX = "edu_"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create(
+    district: District, name: str, user: Any, school: School | None = None
+) -> tuple[IntegrationToken, str]:
+    name = name.strip()
+    if not name:
+        raise ValueError("Name the token after what will use it, e.g. 'SIS nightly scores'.")
+    key = PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = IntegrationToken.objects.create(
+            district=district,
+            school=school,
+            name=name[:100],
+            prefix=key[:12],
+            key_hash=_hash(key),
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        audit.record(
+            action=audit.AuditRecord.Action.TOKEN,
+            actor=user,
+            target=token,
+            after={"name": token.name, "school": school.name if school else "whole district"},
+        )
+    return token, key
+
+
+def revoke(token: IntegrationToken, user: Any) -> None:
+    with transaction.atomic():
+        IntegrationToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+        audit.record(
+            action=audit.AuditRecord.Action.TOKEN,
+            actor=user,
+            target=token,
+            before={"revoked": False},
+            after={"revoked": True},
+            reason="revoked",
+        )
+
+
+class IntegrationPrincipal:
+    """Who is calling when an integration token is used: no account, no role, one token."""
+
+    is_authenticated = True
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, token: IntegrationToken) -> None:
+        self.token = token
+
+    def __str__(self) -> str:
+        return f"integration {self.token}"
+
+    def get_username(self) -> str:
+        return f"token:{self.token.prefix}"
+
+
+class IntegrationTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Any) -> tuple[IntegrationPrincipal, IntegrationToken] | None:
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        kind, _, key = header.partition(" ")
+        if kind != self.keyword or not key.startswith(PREFIX):
+            return None
+        token = IntegrationToken.objects.filter(key_hash=_hash(key.strip())).first()
+        if token is None or token.revoked_at is not None:
+            raise exceptions.AuthenticationFailed(
+                "This integration token is unknown or revoked: ask district staff for a new one."
+            )
+        IntegrationToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        return IntegrationPrincipal(token), token
+
+    def authenticate_header(self, request: Any) -> str:
+        return self.keyword
