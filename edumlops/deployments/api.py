@@ -312,7 +312,7 @@ def token_list(request: Request) -> Response:
     )
 
 
-@extend_schema(responses={200: None})
+@extend_schema(request=None, responses={200: None})
 @api_view(["POST"])
 def token_revoke(request: Request, pk: int) -> Response:
     from edumlops.deployments import tokens

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from edumlops.audit import models as audit
@@ -97,3 +98,17 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return self.keyword
+
+
+class IntegrationTokenScheme(OpenApiAuthenticationExtension):
+    """Describes integration tokens in the OpenAPI schema."""
+
+    target_class = "edumlops.deployments.tokens.IntegrationTokenAuthentication"
+    name = "integrationToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An integration token (edu_…) made on the Deployments page.",
+        }
