@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,7 @@ class LoadedModel:
     numeric: list[str]
     categorical: list[str]
     thresholds: dict[str, float]
-    pipeline: Any = None  # scikit-learn, for explanations of linear models only
-    names_out: list[str] = field(default_factory=list)
+    terms: dict[str, Any] | None = None  # logistic regression: per-feature terms to explain
 
     @property
     def features(self) -> list[str]:
@@ -108,8 +107,7 @@ def load(model: ModelVersion) -> LoadedModel:
         thresholds={k: float(v) for k, v in (manifest.get("thresholds") or {}).items()},
     )
     if model.algorithm == "logistic_regression":
-        loaded.pipeline = model.pipeline()
-        loaded.names_out = list(loaded.pipeline[:-1].get_feature_names_out())
+        loaded.terms = linear_terms(model.pipeline(), loaded.numeric, loaded.categorical)
     return loaded
 
 
@@ -181,33 +179,51 @@ def feed(model: LoadedModel, rows: list[dict[str, Any]]) -> dict[str, np.ndarray
     return arrays
 
 
+def linear_terms(pipeline: Any, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """What a fitted logistic-regression pipeline does to each feature, read off it once: for a
+    number (value - impute median → scale) x coefficient; for a category the coefficient of its
+    one-hot column (0 for a category never seen in training)."""
+    pre, coef = pipeline[:-1][0], pipeline[-1].coef_[0]
+    names = list(pre.get_feature_names_out())
+    weight = dict(zip(names, coef, strict=True))
+    terms: dict[str, Any] = {"numeric": {}, "categorical": {}}
+    if numeric:
+        steps = pre.named_transformers_["numeric"].named_steps
+        medians, scaler = steps["impute"].statistics_, steps.get("scale")
+        for i, col in enumerate(numeric):
+            mean = float(scaler.mean_[i]) if scaler is not None else 0.0
+            scale = float(scaler.scale_[i]) if scaler is not None else 1.0
+            terms["numeric"][col] = (
+                float(medians[i]),
+                mean,
+                scale,
+                float(weight[f"numeric__{col}"]),
+            )
+    if categorical:
+        encoder = pre.named_transformers_["categorical"]
+        for col, cats in zip(categorical, encoder.categories_, strict=True):
+            terms["categorical"][col] = {
+                str(c): float(weight[f"categorical__{col}_{c}"]) for c in cats
+            }
+    return terms
+
+
 def explain(model: LoadedModel, rows: list[dict[str, Any]], top: int = 3) -> list[list[dict]]:
-    """For logistic regression: each feature's share of the log-odds (coefficient × transformed
-    value, one-hot columns summed back to their feature), the `top` largest by size."""
-    if model.pipeline is None:
+    """For logistic regression: each feature's part of the log-odds, the `top` largest by size
+    (computed from the coefficients read at load time; no pandas on the request path)."""
+    if model.terms is None:
         return [[] for _ in rows]
-    import pandas as pd
-
-    from edumlops.ml.training import FeatureSpec, prepare_frame
-
-    spec = FeatureSpec(model.numeric, model.categorical)
-    frame = prepare_frame(pd.DataFrame(rows), spec)
-    transformed = model.pipeline[:-1].transform(frame)
-    coef = model.pipeline[-1].coef_[0]
-    owners = []
-    for name in model.names_out:
-        part = name.split("__", 1)[-1]
-        owner = next(
-            (c for c in model.numeric if part == c),
-            next((c for c in model.categorical if part.startswith(f"{c}_")), part),
-        )
-        owners.append(owner)
     result = []
-    for values in np.asarray(transformed):
-        sums: dict[str, float] = {}
-        for owner, v, c in zip(owners, values, coef, strict=True):
-            sums[owner] = sums.get(owner, 0.0) + float(v * c)
-        ranked = sorted(sums.items(), key=lambda kv: -abs(kv[1]))[:top]
+    for row in rows:
+        parts = {}
+        for col, (median, mean, scale, w) in model.terms["numeric"].items():
+            value = row[col]
+            x = median if value is None else float(value)
+            parts[col] = (x - mean) / scale * w
+        for col, weights in model.terms["categorical"].items():
+            value = row[col]
+            parts[col] = weights.get("missing" if value is None else value, 0.0)
+        ranked = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
         result.append(
             [
                 {
@@ -232,7 +248,7 @@ def predict(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[list[dict[s
             "probability": round(float(p), 6),
             "risk_band": model.band(float(p)),
             "model": {"name": model.name, "version": model.version},
-            **({"top_features": r} if model.pipeline is not None else {}),
+            **({"top_features": r} if model.terms is not None else {}),
         }
         for p, r in zip(probabilities, reasons, strict=True)
     ]

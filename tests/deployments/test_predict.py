@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from edumlops.deployments import services
 from edumlops.deployments.models import Deployment, Prediction
+from edumlops.ml.training import prepare_frame
 from tests.deployments.conftest import rows_for
 
 pytestmark = pytest.mark.django_db
@@ -186,3 +187,20 @@ def test_permissions(two_models, district, school_a, school_b, teacher_a, staff)
     assert teacher.post(f"/api/schools/{school_b.pk}/rollback/", {"reason": "x"}).status_code == 404
     assert services.resolve(school_a).model_version == v1
     assert services.resolve(school_b).model_version == v2
+
+
+def test_linear_explanations_add_up_to_the_models_log_odds(two_models):
+    from edumlops.deployments import serving
+
+    v1, _ = two_models
+    loaded = serving.load(v1)
+    rows = rows_for(30)
+    rows[0]["school"] = "A school opened this year"  # unseen category: no contribution
+    rows[1]["quiz_average"] = None  # imputed with the training median
+    pipeline = v1.pipeline()
+    log_odds = pipeline.decision_function(prepare_frame(pd.DataFrame(rows), v1.feature_spec()))
+    intercept = pipeline[-1].intercept_[0]
+    for parts, expected in zip(serving.explain(loaded, rows, top=99), log_odds, strict=True):
+        assert intercept + sum(p["contribution"] for p in parts) == pytest.approx(
+            expected, abs=1e-3
+        )
