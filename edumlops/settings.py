@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "edumlops.registry",
     "edumlops.audit",
     "edumlops.deployments",
+    "edumlops.monitoring",
     "workflows",
 ]
 

@@ -26,7 +26,11 @@ def rollout_graph(school, **promote):
             node("freeze", "freeze_window"),
             node("model", "registered_model", model_name="at-risk", alias="challenger"),
             node("pilot", "pilot_rollout", selection="names", schools=[school.name]),
-            node("promote", "promote_to_district", **{"min_days_in_pilot": 0, **promote}),
+            node(
+                "promote",
+                "promote_to_district",
+                **{"min_days_in_pilot": 0, "require_pilot_outcomes": False, **promote},
+            ),
             node("review", "approval_gate"),
             node("back", "rollback", reason="review found a problem"),
         ],
@@ -44,7 +48,8 @@ def rollout_graph(school, **promote):
 
 def save(district, owner, graph):
     assert validate(graph) == []
-    workflow = Workflow.objects.create(district=district, name="Roll out", owner=owner)
+    name = f"Roll out {Workflow.objects.filter(district=district).count() + 1}"
+    workflow = Workflow.objects.create(district=district, name=name, owner=owner)
     workflow.save_version(graph, "rollout", owner)
     return workflow
 

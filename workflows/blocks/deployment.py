@@ -30,7 +30,7 @@ from workflows.blocks.base import (
 ANY = tuple(PortType)
 
 
-def _ask(context: Context, required: bool, what: str) -> None:
+def _ask(context: Context, required: bool, what: str, quorum: int = 1) -> None:
     """Wait for approval (unless it was turned off), and say which it was in the log."""
     if not required:
         owner = context.run.workflow.owner
@@ -40,8 +40,9 @@ def _ask(context: Context, required: bool, what: str) -> None:
         )
         return
     approvers = context.approvals()
-    if not approvers:
-        raise WaitForApproval(f"{what} waits for district staff to approve")
+    if len(approvers) < quorum:
+        more = quorum - len(approvers)
+        raise WaitForApproval(f"{what} waits for {more} more approval(s) from district staff")
     context.log(f"{what} approved by {', '.join(approvers)}")
 
 
@@ -160,6 +161,7 @@ class PilotParams(Params):
         description="Wait for district staff to approve before the pilot starts. Only the "
         "workflow's owner should turn this off; the run then records that none was required.",
     )
+    quorum: int = Field(1, ge=1, le=10, description="How many district staff must approve.")
 
 
 def choose_schools(district: Any, params: PilotParams) -> list[Any]:
@@ -210,7 +212,7 @@ class PilotRolloutBlock(Block):
         if not schools:
             raise BlockError(f"No school was chosen ({params.selection}): change the selection.")
         names = ", ".join(s.name for s in schools)
-        _ask(context, params.approval_required, f"Piloting {model} at {names}")
+        _ask(context, params.approval_required, f"Piloting {model} at {names}", params.quorum)
         try:
             pilot = services.roll_out(
                 model,
@@ -231,11 +233,26 @@ class PromoteParams(Params):
     min_days_in_pilot: int = Field(
         14, ge=0, le=365, description="The pilot must have run at least this many days."
     )
+    require_pilot_outcomes: bool = Field(
+        True,
+        description="Require labelled rows from the pilot schools (e.g. end-of-term outcomes, "
+        "through a Dataset block) and check the model does as well there as in validation.",
+    )
+    pilot_metric: Literal["auc", "recall"] = Field(
+        "auc", description="The metric compared between the pilot and validation."
+    )
+    max_drop: float = Field(
+        0.05,
+        ge=0,
+        le=0.5,
+        description="How much lower than in validation the pilot's metric may be.",
+    )
     approval_required: bool = Field(
         True,
         description="Wait for district staff to approve the promotion. Only the workflow's "
         "owner should turn this off; the run then records that none was required.",
     )
+    quorum: int = Field(1, ge=1, le=10, description="How many district staff must approve.")
 
 
 class PromoteBlock(Block):
@@ -243,12 +260,17 @@ class PromoteBlock(Block):
     category = "deploy"
     label = "Promote to district"
     help = (
-        "Makes the pilot's model version the whole district's, once the pilot has run its "
-        "minimum days and district staff approve. The pilot ends as promoted."
+        "Makes the pilot's model version the whole district's when its conditions hold: the "
+        "pilot has run its minimum days, no alert is open on a pilot school, the model does as "
+        "well on the pilot schools' outcomes as in validation (within the margin), and district "
+        "staff approve. The pilot ends as promoted."
     )
     icon = "trending-up"
     Params = PromoteParams
-    inputs = (Port("deployment", (PortType.DEPLOYMENT,), "Pilot deployment"),)
+    inputs = (
+        Port("deployment", (PortType.DEPLOYMENT,), "Pilot deployment"),
+        Port("outcomes", (PortType.DATASET,), "Pilot outcomes (labelled rows)", required=False),
+    )
     outputs = (output("deployment", PortType.DEPLOYMENT, "District deployment"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
@@ -265,8 +287,26 @@ class PromoteBlock(Block):
                 f"the pilot has run {days:.1f} of its {params.min_days_in_pilot} days: promote it "
                 f"from {timezone.localtime(due):%d %b %Y %H:%M} on"
             )
+        from edumlops.monitoring.models import open_alerts
+
+        schools = list(pilot.schools.all())
+        alerts = list(open_alerts(schools)[:5])
+        if alerts:
+            raise StepStopped(
+                "open alert(s) on the pilot: "
+                + "; ".join(str(a) for a in alerts)
+                + ". Resolve them, then run this again."
+            )
+        if inputs.get("outcomes"):
+            _pilot_performance(context, pilot, schools, inputs["outcomes"], params)
+        elif params.require_pilot_outcomes:
+            raise StepStopped(
+                "no outcomes from the pilot schools to compare with validation: connect a "
+                "Dataset block with their labelled rows to 'Pilot outcomes', or turn "
+                "'require pilot outcomes' off"
+            )
         what = f"Promoting {pilot.model_version} to the district"
-        _ask(context, params.approval_required, what)
+        _ask(context, params.approval_required, what, params.quorum)
         try:
             whole = services.promote(
                 pilot,
@@ -278,6 +318,48 @@ class PromoteBlock(Block):
             raise BlockError(str(exc)) from None
         context.log(f"{whole.model_version} is the district's version (deployment #{whole.pk})")
         return {"deployment": {"deployment": whole.pk, "model_version": whole.model_version_id}}
+
+
+def _pilot_performance(
+    context: Context, pilot: Any, schools: list[Any], ref: Any, params: PromoteParams
+) -> None:
+    """Score the pilot schools' labelled rows with the pilot's model; stop when its metric is
+    more than `max_drop` below the one measured in validation."""
+    from edumlops.datasets.models import load_reference
+    from edumlops.ml import evaluation
+    from edumlops.ml.training import binary_target
+    from workflows.blocks.data import pseudonym_key, version_for
+
+    version_for(context, ref)
+    frame, roles = load_reference(ref, pseudonym_key())
+    if not roles.label:
+        raise BlockError("The pilot outcomes have no label marked: mark it on the dataset page.")
+    if roles.school and roles.school in frame:
+        names = {s.name for s in schools} | {s.code for s in schools}
+        frame = frame[frame[roles.school].astype(str).isin(names)]
+    if len(frame) < 30:
+        raise StepStopped(
+            f"only {len(frame)} labelled row(s) from the pilot schools: too few to judge; wait "
+            "for more outcomes"
+        )
+    model = pilot.model_version
+    y = binary_target(frame[roles.label], roles.positive)
+    pilot_metrics = evaluation.evaluate(y, model.predict_proba(frame), threshold=model.threshold)
+    validated = ((model.validation or {}).get("metrics") or {}).get(params.pilot_metric)
+    observed = pilot_metrics.get(params.pilot_metric)
+    if validated is None or observed is None:
+        raise StepStopped(
+            f"{params.pilot_metric} cannot be compared: the model was not validated, or the "
+            "pilot's rows hold one class only"
+        )
+    context.metric(f"pilot_{params.pilot_metric}", observed)
+    verdict = (
+        f"{params.pilot_metric} on {len(frame)} pilot rows {observed:.3f} vs {validated:.3f} in "
+        f"validation"
+    )
+    if validated - observed > params.max_drop:
+        raise StepStopped(f"{verdict}: more than {params.max_drop:g} lower")
+    context.log(f"{verdict}: within {params.max_drop:g}")
 
 
 class RollbackParams(Params):
