@@ -23,6 +23,7 @@ How the rows come about (everything vectorised with numpy):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -247,3 +248,79 @@ def generate_district(
     )
     frame.loc[frame["teacher_note"] == "", "teacher_note"] = None
     return frame.sort_values(["term", "school", "student_id"], kind="stable").reset_index(drop=True)
+
+
+# --- weekly rows, for monitoring --------------------------------------------------------------
+def school_calendar(years: Sequence[int]) -> list[tuple[str, str, dt.date, dt.date]]:
+    """(kind, name, start, end) of three terms and the breaks between them, per school year."""
+    periods = []
+    for y in years:
+        terms = [
+            ("Autumn", dt.date(y, 9, 2), dt.date(y, 12, 19)),
+            ("Spring", dt.date(y + 1, 1, 6), dt.date(y + 1, 3, 27)),
+            ("Summer", dt.date(y + 1, 4, 14), dt.date(y + 1, 6, 26)),
+        ]
+        for name, start, end in terms:
+            periods.append(("term", f"{name} {y}-{(y + 1) % 100:02d}", start, end))
+        periods.append(("break", f"Winter break {y}", dt.date(y, 12, 20), dt.date(y + 1, 1, 5)))
+        periods.append(
+            ("break", f"Spring break {y + 1}", dt.date(y + 1, 3, 28), dt.date(y + 1, 4, 13))
+        )
+    return periods
+
+
+def generate_weeks(
+    n_students: int = 300,
+    *,
+    school_years: Sequence[int] = (2024, 2025),
+    schools: Sequence[SchoolSpec] = DEFAULT_SCHOOLS,
+    seed: int = 0,
+    dip: float = 1.0,
+    shift: dict[str, tuple[dt.date, dt.date, float]] | None = None,
+) -> pd.DataFrame:
+    """One row per student and school week (Mondays of term weeks), with a strong start-of-term
+    pattern: attendance and LMS logins dip in the first two weeks of every term (`dip` scales
+    it). `shift` injects a real change: {feature: (from, to, amount)} adds `amount` to the
+    feature on those dates."""
+    rng = np.random.default_rng(seed)
+    weights = np.array([s.weight for s in schools], dtype=float)
+    school_idx = rng.choice(len(schools), size=n_students, p=weights / weights.sum())
+    z = rng.normal(0, 1, n_students) + np.array([s.engagement for s in schools])[school_idx]
+    grade0 = rng.integers(6, 13, size=n_students)
+    mondays, weeks_in, year_of = [], [], []
+    for i, (kind, _, start, end) in enumerate(school_calendar(school_years)):
+        if kind != "term":
+            continue
+        day = start - dt.timedelta(days=start.weekday())
+        week = 0
+        while day <= end:
+            mondays.append(day)
+            weeks_in.append(week)
+            year_of.append(i // 5)
+            day += dt.timedelta(days=7)
+            week += 1
+    n_weeks = len(mondays)
+    s = np.repeat(np.arange(n_students), n_weeks)
+    w = np.tile(np.arange(n_weeks), n_students)
+    n = len(s)
+    early = np.asarray(weeks_in)[w] < 2
+    noise = rng.normal(0, 1, (3, n))
+    frame = pd.DataFrame(
+        {
+            "week": np.asarray(mondays, dtype="datetime64[D]")[w],
+            "school": np.array([x.name for x in schools], dtype=object)[school_idx[s]],
+            "locality": np.array([x.locality for x in schools], dtype=object)[school_idx[s]],
+            "grade": np.minimum(grade0[s] + np.asarray(year_of)[w], 12),
+            "attendance_rate": np.clip(
+                0.93 + 0.04 * z[s] - 0.10 * dip * early + 0.03 * noise[0], 0, 1
+            ).round(3),
+            "lms_logins_weekly": np.clip(
+                6 + 1.5 * z[s] - 3.0 * dip * early + 1.2 * noise[1], 0, None
+            ).round(1),
+            "quiz_average": np.clip(72 + 9 * z[s] + 6 * noise[2], 0, 100).round(1),
+        }
+    )
+    for feature, (start, end, amount) in (shift or {}).items():
+        when = (frame["week"] >= np.datetime64(start)) & (frame["week"] <= np.datetime64(end))
+        frame.loc[when, feature] = frame.loc[when, feature] + amount
+    return frame
