@@ -9,6 +9,8 @@ from edumlops.datasets import api as datasets_api
 from edumlops.datasets import views as datasets_views
 from edumlops.deployments import api as deployments_api
 from edumlops.deployments import views as deployments_views
+from edumlops.monitoring import api as monitoring_api
+from edumlops.monitoring import views as monitoring_views
 from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
@@ -32,6 +34,14 @@ urlpatterns = [
     path("runs/<int:pk>/", workflow_views.run_page, name="run"),
     path("audit/", audit_views.audit_page, name="audit"),
     path("approvals/", workflow_views.approvals_inbox, name="approvals"),
+    path("alerts/", monitoring_views.alerts_page, name="alerts"),
+    path("api/alerts/", monitoring_api.alert_list, name="api-alerts"),
+    path(
+        "api/alerts/<int:pk>/acknowledge/",
+        monitoring_api.alert_acknowledge,
+        name="api-alert-acknowledge",
+    ),
+    path("api/alerts/<int:pk>/resolve/", monitoring_api.alert_resolve, name="api-alert-resolve"),
     path("deployments/", deployments_views.deployments_page, name="deployments"),
     path("schools/<int:pk>/rollback/", deployments_views.school_rollback, name="school-rollback"),
     path("api/deployments/", deployments_api.deployment_list, name="api-deployments"),

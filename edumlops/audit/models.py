@@ -44,6 +44,7 @@ class AuditRecord(models.Model):
         WORKFLOW_VERSION = "workflow_version", "workflow version saved"
         DATASET_UPLOAD = "dataset_upload", "dataset upload"
         TOKEN = "token_created", "token created"
+        ALERT = "alert_decision", "alert acknowledged / resolved"
 
     district = models.ForeignKey(
         District, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_records"

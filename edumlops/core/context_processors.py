@@ -27,6 +27,7 @@ def navigation(request: HttpRequest) -> dict:
             items.append(("Approvals", reverse("approvals")))
         if any(can(user, Action.VIEW_AUDIT, d) for d in districts):
             items.append(("Audit", reverse("audit")))
+    items.append(("Alerts", reverse("alerts")))
     if user.is_staff:
         items.append(("Admin", reverse("admin:index")))
     labels = {"teacher": "Teacher", "district_staff": "District staff", "admin": "ML lead / admin"}

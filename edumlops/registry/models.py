@@ -48,6 +48,9 @@ class ModelVersion(models.Model):
     bundle = models.JSONField(default=dict, blank=True)  # the signed manifest + artifact path
     aliases = models.JSONField(default=list, blank=True)
     card_text = models.JSONField(default=dict, blank=True)  # intended use, limitations
+    # per-feature bins and training histograms (edumlops.ml.drift.FeatureReference), and the
+    # training predictions' histogram under "__prediction__"
+    drift_reference = models.JSONField(default=dict, blank=True)
     workflow_run = models.ForeignKey(
         "workflows.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

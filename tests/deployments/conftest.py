@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from edumlops.deployments import serving
-from edumlops.ml import onnx_bundle, signing, tracking
+from edumlops.ml import drift, onnx_bundle, signing, tracking
 from edumlops.ml.synth import generate_district
 from edumlops.ml.training import (
     binary_target,
@@ -65,6 +65,10 @@ def make_model(district, algorithm: str = "logistic_regression", seed: int = 0) 
             Path(tmp) / "bundle", onnx_bundle.to_onnx(pipeline, spec), manifest, key
         )
         tracking.log_directory(logged.run_id, Path(tmp) / "bundle", "bundle")
+    reference = {
+        name: ref.to_dict()
+        for name, ref in drift.build_reference(frame, spec.numeric, spec.categorical).items()
+    }
     return ModelVersion.objects.create(
         district=district,
         name=logged.name,
@@ -75,6 +79,7 @@ def make_model(district, algorithm: str = "logistic_regression", seed: int = 0) 
         features=spec.to_dict(),
         validation={"threshold": 0.5},
         bundle={"artifact_path": "bundle", "manifest": final},
+        drift_reference=reference,
     )
 
 

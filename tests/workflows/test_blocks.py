@@ -32,6 +32,7 @@ EXPECTED = {
     "pilot_rollout",
     "promote_to_district",
     "rollback",
+    "drift_monitor",
 }
 
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 import inspect
 from types import ModuleType
 
-from workflows.blocks import data, deployment, flow, gates, modelling, notify, triggers
+from workflows.blocks import (
+    data,
+    deployment,
+    flow,
+    gates,
+    modelling,
+    monitoring,
+    notify,
+    triggers,
+)
 from workflows.blocks.base import Block, PortType
 
 CATEGORY_MODULES: tuple[ModuleType, ...] = (
@@ -15,6 +24,7 @@ CATEGORY_MODULES: tuple[ModuleType, ...] = (
     modelling,
     gates,
     deployment,
+    monitoring,
     flow,
     notify,
 )
@@ -24,6 +34,7 @@ CATEGORY_LABELS = {
     "model": "Models",
     "gate": "Gates and approvals",
     "deploy": "Roll out",
+    "monitor": "Monitor",
     "flow": "Flow",
     "notify": "Tell people",
 }

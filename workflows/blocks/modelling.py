@@ -12,12 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 from django.conf import settings
 from django.utils import timezone
 from pydantic import Field
 
 from edumlops.datasets.models import load_reference
-from edumlops.ml import evaluation, tracking
+from edumlops.ml import drift, evaluation, tracking
 from edumlops.ml.datasets import Roles
 from edumlops.ml.training import (
     ALGORITHMS,
@@ -145,6 +146,15 @@ class TrainBlock(Block):
             spec, params.algorithm, balanced=params.balanced, seed=params.seed
         )
         fit(pipeline, X, y, progress=lambda stage, f: context.progress(stage, 0.05 + 0.8 * f))
+        # the bins drift is measured on, fixed now on the training rows (and their predictions)
+        reference = {
+            name: ref.to_dict()
+            for name, ref in drift.build_reference(frame, spec.numeric, spec.categorical).items()
+        }
+        proba = pipeline.predict_proba(X)[:, 1]
+        reference["__prediction__"] = drift.build_reference(
+            pd.DataFrame({"__prediction__": proba}), ["__prediction__"], []
+        )["__prediction__"].to_dict()
         context.progress("logging to MLflow", 0.9)
         mlflow_ready()
         name = f"{district.slug}-{params.model_name}"
@@ -171,7 +181,11 @@ class TrainBlock(Block):
                 "dataset_sha256": version.sha256,
                 "workflow_run": str(context.run_id),
             },
-            extra_json={"features.json": spec.to_dict(), "training.json": training},
+            extra_json={
+                "features.json": spec.to_dict(),
+                "training.json": training,
+                "drift_reference.json": reference,
+            },
         )
         model = ModelVersion.objects.create(
             district=district,
@@ -184,6 +198,7 @@ class TrainBlock(Block):
             features=spec.to_dict(),
             roles=roles.to_dict(),
             training=training,
+            drift_reference=reference,
             workflow_run_id=context.run_id,
             created_by=context.run.started_by,
         )
@@ -458,6 +473,7 @@ class ExportOnnxBlock(Block):
             "thresholds": {"decision": model.threshold},
             "bias_outcome": model.bias_outcome or "not checked",
             "parity_max_abs_diff": parity.max_abs_diff,
+            "drift_reference": model.drift_reference,
             "created_at": timezone.now().isoformat(),
         }
         context.progress("signing the bundle", 0.8)

@@ -1,0 +1,72 @@
+"""Alerts over the API: list the ones you may see, acknowledge or resolve with a comment."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from edumlops.monitoring import services
+from edumlops.monitoring.models import Alert
+from edumlops.schools.permissions import Action, require, visible_districts, visible_schools
+
+
+def visible_alerts(user) -> object:  # noqa: ANN001
+    from django.db.models import Q
+
+    return Alert.objects.filter(
+        Q(district__in=visible_districts(user)) | Q(school__in=visible_schools(user))
+    ).select_related("school", "district")
+
+
+def as_dict(a: Alert) -> dict:
+    return {
+        "id": a.pk,
+        "district": a.district_id,
+        "school": a.school_id,
+        "monitor": a.monitor,
+        "cause": a.cause,
+        "severity": a.severity,
+        "status": a.status,
+        "message": a.message,
+        "created_at": a.created_at.isoformat(),
+        "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+    }
+
+
+@extend_schema(responses={200: None})
+@api_view(["GET"])
+def alert_list(request: Request) -> Response:
+    """Alerts you may see, newest first (`?status=open` to filter)."""
+    alerts = visible_alerts(request.user)
+    if request.query_params.get("status"):
+        alerts = alerts.filter(status=request.query_params["status"])
+    return Response([as_dict(a) for a in alerts[:500]])
+
+
+DecisionIn = inline_serializer("AlertDecisionIn", {"comment": serializers.CharField()})
+
+
+def _decide(request: Request, pk: int, status: str) -> Response:
+    alert = get_object_or_404(visible_alerts(request.user), pk=pk)
+    require(request.user, Action.EDIT_THRESHOLDS, alert)
+    try:
+        services.decide(alert, request.user, status, request.data.get("comment", ""))
+    except services.AlertError as exc:
+        return Response({"detail": str(exc)}, status=400)
+    return Response(as_dict(alert))
+
+
+@extend_schema(request=DecisionIn, responses={200: None})
+@api_view(["POST"])
+def alert_acknowledge(request: Request, pk: int) -> Response:
+    return _decide(request, pk, Alert.Status.ACKNOWLEDGED)
+
+
+@extend_schema(request=DecisionIn, responses={200: None})
+@api_view(["POST"])
+def alert_resolve(request: Request, pk: int) -> Response:
+    return _decide(request, pk, Alert.Status.RESOLVED)

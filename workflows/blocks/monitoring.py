@@ -1,0 +1,216 @@
+"""Monitoring: drift of the inputs and predictions each school's model sees, on the recorded
+(minimised) predictions, against a baseline chosen with the academic calendar. Raises one alert
+per school and drifting feature (a repeat refreshes it); small schools are pooled with schools
+of the same locality or reported as insufficient data, never as "no drift"."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import Field
+
+from workflows.blocks.base import Block, BlockError, Context, Params, Port, PortType, output
+
+ANY = tuple(PortType)
+
+
+class DriftParams(Params):
+    window_days: int = Field(
+        14, ge=1, le=120, description="How many days of recent predictions to look at.",
+        json_schema_extra={"unit": "days"},
+    )  # fmt: skip
+    baseline: Literal["seasonal", "training", "previous"] = Field(
+        "seasonal",
+        description=(
+            "seasonal: the same weeks of the term last year (falls back to the training data "
+            "when there is none); training: the data the model learned from; previous: the "
+            "window just before (naive: start-of-term dips look like drift)."
+        ),
+    )
+    psi_threshold: float = Field(
+        0.2, gt=0, le=2, description="Drift sensitivity: a larger population stability index "
+        "than this counts as a change (0.1 sensitive, 0.25 relaxed).",
+    )  # fmt: skip
+    min_count: int = Field(
+        30, ge=5, le=10_000, description="Fewer predictions than this: insufficient data."
+    )
+    pool_small_schools: bool = Field(
+        True, description="Check small schools together with others of the same locality."
+    )
+    by_grade: bool = Field(
+        False,
+        description="Compare within each grade, so a cohort growing older is not read as drift.",
+    )
+
+
+def _periods(district: Any) -> list[Any]:
+    from edumlops.ml.drift import Period
+
+    return [Period(p.kind, p.name, p.start, p.end) for p in district.calendar.all()]
+
+
+def _rows(schools: list[Any], start: dt.date, end: dt.date, periods: list[Any]) -> list[dict]:
+    from edumlops.deployments.models import Prediction
+    from edumlops.ml.drift import masked
+
+    rows = []
+    found = Prediction.objects.filter(
+        school__in=schools, created_at__date__gte=start, created_at__date__lte=end
+    ).values("features", "probability", "created_at")
+    for p in found.iterator(chunk_size=2000):
+        if masked(p["created_at"].date(), periods):
+            continue  # breaks and testing weeks are left out of both windows
+        rows.append({**p["features"], "__prediction__": p["probability"]})
+    return rows
+
+
+class DriftMonitorBlock(Block):
+    kind = "drift_monitor"
+    category = "monitor"
+    label = "Drift monitor"
+    help = (
+        "Checks whether what each school's model sees has changed: every feature and the "
+        "predictions, on the bins fixed at training time, against last year's same weeks of "
+        "term (or the training data, or the previous window). Raises an alert naming the "
+        "school and the feature; small schools are pooled or reported as insufficient data."
+    )
+    icon = "activity"
+    Params = DriftParams
+    inputs = (Port("input", ANY, "Start", required=False),)
+    outputs = (output("report", PortType.REPORT, "Drift report"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        import pandas as pd
+
+        from edumlops.core import clock
+        from edumlops.deployments.models import Prediction
+        from edumlops.deployments.services import resolve
+        from edumlops.ml import drift
+        from edumlops.monitoring.services import raise_alert
+
+        district = context.run.workflow.district
+        end = clock.today()
+        start = end - dt.timedelta(days=params.window_days - 1)
+        periods = _periods(district)
+        by_model: dict[int, list[Any]] = {}
+        models = {}
+        for school in district.schools.order_by("name"):
+            deployment = resolve(school)
+            if deployment is not None:
+                by_model.setdefault(deployment.model_version_id, []).append(school)
+                models[deployment.model_version_id] = deployment.model_version
+        if not by_model:
+            raise BlockError("No model is deployed in this district: nothing to monitor.")
+        results, alerts = [], 0
+        for model_id, schools in by_model.items():
+            model = models[model_id]
+            if not model.drift_reference:
+                context.log(f"{model} has no drift reference (retrain it to monitor drift).")
+                continue
+            reference = {
+                k: drift.FeatureReference.from_dict(v) for k, v in model.drift_reference.items()
+            }
+            counts = {
+                s.name: Prediction.objects.filter(
+                    school=s, created_at__date__gte=start, created_at__date__lte=end
+                ).count()
+                for s in schools
+            }
+            places = {s.name: s.locality for s in schools}
+            groups = (
+                drift.pool_small_groups(counts, places, params.min_count)
+                if params.pool_small_schools
+                else {s.name: [s.name] for s in schools}
+            )
+            named = {s.name: s for s in schools}
+            for group, members in groups.items():
+                members_ = [named[m] for m in members]
+                current = pd.DataFrame(_rows(members_, start, end, periods))
+                base_window, base_label = None, "the training data"
+                if params.baseline == "seasonal":
+                    base_window = drift.seasonal_baseline(start, end, periods)
+                    base_label = "the same weeks of last year"
+                elif params.baseline == "previous":
+                    base_window = drift.previous_window(start, end, periods)
+                    base_label = "the previous window"
+                baseline = None
+                if base_window is not None:
+                    baseline = pd.DataFrame(_rows(members_, *base_window, periods))
+                    if len(baseline) < params.min_count:
+                        baseline, base_label = None, "the training data (no baseline rows)"
+                reports = self._check(current, baseline, reference, params)
+                drifted = sorted({f for r in reports for f in r[1].drifted})
+                status = (
+                    "insufficient_data"
+                    if all(r[1].status == "insufficient_data" for r in reports)
+                    else "drift"
+                    if drifted
+                    else "no_drift"
+                )
+                context.log(
+                    f"{group}: {status.replace('_', ' ')} ({len(current)} predictions against "
+                    f"{base_label})" + (f": {', '.join(drifted)}" if drifted else "")
+                )
+                for label, report in reports:
+                    for f in report.features:
+                        if not f.drifted:
+                            continue
+                        severity = "critical" if f.psi > 2.5 * params.psi_threshold else "warning"
+                        for school in members_:
+                            _, new = raise_alert(
+                                district=district,
+                                school=school,
+                                monitor="drift",
+                                cause=f.name if not label else f"{f.name} ({label})",
+                                severity=severity,
+                                message=f"{f.reason} against {base_label}; window "
+                                f"{start:%d %b} – {end:%d %b %Y}"
+                                + (f" in {group}" if group != school.name else "")
+                                + ".",
+                            )
+                            alerts += new
+                results.append(
+                    {
+                        "group": group,
+                        "schools": members,
+                        "model": str(model),
+                        "status": status,
+                        "drifted": drifted,
+                        "baseline": base_label,
+                        "features": [
+                            {"name": f.name, "psi": f.psi, "js": f.js, "drifted": f.drifted}
+                            for _, r in reports
+                            for f in r.features
+                        ],
+                    }
+                )
+        context.metric("groups_checked", len(results))
+        context.metric("new_alerts", alerts)
+        return {"report": {"window": [start.isoformat(), end.isoformat()], "results": results}}
+
+    @staticmethod
+    def _check(current: Any, baseline: Any, reference: dict, params: DriftParams) -> list:
+        from edumlops.ml import drift
+
+        def one(cur: Any, base: Any) -> Any:
+            if cur.empty:
+                return drift.DriftReport("insufficient_data", 0, 0, [], {})
+            cols = [c for c in reference if c in cur.columns]
+            ref = {c: reference[c] for c in cols}
+            return drift.detect(
+                ref,
+                cur[cols],
+                baseline=None if base is None else base[cols],
+                min_count=params.min_count,
+                psi_threshold=params.psi_threshold,
+                n_boot=0,
+            )
+
+        if params.by_grade and "grade" in current.columns and "grade" in reference:
+            out = []
+            for grade, part in current.groupby("grade"):
+                base = None if baseline is None else baseline[baseline["grade"] == grade]
+                out.append((f"grade {grade:g}", one(part, base)))
+            return out
+        return [("", one(current, baseline))]
