@@ -226,8 +226,15 @@ LOGGING = {
 }
 
 # celery beat's own pulse: `manage.py healthcheck beat` checks that it was sent recently.
+# Raw prediction rows are kept this many days; daily aggregates stay.
+PREDICTION_RETENTION_DAYS = env_int("PREDICTION_RETENTION_DAYS", 30)
+
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "edumlops.heartbeat", "schedule": 60.0},
     "expire-approvals": {"task": "workflows.expire_approvals", "schedule": 60.0},
     "term-start-triggers": {"task": "workflows.fire_term_starts", "schedule": 3600.0},
+    "aggregate-and-prune-predictions": {
+        "task": "monitoring.aggregate_and_prune",
+        "schedule": 3600.0,
+    },
 }

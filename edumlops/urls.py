@@ -36,6 +36,7 @@ urlpatterns = [
     path("approvals/", workflow_views.approvals_inbox, name="approvals"),
     path("alerts/", monitoring_views.alerts_page, name="alerts"),
     path("api/alerts/", monitoring_api.alert_list, name="api-alerts"),
+    path("api/telemetry/", monitoring_api.telemetry, name="api-telemetry"),
     path(
         "api/alerts/<int:pk>/acknowledge/",
         monitoring_api.alert_acknowledge,

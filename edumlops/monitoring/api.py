@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.decorators import api_view, authentication_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.deployments.tokens import IntegrationTokenAuthentication
 from edumlops.monitoring import services
 from edumlops.monitoring.models import Alert
 from edumlops.schools.permissions import Action, require, visible_districts, visible_schools
@@ -70,3 +72,45 @@ def alert_acknowledge(request: Request, pk: int) -> Response:
 @api_view(["POST"])
 def alert_resolve(request: Request, pk: int) -> Response:
     return _decide(request, pk, Alert.Status.RESOLVED)
+
+
+TelemetryIn = inline_serializer(
+    "TelemetryIn",
+    {
+        "idempotency_key": serializers.CharField(),
+        "school": serializers.IntegerField(),
+        "aggregates": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+@extend_schema(request=TelemetryIn, responses={200: None, 201: None})
+@api_view(["POST"])
+@authentication_classes(
+    [IntegrationTokenAuthentication, TokenAuthentication, SessionAuthentication]
+)
+def telemetry(request: Request) -> Response:
+    """Daily aggregates from an edge node (or any integration): per school, day and model
+    version, counts, risk bands, histograms on the model's reference bins, latency. Sending
+    the same `idempotency_key` again counts nothing (200 with "duplicate": true)."""
+    from edumlops.deployments.models import IntegrationToken
+    from edumlops.monitoring import telemetry as t
+    from edumlops.schools.models import School
+
+    school = get_object_or_404(School, pk=request.data.get("school"))
+    if isinstance(request.auth, IntegrationToken):
+        if not request.auth.may_predict_for(school):
+            return Response({"detail": "This token is for another school."}, status=403)
+    else:
+        get_object_or_404(visible_schools(request.user), pk=school.pk)
+        require(request.user, Action.EDIT_THRESHOLDS, school)
+    try:
+        added, duplicate = t.receive(
+            school.district,
+            request.data.get("idempotency_key", ""),
+            school,
+            request.data.get("aggregates"),
+        )
+    except t.TelemetryError as exc:
+        return Response({"detail": str(exc)}, status=400)
+    return Response({"added": added, "duplicate": duplicate}, status=200 if duplicate else 201)

@@ -61,3 +61,49 @@ def open_alerts(schools: list[School]) -> models.QuerySet[Alert]:
     return Alert.objects.exclude(status=Alert.Status.RESOLVED).filter(
         Q(school__in=schools) | Q(school__isnull=True, district_id__in=districts)
     )
+
+
+class DailyAggregate(models.Model):
+    """What stays of a school's predictions for a day once raw rows age out: counts, risk bands,
+    per-feature histograms on the model's reference bins, latency percentiles. Edge nodes send
+    the same shape (source "edge:<node>")."""
+
+    school = models.ForeignKey(School, on_delete=models.CASCADE, related_name="daily_aggregates")
+    day = models.DateField()
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.CASCADE, related_name="+"
+    )
+    source = models.CharField(max_length=80, default="central")
+    device_profile = models.CharField(max_length=80, blank=True)
+    count = models.PositiveIntegerField(default=0)
+    bands = models.JSONField(default=dict)  # {"low": n, "medium": n, "high": n}
+    histograms = models.JSONField(default=dict)  # {feature: [counts on the reference bins]}
+    latency_p50_ms = models.FloatField(null=True)
+    latency_p95_ms = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["school", "day", "model_version", "source", "device_profile"],
+                name="one_aggregate_per_school_day_model_source",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.school} {self.day}: {self.count} predictions ({self.source})"
+
+    def permission_scope(self) -> School:
+        return self.school
+
+
+class TelemetryBatch(models.Model):
+    """A batch of aggregates received once: its idempotency key makes a resend count nothing."""
+
+    key = models.CharField(max_length=120, unique=True)
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="+")
+    received_at = models.DateTimeField(auto_now_add=True)
+    aggregates = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,166 @@
+"""Daily aggregates: built from the recorded predictions (then the raw rows can go after the
+retention window) and received from edge nodes in idempotent batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from edumlops.deployments.models import Prediction
+from edumlops.ml import drift
+from edumlops.monitoring.models import DailyAggregate, TelemetryBatch
+from edumlops.schools.models import School
+
+
+class TelemetryError(ValueError):
+    pass
+
+
+def aggregate_day(school: School, day: dt.date) -> list[DailyAggregate]:
+    """(Re)build the central aggregates of one school and day from its recorded predictions."""
+    rows = list(
+        Prediction.objects.filter(school=school, created_at__date=day)
+        .select_related("model_version")
+        .values("model_version", "features", "probability", "band", "latency_ms")
+    )
+    by_model: dict[int, list[dict]] = {}
+    for row in rows:
+        by_model.setdefault(row["model_version"], []).append(row)
+    made = []
+    from edumlops.registry.models import ModelVersion
+
+    for model_id, items in by_model.items():
+        model = ModelVersion.objects.get(pk=model_id)
+        references = {
+            k: drift.FeatureReference.from_dict(v) for k, v in (model.drift_reference or {}).items()
+        }
+        histograms = {}
+        for name, ref in references.items():
+            if name == "__prediction__":
+                values = [i["probability"] for i in items]
+            else:
+                values = [i["features"].get(name) for i in items]
+            histograms[name] = ref.histogram(values).tolist()
+        bands: dict[str, int] = {}
+        for i in items:
+            bands[i["band"]] = bands.get(i["band"], 0) + 1
+        latencies = np.asarray([i["latency_ms"] for i in items], dtype=float)
+        aggregate, _ = DailyAggregate.objects.update_or_create(
+            school=school,
+            day=day,
+            model_version=model,
+            source="central",
+            device_profile="server",
+            defaults={
+                "count": len(items),
+                "bands": bands,
+                "histograms": histograms,
+                "latency_p50_ms": float(np.percentile(latencies, 50)),
+                "latency_p95_ms": float(np.percentile(latencies, 95)),
+            },
+        )
+        made.append(aggregate)
+    return made
+
+
+def aggregate_and_prune(today: dt.date | None = None) -> dict[str, int]:
+    """Aggregate yesterday and today, then delete raw predictions older than the retention
+    window, aggregating their days first so nothing is lost."""
+    today = today or timezone.localdate()
+    keep = int(getattr(settings, "PREDICTION_RETENTION_DAYS", 30))
+    cutoff = today - dt.timedelta(days=keep)
+    old_days = set(
+        Prediction.objects.filter(created_at__date__lt=cutoff).values_list(
+            "school_id", "created_at__date"
+        )
+    )
+    recent = set(
+        Prediction.objects.filter(created_at__date__gte=today - dt.timedelta(days=1)).values_list(
+            "school_id", "created_at__date"
+        )
+    )
+    schools = {s.pk: s for s in School.objects.filter(pk__in={s for s, _ in old_days | recent})}
+    for school_id, day in sorted(old_days | recent):
+        aggregate_day(schools[school_id], day)
+    deleted, _ = Prediction.objects.filter(created_at__date__lt=cutoff).delete()
+    return {"aggregated_days": len(old_days | recent), "deleted_rows": deleted}
+
+
+FIELDS = {"day", "model_version", "count", "bands", "histograms"}
+
+
+def receive(district: Any, key: str, school: School, aggregates: list[Any]) -> tuple[int, bool]:
+    """Add a batch of edge aggregates once. Returns (aggregates added, duplicate?)."""
+    from edumlops.registry.models import ModelVersion
+
+    key = (key or "").strip()
+    if not key or len(key) > 120:
+        raise TelemetryError("Give each batch an idempotency_key (1 to 120 characters).")
+    if not isinstance(aggregates, list) or not aggregates:
+        raise TelemetryError('"aggregates" must be a non-empty list.')
+    for i, item in enumerate(aggregates):
+        missing = FIELDS - set(item) if isinstance(item, dict) else FIELDS
+        if missing:
+            raise TelemetryError(f"Aggregate {i} lacks {', '.join(sorted(missing))}.")
+        if not isinstance(item["count"], int) or item["count"] < 0:
+            raise TelemetryError(f"Aggregate {i}: count must be a whole number ≥ 0.")
+    try:
+        with transaction.atomic():
+            TelemetryBatch.objects.create(key=key, district=district, aggregates=len(aggregates))
+            for i, item in enumerate(aggregates):
+                try:
+                    day = dt.date.fromisoformat(str(item["day"]))
+                except ValueError:
+                    raise TelemetryError(f"Aggregate {i}: day must be YYYY-MM-DD.") from None
+                model = ModelVersion.objects.filter(
+                    pk=item["model_version"], district=district
+                ).first()
+                if model is None:
+                    raise TelemetryError(
+                        f"Aggregate {i}: no model version {item['model_version']}."
+                    )
+                source = f"edge:{item.get('node', 'unknown')}"[:80]
+                profile = str(item.get("device_profile", ""))[:80]
+                row, created = DailyAggregate.objects.select_for_update().get_or_create(
+                    school=school,
+                    day=day,
+                    model_version=model,
+                    source=source,
+                    device_profile=profile,
+                    defaults={
+                        "count": item["count"],
+                        "bands": item["bands"],
+                        "histograms": item["histograms"],
+                        "latency_p50_ms": item.get("latency_p50_ms"),
+                        "latency_p95_ms": item.get("latency_p95_ms"),
+                    },
+                )
+                if not created:  # a later batch of the same day: add it up
+                    row.count = F("count") + item["count"]
+                    row.bands = _add(row.bands, item["bands"])
+                    row.histograms = {
+                        k: _add_lists(row.histograms.get(k, []), item["histograms"].get(k, []))
+                        for k in {*row.histograms, *item["histograms"]}
+                    }
+                    row.save()
+    except IntegrityError:
+        return 0, True  # the key was used before (or by a parallel resend): counted once
+    return len(aggregates), False
+
+
+def _add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}
+
+
+def _add_lists(a: list, b: list) -> list:
+    if not a or not b:
+        return list(a or b)
+    if len(a) != len(b):
+        raise TelemetryError("Histograms of one feature must use the same bins.")
+    return [x + y for x, y in zip(a, b, strict=True)]
