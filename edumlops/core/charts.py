@@ -96,3 +96,105 @@ def calibration_points(curve: dict[str, list[float]] | None, size: int = 160) ->
         return ""
     pairs = zip(curve.get("mean_predicted", []), curve.get("fraction_positive", []), strict=False)
     return " ".join(f"{x * size:.1f},{size - y * size:.1f}" for x, y in pairs)
+
+
+# --- lines over time (drift per feature), with calendar periods shaded -------------------------
+DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 4", "10 4")
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    points: str  # "x,y x,y ..." for <polyline>
+    dash: str  # stroke-dasharray: colour is never the only difference
+    last_x: float
+    last_y: float
+    last: float
+
+
+@dataclass(frozen=True)
+class Band:
+    x: float
+    w: float
+    label: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Marker:
+    x: float
+    label: str
+
+
+@dataclass(frozen=True)
+class TimeChart:
+    width: int
+    height: int
+    lines: list[Line]
+    bands: list[Band]
+    markers: list[Marker]
+    threshold_y: float | None
+    y_max: float
+    start: str
+    end: str
+
+
+def time_chart(
+    series: dict[str, list[tuple[Any, float]]],
+    *,
+    periods: list[tuple[str, str, Any, Any]] = (),
+    markers: list[tuple[Any, str]] = (),
+    threshold: float | None = None,
+    width: int = 640,
+    height: int = 180,
+) -> TimeChart | None:
+    """Lines of (date or datetime, value) per series on one time axis; `periods` (kind, name,
+    start, end) are shaded, `markers` (time, label) drawn as ticks (alerts), `threshold` as a
+    dashed rule. Only the lines above half the threshold are labelled on the chart; the
+    template lists every line with its latest value beside it."""
+    import datetime as dt
+
+    def ts(value: Any) -> float:
+        if isinstance(value, dt.datetime):
+            return value.timestamp()
+        return dt.datetime.combine(value, dt.time.min, tzinfo=dt.UTC).timestamp()
+
+    stamps = [ts(d) for values in series.values() for d, _ in values]
+    if not stamps:
+        return None
+    first, last = min(stamps), max(stamps)
+    if last - first < 86400:
+        first = last - 7 * 86400
+    span = last - first
+    top = max([v for values in series.values() for _, v in values] + [threshold or 0]) * 1.15
+    top = top or 1.0
+
+    def x(d: Any) -> float:
+        return round(min(max((ts(d) - first) / span, 0.0), 1.0) * (width - 110), 1)
+
+    def y(v: float) -> float:
+        return round(height - v / top * (height - 10), 1)
+
+    lines = []
+    for i, (name, values) in enumerate(sorted(series.items())):
+        values = sorted(values, key=lambda p: ts(p[0]))
+        pts = " ".join(f"{x(d)},{y(v)}" for d, v in values)
+        lx, ly = x(values[-1][0]), y(values[-1][1])
+        lines.append(Line(name, pts, DASHES[i % len(DASHES)], lx, ly, values[-1][1]))
+    bands = []
+    for kind, name, start, end in periods:
+        if ts(end) >= first and ts(start) <= last:
+            bands.append(Band(x(start), max(x(end) - x(start), 2.0), name, kind))
+    marks = [Marker(x(d), label) for d, label in markers if first <= ts(d) <= last]
+    when = dt.datetime.fromtimestamp
+    return TimeChart(
+        width,
+        height,
+        lines,
+        bands,
+        marks,
+        y(threshold) if threshold else None,
+        round(top, 3),
+        when(first, dt.UTC).date().isoformat(),
+        when(last, dt.UTC).date().isoformat(),
+    )

@@ -127,6 +127,7 @@ def school_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "next_term": district.next_term_start(today),
             "timeline": calendar_timeline(district, today),
             "deployment": _resolve(school),
+            **_monitoring(school),
             "may_roll_back": can(request.user, Action.ROLL_BACK, school),
             "permissions": [
                 (action.value.replace("_", " "), can(request.user, action, school))
@@ -134,6 +135,80 @@ def school_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             ],
         },
     )
+
+
+def _monitoring(school) -> dict:  # noqa: ANN001
+    """The school's monitoring at a glance: drift per feature over time (terms and breaks
+    shaded, alerts marked), prediction volume per day, risk bands, open alerts."""
+    import datetime as dt
+
+    from django.db.models import Count
+    from django.db.models.functions import TruncDate
+
+    from edumlops.core.charts import column_bars, time_chart
+    from edumlops.deployments.models import Prediction
+    from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck
+
+    checks = list(DriftCheck.objects.filter(school=school).order_by("-checked_at")[:30])
+    series: dict[str, list] = {}
+    for check in checks:
+        if check.status == "insufficient_data":
+            continue
+        for f in check.features:
+            if f["name"] != "__prediction__":
+                series.setdefault(f["name"], []).append((check.checked_at, f["psi"]))
+    alerts = list(Alert.objects.filter(school=school).order_by("-created_at")[:50])
+    periods = [
+        (p.kind, p.name, p.start, p.end) for p in school.district.calendar.exclude(kind="term")
+    ]
+    chart = time_chart(
+        series,
+        periods=periods,
+        markers=[(a.created_at, f"{a.severity}: {a.cause}") for a in alerts],
+        threshold=0.2,
+    )
+    today = timezone.localdate()
+    since = today - dt.timedelta(days=29)
+    per_day = {
+        a["day"]: a["n"]
+        for a in DailyAggregate.objects.filter(school=school, day__gte=since)
+        .values("day")
+        .annotate(n=models_sum("count"))
+    }
+    recent = (
+        Prediction.objects.filter(school=school, created_at__date__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+    )
+    for row in recent:
+        per_day[row["day"]] = max(per_day.get(row["day"], 0), row["n"])
+    days = [since + dt.timedelta(days=i) for i in range(30)]
+    volume = column_bars(
+        [per_day.get(d, 0) for d in days], [d.isoformat() for d in days], width=300, height=50
+    )
+    bands = {
+        b["band"]: b["n"]
+        for b in Prediction.objects.filter(school=school, created_at__date__gte=since)
+        .values("band")
+        .annotate(n=Count("id"))
+    }
+    order = ["low", "medium", "high"]
+    return {
+        "drift_chart": chart,
+        "drift_checks": checks[:5],
+        "volume": volume,
+        "volume_total": sum(per_day.get(d, 0) for d in days),
+        "band_bars": column_bars([bands.get(b, 0) for b in order], order, width=120, height=50),
+        "bands": [(b, bands.get(b, 0)) for b in order],
+        "open_alerts": [a for a in alerts if a.status != Alert.Status.RESOLVED],
+    }
+
+
+def models_sum(field: str):  # noqa: ANN201
+    from django.db.models import Sum
+
+    return Sum(field)
 
 
 def _resolve(school):  # noqa: ANN001, ANN202

@@ -107,3 +107,27 @@ class TelemetryBatch(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class DriftCheck(models.Model):
+    """One school's result of one drift check (a pooled check is stored for each member)."""
+
+    school = models.ForeignKey(School, on_delete=models.CASCADE, related_name="drift_checks")
+    group = models.CharField(max_length=200)  # the school, or "rural (pooled)"
+    checked_at = models.DateTimeField()
+    window_start = models.DateField()
+    window_end = models.DateField()
+    baseline = models.CharField(max_length=100)
+    status = models.CharField(max_length=20)  # drift / no_drift / insufficient_data
+    features = models.JSONField(default=list)  # [{name, psi, js, drifted}]
+    run_id = models.IntegerField(null=True)
+
+    class Meta:
+        ordering = ["-checked_at"]
+        indexes = [models.Index(fields=["school", "checked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.school} {self.checked_at:%Y-%m-%d}: {self.status}"
+
+    def permission_scope(self) -> School:
+        return self.school

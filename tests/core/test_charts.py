@@ -42,3 +42,24 @@ def test_a_calibration_curve_maps_to_svg_coordinates():
         == "0.0,100.0 100.0,0.0"
     )
     assert calibration_points(None) == ""
+
+
+def test_time_chart_places_lines_bands_and_alerts_on_one_axis():
+    import datetime as dt
+
+    from edumlops.core.charts import time_chart
+
+    day = dt.date(2026, 11, 2)
+    chart = time_chart(
+        {"a": [(day, 0.1), (day + dt.timedelta(days=10), 0.5)], "b": [(day, 0.0)]},
+        periods=[("break", "Half term", day + dt.timedelta(days=3), day + dt.timedelta(days=4))],
+        markers=[(day + dt.timedelta(days=10), "warning: a")],
+        threshold=0.2,
+        width=210,
+        height=100,
+    )
+    a = next(line for line in chart.lines if line.name == "a")
+    assert a.points.split()[0].startswith("0.0,") and a.last_x == 100.0
+    assert chart.bands[0].x == 30.0 and chart.markers[0].x == 100.0
+    assert chart.lines[0].dash != chart.lines[1].dash  # told apart without colour
+    assert time_chart({}) is None

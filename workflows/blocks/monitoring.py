@@ -87,6 +87,7 @@ class DriftMonitorBlock(Block):
         from edumlops.deployments.models import Prediction
         from edumlops.deployments.services import resolve
         from edumlops.ml import drift
+        from edumlops.monitoring.models import DriftCheck
         from edumlops.monitoring.services import raise_alert
 
         district = context.run.workflow.district
@@ -170,6 +171,25 @@ class DriftMonitorBlock(Block):
                                 + ".",
                             )
                             alerts += new
+                feature_rows = [
+                    {"name": f.name, "psi": f.psi, "js": f.js, "drifted": f.drifted}
+                    for _, r in reports
+                    for f in r.features
+                ]
+                DriftCheck.objects.bulk_create(
+                    DriftCheck(
+                        school=school,
+                        group=group,
+                        checked_at=clock.now(),
+                        window_start=start,
+                        window_end=end,
+                        baseline=base_label,
+                        status=status,
+                        features=feature_rows,
+                        run_id=context.run_id,
+                    )
+                    for school in members_
+                )
                 results.append(
                     {
                         "group": group,

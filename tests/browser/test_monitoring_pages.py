@@ -1,0 +1,57 @@
+"""In a real headless Chromium: after a drift check, a teacher's school page shows the drift
+chart with one line per feature, the alert that fired and why, and the prediction volume."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from edumlops.deployments import services
+from edumlops.schools.models import District, School
+from tests.deployments.conftest import make_model
+from tests.monitoring.test_drift_monitor import monitor, record, students
+from tests.registry.conftest import ml_stores  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def checked(transactional_db, ml_stores):  # noqa: F811
+    call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    district = District.objects.get(slug="riverside")
+    model = make_model(district, seed=0)
+    deployment = services.roll_out(model, scope="district")
+    school = School.objects.get(name="Riverside High School")
+    rows = students(300, model, seed=3)
+    for row in rows:
+        if row["attendance_rate"] is not None:
+            row["attendance_rate"] = max(0.0, row["attendance_rate"] - 0.15)
+    record(deployment, school, rows)
+    from django.contrib.auth import get_user_model
+
+    dana = get_user_model().objects.get(username="dana")
+    monitor(district, dana, baseline="training")
+    monitor(district, dana, baseline="training")  # two checks: a line, not a point
+    return school
+
+
+def test_the_school_page_shows_drift_alerts_and_volume(page, live_server, checked):
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("tom")
+    page.get_by_label("Password").fill("edumlops-demo")
+    page.get_by_role("button", name="Log in").click()
+    chart = page.get_by_test_id("drift-chart")
+    assert chart.locator("polyline.series").count() >= 5
+    labels = chart.locator("text.series-label").all_text_contents()
+    assert "attendance_rate" in labels
+    alerts = page.get_by_test_id("open-alerts").inner_text()
+    assert "attendance_rate" in alerts and "drifted" in alerts
+    assert page.get_by_test_id("volume-chart").locator("rect[height]").count() == 30
+    heights = (
+        page.get_by_test_id("volume-chart")
+        .locator("rect")
+        .evaluate_all("rects => rects.map(r => parseFloat(r.getAttribute('height')))")
+    )
+    assert max(heights) > 0
+    page.get_by_role("link", name="Alerts").first.click()
+    assert "attendance_rate" in page.get_by_test_id("alerts").inner_text()
