@@ -186,3 +186,13 @@ def test_database_url(db: None) -> str:
 
     s = connection.settings_dict
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def ml_stores(settings, tmp_path: Path) -> Path:
+    """Point this process at tmp_path the way EDUMLOPS_VAR_DIR=tmp_path points a worker."""
+    settings.DATASET_DIR = tmp_path / "datasets"
+    settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings.MLFLOW_ARTIFACT_ROOT = (tmp_path / "mlartifacts").as_uri()
+    settings.SIGNING_KEY_PATH = tmp_path / "keys" / "bundle-signing.pem"
+    return tmp_path

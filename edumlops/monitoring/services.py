@@ -49,7 +49,48 @@ def raise_alert(
                 )
         except IntegrityError:  # raised by a parallel check a moment ago
             return Alert.objects.exclude(status=Alert.Status.RESOLVED).get(**lookup), False
+        transaction.on_commit(lambda: start_alert_workflows(alert.pk))
     return alert, True
+
+
+SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+
+
+def start_alert_workflows(alert_id: int) -> list[Any]:
+    """Start every workflow of the district whose latest version has an 'on alert' trigger that
+    matches this alert (once per workflow and alert)."""
+    from workflows import engine
+    from workflows.models import TriggerFiring, Workflow
+
+    alert = Alert.objects.select_related("school").get(pk=alert_id)
+    started = []
+    for workflow in Workflow.objects.filter(district=alert.district):
+        version = workflow.latest_version()
+        for node in version.graph.get("nodes", []) if version else []:
+            if node.get("kind") != "on_alert_trigger":
+                continue
+            params = node.get("params", {})
+            if params.get("monitor", "drift") not in ("any", alert.monitor):
+                continue
+            if SEVERITY[alert.severity] < SEVERITY[params.get("min_severity", "critical")]:
+                continue
+            firing, created = TriggerFiring.objects.get_or_create(
+                workflow=workflow, node_id=node["id"], key=f"alert-{alert.pk}"
+            )
+            if created:
+                run = engine.start_run(
+                    workflow,
+                    conf={
+                        "alert": alert.pk,
+                        "school": alert.school_id,
+                        "summary": f"{alert.severity} {alert.monitor} alert: {alert.cause}",
+                    },
+                    trigger_node=node["id"],
+                )
+                firing.run = run
+                firing.save(update_fields=["run"])
+                started.append(run)
+    return started
 
 
 def decide(alert: Alert, user: Any, status: str, comment: str) -> Alert:

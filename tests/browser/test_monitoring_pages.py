@@ -10,13 +10,12 @@ from edumlops.deployments import services
 from edumlops.schools.models import District, School
 from tests.deployments.conftest import make_model
 from tests.monitoring.test_drift_monitor import monitor, record, students
-from tests.registry.conftest import ml_stores  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def checked(transactional_db, ml_stores):  # noqa: F811
+def checked(transactional_db, ml_stores):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
     district = District.objects.get(slug="riverside")
     model = make_model(district, seed=0)

@@ -21,7 +21,6 @@ from edumlops.ml.training import (
     prepare_frame,
 )
 from edumlops.registry.models import ModelVersion, mlflow_ready
-from tests.registry.conftest import ml_stores  # noqa: F401
 from tests.workflows.conftest import broker_url, worker  # noqa: F401
 
 EXCLUDE = {"at_risk", "student_id", "teacher_note", "ses", "english_learner", "disability", "sex"}
@@ -91,5 +90,5 @@ def fresh_cache():
 
 
 @pytest.fixture
-def two_models(ml_stores, district):  # noqa: F811
+def two_models(ml_stores, district):
     return make_model(district, seed=0), make_model(district, seed=1)

@@ -15,11 +15,7 @@ from edumlops.ml.synth import generate_district
 from edumlops.monitoring.models import Alert
 from tests.conftest import _school
 from tests.deployments.conftest import make_model
-from tests.registry.conftest import (  # noqa: I001
-    ml_stores,  # noqa: F401
-    run_here,
-    steps_of,
-)
+from tests.registry.conftest import run_here, steps_of
 from tests.workflows.conftest import node
 from workflows import engine
 from workflows.compiler import validate
@@ -69,12 +65,12 @@ def monitor(district, owner, **params):
 
 
 def test_drift_monitor_alerts_the_school_and_names_the_feature(
-    ml_stores,  # noqa: F811
+    ml_stores,
     district,
     school_a,
     school_b,
     staff,
-    teacher_b,  # noqa: F811
+    teacher_b,
 ):
     model = make_model(district, seed=0)
     deployment = services.roll_out(model, scope="district", user=staff)
@@ -111,7 +107,7 @@ def test_drift_monitor_alerts_the_school_and_names_the_feature(
     assert decision.reason == "new register system" and decision.after == {"status": "resolved"}
 
 
-def test_grades_are_compared_within_grade(ml_stores, district, school_a, staff):  # noqa: F811
+def test_grades_are_compared_within_grade(ml_stores, district, school_a, staff):
     """Older students attend a little less. A year on, the same cohort is one grade older: overall
     attendance moves, within each grade it does not."""
     import datetime as dt

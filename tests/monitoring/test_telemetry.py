@@ -16,12 +16,11 @@ from edumlops.monitoring.models import DailyAggregate
 from edumlops.monitoring.telemetry import aggregate_and_prune
 from tests.deployments.conftest import make_model, rows_for
 from tests.monitoring.test_drift_monitor import record
-from tests.registry.conftest import ml_stores  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
 
-def test_old_rows_become_aggregates_and_go(ml_stores, district, school_a, staff, settings):  # noqa: F811
+def test_old_rows_become_aggregates_and_go(ml_stores, district, school_a, staff, settings):
     settings.PREDICTION_RETENTION_DAYS = 30
     model = make_model(district, seed=0)
     deployment = services.roll_out(model, scope="district", user=staff)
@@ -41,7 +40,7 @@ def test_old_rows_become_aggregates_and_go(ml_stores, district, school_a, staff,
     assert len(aggregate.histograms["attendance_rate"]) == bins
 
 
-def test_an_edge_batch_counts_once(ml_stores, district, school_a, school_b, staff):  # noqa: F811
+def test_an_edge_batch_counts_once(ml_stores, district, school_a, school_b, staff):
     model = make_model(district, seed=0)
     _, key = tokens.create(district, "edge A", staff, school_a)
     client = APIClient()

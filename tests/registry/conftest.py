@@ -3,24 +3,10 @@ with a worker process started on the same folder."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from tests.workflows.conftest import broker_url, worker  # noqa: F401  (a real worker process)
 from workflows import engine
 from workflows.compiler import plan
 from workflows.models import Run, StepRun
-
-
-@pytest.fixture
-def ml_stores(settings, tmp_path: Path) -> Path:
-    """Point this process at tmp_path the way EDUMLOPS_VAR_DIR=tmp_path points a worker."""
-    settings.DATASET_DIR = tmp_path / "datasets"
-    settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings.MLFLOW_ARTIFACT_ROOT = (tmp_path / "mlartifacts").as_uri()
-    settings.SIGNING_KEY_PATH = tmp_path / "keys" / "bundle-signing.pem"
-    return tmp_path
 
 
 def run_here(run: Run) -> str:

@@ -33,6 +33,8 @@ EXPECTED = {
     "promote_to_district",
     "rollback",
     "drift_monitor",
+    "on_alert_trigger",
+    "alerted_deployment",
 }
 
 

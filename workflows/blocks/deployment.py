@@ -101,6 +101,37 @@ class RegisteredModelBlock(Block):
         return {"model": {"model_version": model.pk, "name": model.name, "version": model.version}}
 
 
+class AlertedDeploymentBlock(Block):
+    kind = "alerted_deployment"
+    category = "deploy"
+    label = "Deployment of the alerted school"
+    help = (
+        "In a workflow started by an alert: the deployment that answers for the school the "
+        "alert is about — connect it to Rollback to roll that school's version back."
+    )
+    icon = "crosshair"
+    inputs = (Port("start", (PortType.TRIGGER,), "Start (from 'Start on an alert')"),)
+    outputs = (output("deployment", PortType.DEPLOYMENT, "Deployment"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.deployments.services import resolve
+        from edumlops.monitoring.models import Alert
+
+        alert_id = (context.run.conf or {}).get("alert")
+        alert = Alert.objects.filter(pk=alert_id, district=context.run.workflow.district).first()
+        if alert is None or alert.school is None:
+            raise BlockError(
+                "This run was not started by an alert about a school: use 'Start on an alert'."
+            )
+        deployment = resolve(alert.school)
+        if deployment is None:
+            raise BlockError(f"{alert.school} has no model deployed.")
+        context.log(
+            f"Alert {alert.pk} ({alert.cause}) at {alert.school}: deployment #{deployment.pk}"
+        )
+        return {"deployment": {"deployment": deployment.pk, "alert": alert.pk}}
+
+
 class FreezeParams(Params):
     period_kinds: list[Literal["testing", "break"]] = Field(
         default=["testing"],
@@ -389,11 +420,13 @@ class RollbackBlock(Block):
         from edumlops.deployments import services
 
         deployment = _deployment(context, inputs["deployment"])
+        alert = inputs["deployment"].get("alert") or (context.run.conf or {}).get("alert")
+        cause = f", alert {alert}" if alert else ""
         try:
             now = services.rollback(
                 deployment,
                 user=context.run.started_by,
-                reason=f"{params.reason} (workflow run {context.run_id})",
+                reason=f"{params.reason} (workflow run {context.run_id}{cause})",
             )
         except services.DeploymentError as exc:
             raise BlockError(str(exc)) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -99,3 +99,33 @@ class TermStartTrigger(Block):
         term = (context.run.conf or {}).get("term")
         context.log(f"Started for {term or 'a term'} (+{params.days_after_start} days)")
         return {"start": {"run": context.run_id, "term": term}}
+
+
+class OnAlertParams(Params):
+    monitor: Literal["any", "drift", "performance", "latency"] = Field(
+        "drift", description="Which monitor's alerts start this workflow."
+    )
+    min_severity: Literal["warning", "critical"] = Field(
+        "critical", description="Only alerts at least this severe start it."
+    )
+
+
+class OnAlertTrigger(Block):
+    kind = "on_alert_trigger"
+    category = "trigger"
+    label = "Start on an alert"
+    help = (
+        "Starts the workflow when a monitor raises a new alert (e.g. critical drift at a "
+        "school): to notify people, start a retraining run, or roll back automatically. The run "
+        "knows the alert, and the audit trail names it for any rollback it makes."
+    )
+    icon = "bell"
+    is_trigger = True
+    Params = OnAlertParams
+    outputs = (output("start", PortType.TRIGGER, "Start"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        conf = context.run.conf or {}
+        alert = conf.get("alert")
+        context.log(f"Started by alert {alert}: {conf.get('summary', '')}".strip())
+        return {"start": {"run": context.run_id, "alert": alert, "school": conf.get("school")}}
