@@ -8,7 +8,7 @@ test:  ## install test dependencies, make sure PostgreSQL/Redis/chromium are the
 	@bash scripts/test.sh
 
 bench:  ## run every benchmark under bench/ and print the table
-	@bash scripts/bootstrap.sh test
+	@bash scripts/bootstrap.sh test,bench
 	@.venv/bin/python bench/run_all.py
 
 lint:
