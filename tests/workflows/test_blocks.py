@@ -35,6 +35,7 @@ EXPECTED = {
     "drift_monitor",
     "on_alert_trigger",
     "alerted_deployment",
+    "performance_monitor",
 }
 
 

@@ -234,3 +234,122 @@ class DriftMonitorBlock(Block):
                 out.append((f"grade {grade:g}", one(part, base)))
             return out
         return [("", one(current, baseline))]
+
+
+class PerformanceParams(Params):
+    max_recall_drop: float = Field(
+        0.1, ge=0, le=1, description="Alert when recall is this much below validation."
+    )
+    max_precision_drop: float = Field(
+        0.1, ge=0, le=1, description="Alert when precision is this much below validation."
+    )
+    min_positives: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Schools or groups with fewer at-risk students: insufficient data.",
+    )
+
+
+class PerformanceMonitorBlock(Block):
+    kind = "performance_monitor"
+    category = "monitor"
+    label = "Performance monitor"
+    help = (
+        "When the real outcomes arrive (e.g. end-of-term results uploaded as a dataset), scores "
+        "them with each school's model and compares recall, precision and calibration with "
+        "validation, per school and per sensitive group. Raises an alert where the model "
+        "misses clearly more at-risk students than it did in validation."
+    )
+    icon = "target"
+    Params = PerformanceParams
+    inputs = (Port("outcomes", (PortType.DATASET,), "Outcomes (labelled rows)"),)
+    outputs = (output("report", PortType.REPORT, "Performance report"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.datasets.models import load_reference
+        from edumlops.deployments.services import resolve
+        from edumlops.ml import evaluation
+        from edumlops.ml.training import binary_target
+        from edumlops.monitoring.services import raise_alert
+        from workflows.blocks.data import pseudonym_key, version_for
+
+        district = context.run.workflow.district
+        version_for(context, inputs["outcomes"])
+        frame, roles = load_reference(inputs["outcomes"], pseudonym_key())
+        if not roles.label or not roles.school or roles.school not in frame:
+            raise BlockError(
+                "The outcomes need their label and school column marked: mark them on the "
+                "dataset page."
+            )
+        schools = {s.name: s for s in district.schools.all()} | {
+            s.code: s for s in district.schools.all()
+        }
+        results, alerts = [], 0
+        for name, rows in frame.groupby(frame[roles.school].astype(str)):
+            school = schools.get(name)
+            deployment = resolve(school) if school else None
+            if deployment is None:
+                context.log(f"{name}: not a school of {district} with a model deployed; skipped")
+                continue
+            model = deployment.model_version
+            y = binary_target(rows[roles.label], roles.positive)
+            if int(y.sum()) < params.min_positives:
+                context.log(f"{name}: insufficient data ({int(y.sum())} at-risk students)")
+                results.append({"school": name, "status": "insufficient_data"})
+                continue
+            proba = model.predict_proba(rows)
+            seen = evaluation.evaluate(y, proba, threshold=model.threshold)
+            expected = (model.validation or {}).get("metrics") or {}
+            findings = []
+            for metric, limit in (
+                ("recall", params.max_recall_drop),
+                ("precision", params.max_precision_drop),
+            ):
+                if seen.get(metric) is None or expected.get(metric) is None:
+                    continue
+                drop = expected[metric] - seen[metric]
+                if drop > limit:
+                    findings.append((metric, drop, seen[metric], expected[metric]))
+            groups = []
+            for attribute in [a for a in roles.sensitive if a in rows]:
+                for value, part in rows.groupby(rows[attribute].astype(str)):
+                    yg = binary_target(part[roles.label], roles.positive)
+                    if int(yg.sum()) < params.min_positives:
+                        continue
+                    metrics = evaluation.evaluate(yg, model.predict_proba(part), model.threshold)
+                    groups.append({"group": f"{attribute}={value}", "recall": metrics["recall"]})
+                    base = expected.get("recall")
+                    if base is not None and metrics["recall"] is not None:
+                        drop = base - metrics["recall"]
+                        if drop > params.max_recall_drop:
+                            findings.append(
+                                (f"recall ({attribute}={value})", drop, metrics["recall"], base)
+                            )
+            for cause, drop, now, then in findings:
+                _, new = raise_alert(
+                    district=district,
+                    school=school,
+                    monitor="performance",
+                    cause=cause,
+                    severity="critical" if drop > 2 * params.max_recall_drop else "warning",
+                    message=f"{cause} {now:.3f} on {len(rows)} outcomes vs {then:.3f} in "
+                    f"validation ({model}).",
+                )
+                alerts += new
+            context.log(
+                f"{name}: recall {seen['recall']:.3f}, precision "
+                f"{(seen['precision'] or 0):.3f}, Brier {seen['brier']:.3f} on {len(rows)} rows"
+                + (f"; {len(findings)} finding(s)" if findings else "")
+            )
+            results.append(
+                {
+                    "school": name,
+                    "status": "degraded" if findings else "ok",
+                    "metrics": {k: seen[k] for k in ("recall", "precision", "brier", "auc")},
+                    "calibration": seen.get("calibration"),
+                    "groups": groups,
+                }
+            )
+        context.metric("new_alerts", alerts)
+        return {"report": {"results": results}}
