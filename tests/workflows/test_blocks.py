@@ -36,6 +36,7 @@ EXPECTED = {
     "on_alert_trigger",
     "alerted_deployment",
     "performance_monitor",
+    "device_latency_monitor",
 }
 
 

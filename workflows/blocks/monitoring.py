@@ -353,3 +353,92 @@ class PerformanceMonitorBlock(Block):
             )
         context.metric("new_alerts", alerts)
         return {"report": {"results": results}}
+
+
+class LatencyParams(Params):
+    window_days: int = Field(
+        3, ge=1, le=60, description="Recent days to judge.", json_schema_extra={"unit": "days"}
+    )
+    baseline_days: int = Field(
+        28,
+        ge=3,
+        le=365,
+        description="Days before the window that set each device profile's normal latency.",
+        json_schema_extra={"unit": "days"},
+    )
+    max_ratio: float = Field(
+        2.0,
+        ge=1.1,
+        le=20,
+        description="Alert when a profile's p95 latency is this many times its own normal.",
+    )
+
+
+class DeviceLatencyMonitorBlock(Block):
+    kind = "device_latency_monitor"
+    category = "monitor"
+    label = "Device latency monitor"
+    help = (
+        "Watches how fast predictions are answered, per school and hardware profile: an old "
+        "laptop and a new server each have their own normal (the median p95 of the baseline "
+        "days), and only a slowdown against that normal raises an alert."
+    )
+    icon = "cpu"
+    Params = LatencyParams
+    inputs = (Port("input", ANY, "Start", required=False),)
+    outputs = (output("report", PortType.REPORT, "Latency report"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        import statistics
+
+        from edumlops.core import clock
+        from edumlops.monitoring.models import DailyAggregate
+        from edumlops.monitoring.services import raise_alert
+
+        district = context.run.workflow.district
+        today = clock.today()
+        window_start = today - dt.timedelta(days=params.window_days - 1)
+        base_start = window_start - dt.timedelta(days=params.baseline_days)
+        rows = DailyAggregate.objects.filter(
+            school__district=district, day__gte=base_start, day__lte=today
+        ).exclude(latency_p95_ms=None)
+        series: dict[tuple[Any, str], dict[str, list[float]]] = {}
+        for row in rows.select_related("school"):
+            key = (row.school, row.device_profile or "unknown")
+            part = "now" if row.day >= window_start else "normal"
+            series.setdefault(key, {"now": [], "normal": []})[part].append(row.latency_p95_ms)
+        results, alerts = [], 0
+        for (school, profile), values in sorted(series.items(), key=lambda kv: kv[0][0].name):
+            if len(values["normal"]) < 3 or not values["now"]:
+                results.append(
+                    {"school": school.name, "profile": profile, "status": "insufficient_data"}
+                )
+                continue
+            normal = statistics.median(values["normal"])
+            now = max(values["now"])
+            ratio = now / normal if normal else 0.0
+            status = "slow" if ratio > params.max_ratio else "ok"
+            if status == "slow":
+                _, new = raise_alert(
+                    district=district,
+                    school=school,
+                    monitor="latency",
+                    cause=f"p95 latency on {profile}",
+                    severity="critical" if ratio > 2 * params.max_ratio else "warning",
+                    message=f"p95 {now:.1f} ms on {profile}, {ratio:.1f}x its normal "
+                    f"{normal:.1f} ms (median of {len(values['normal'])} days).",
+                )
+                alerts += new
+            context.log(f"{school.name} / {profile}: p95 {now:.1f} ms vs normal {normal:.1f} ms")
+            results.append(
+                {
+                    "school": school.name,
+                    "profile": profile,
+                    "status": status,
+                    "p95_ms": now,
+                    "normal_ms": normal,
+                    "ratio": round(ratio, 2),
+                }
+            )
+        context.metric("new_alerts", alerts)
+        return {"report": {"results": results}}
