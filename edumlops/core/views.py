@@ -98,6 +98,7 @@ def district_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "schools": schools,
             "period": district.period_on(today),
             "timeline": calendar_timeline(district, today),
+            **_district_monitoring(district),
             "mix": [
                 ("Locality", [(k, v, round(100 * v / most)) for k, v in by_locality.items()]),
                 ("Size", [(k, v, round(100 * v / most)) for k, v in by_size.items()]),
@@ -203,6 +204,45 @@ def _monitoring(school) -> dict:  # noqa: ANN001
         "bands": [(b, bands.get(b, 0)) for b in order],
         "open_alerts": [a for a in alerts if a.status != Alert.Status.RESOLVED],
     }
+
+
+def _district_monitoring(district) -> dict:  # noqa: ANN001
+    """Per school: the version in use, open alerts, the last drift check; and p95 latency per
+    device profile over time."""
+    import datetime as dt
+    import statistics
+
+    from edumlops.core.charts import time_chart
+    from edumlops.deployments.services import resolve
+    from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck
+
+    rows = []
+    for school in district.schools.order_by("name"):
+        last = DriftCheck.objects.filter(school=school).order_by("-checked_at").first()
+        rows.append(
+            {
+                "school": school,
+                "deployment": resolve(school),
+                "alerts": Alert.objects.filter(school=school)
+                .exclude(status=Alert.Status.RESOLVED)
+                .count(),
+                "drift": last,
+            }
+        )
+    since = timezone.localdate() - dt.timedelta(days=60)
+    by_profile: dict[str, dict] = {}
+    aggregates = DailyAggregate.objects.filter(school__district=district, day__gte=since)
+    for a in aggregates.exclude(latency_p95_ms=None):
+        profile = a.device_profile or "unknown"
+        by_profile.setdefault(profile, {}).setdefault(a.day, []).append(a.latency_p95_ms)
+    latency = time_chart(
+        {
+            p: [(day, statistics.median(v)) for day, v in sorted(days.items())]
+            for p, days in by_profile.items()
+        },
+        periods=[(p.kind, p.name, p.start, p.end) for p in district.calendar.exclude(kind="term")],
+    )
+    return {"school_rows": rows, "latency_chart": latency}
 
 
 def models_sum(field: str):  # noqa: ANN201

@@ -54,3 +54,28 @@ def test_the_school_page_shows_drift_alerts_and_volume(page, live_server, checke
     assert max(heights) > 0
     page.get_by_role("link", name="Alerts").first.click()
     assert "attendance_rate" in page.get_by_test_id("alerts").inner_text()
+
+
+def test_the_district_page_shows_each_schools_model_alerts_and_latency(page, live_server, checked):
+    import datetime as dt
+
+    from edumlops.monitoring.models import DailyAggregate
+
+    deployment = services.resolve(checked)
+    for days_ago in range(10):
+        for profile, p95 in (("old laptop", 40.0), ("server", 3.0)):
+            DailyAggregate.objects.create(
+                school=checked, day=dt.date.today() - dt.timedelta(days=days_ago),
+                model_version=deployment.model_version, source="edge:n1", device_profile=profile,
+                count=10, bands={}, histograms={}, latency_p50_ms=p95 / 2, latency_p95_ms=p95,
+            )  # fmt: skip
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("dana")
+    page.get_by_label("Password").fill("edumlops-demo")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Riverside Unified School District").click()
+    table = page.get_by_test_id("school-status").inner_text()
+    assert "Riverside High School" in table and "v1" in table and "drift" in table
+    chart = page.get_by_test_id("latency-chart")
+    assert chart.locator("polyline.series").count() == 2
+    assert set(chart.locator("text.series-label").all_text_contents()) == {"old laptop", "server"}
