@@ -141,3 +141,30 @@ def test_grades_are_compared_within_grade(ml_stores, district, school_a, staff):
     Alert.objects.all().delete()
     within = monitor(district, staff, baseline="previous", by_grade=True, min_count=30)
     assert "attendance_rate" not in drifted(within), within.logs
+
+
+def test_edge_aggregates_are_monitored_like_rows(ml_stores, district, school_a, staff):
+    """An edge school sends only daily histograms: drift is measured on them."""
+    from django.utils import timezone
+
+    from edumlops.ml import drift
+    from edumlops.monitoring.models import DailyAggregate
+
+    model = make_model(district, seed=0)
+    services.roll_out(model, scope="district", user=staff)
+    reference = {k: drift.FeatureReference.from_dict(v) for k, v in model.drift_reference.items()}
+    rows = students(300, model, seed=3)
+    for row in rows:
+        if row["attendance_rate"] is not None:
+            row["attendance_rate"] = max(0.0, row["attendance_rate"] - 0.15)
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).assign(__prediction__=0.3)
+    DailyAggregate.objects.create(
+        school=school_a, day=timezone.localdate(), model_version=model, source="edge:n1",
+        device_profile="laptop", count=300, bands={"low": 300},
+        histograms=drift.histograms(reference, frame),
+    )  # fmt: skip
+    step = monitor(district, staff, baseline="training", pool_small_schools=False)
+    assert [(a.school, a.cause) for a in Alert.objects.all()] == [(school_a, "attendance_rate")]
+    assert "300 predictions" in " ".join(line["message"] for line in step.logs)

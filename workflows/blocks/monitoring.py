@@ -65,6 +65,42 @@ def _rows(schools: list[Any], start: dt.date, end: dt.date, periods: list[Any]) 
     return rows
 
 
+def _aggregated(
+    schools: list[Any],
+    model: Any,
+    start: dt.date,
+    end: dt.date,
+    periods: list[Any],
+    edge_only: bool = False,
+) -> dict[str, list[int]]:
+    """Daily aggregates of these schools and this model in the window, summed per feature (the
+    same reference bins, so histograms add up); breaks and testing weeks left out."""
+    from edumlops.ml.drift import masked
+    from edumlops.monitoring.models import DailyAggregate
+
+    found = DailyAggregate.objects.filter(
+        school__in=schools, model_version=model, day__gte=start, day__lte=end
+    )
+    if edge_only:
+        found = found.exclude(source="central")
+    summed: dict[str, list[int]] = {}
+    for row in found:
+        if masked(row.day, periods):
+            continue
+        for name, counts in row.histograms.items():
+            if name in summed and len(summed[name]) == len(counts):
+                summed[name] = [a + b for a, b in zip(summed[name], counts, strict=True)]
+            else:
+                summed.setdefault(name, list(counts))
+    return summed
+
+
+def _count(current: Any) -> int:
+    if isinstance(current, dict):
+        return int(sum(next(iter(current.values()), [])))
+    return len(current)
+
+
 class DriftMonitorBlock(Block):
     kind = "drift_monitor"
     category = "monitor"
@@ -127,7 +163,11 @@ class DriftMonitorBlock(Block):
             named = {s.name: s for s in schools}
             for group, members in groups.items():
                 members_ = [named[m] for m in members]
-                current = pd.DataFrame(_rows(members_, start, end, periods))
+                current: Any = pd.DataFrame(_rows(members_, start, end, periods))
+                if len(current) < params.min_count:  # edge nodes send aggregates, not rows
+                    summed = _aggregated(members_, model, start, end, periods, edge_only=True)
+                    if summed:
+                        current = summed
                 base_window, base_label = None, "the training data"
                 if params.baseline == "seasonal":
                     base_window = drift.seasonal_baseline(start, end, periods)
@@ -138,7 +178,10 @@ class DriftMonitorBlock(Block):
                 baseline = None
                 if base_window is not None:
                     baseline = pd.DataFrame(_rows(members_, *base_window, periods))
-                    if len(baseline) < params.min_count:
+                    if len(baseline) < params.min_count or isinstance(current, dict):
+                        # raw rows older than the retention window are gone: their aggregates
+                        baseline = _aggregated(members_, model, *base_window, periods)
+                    if _count(baseline) < params.min_count:
                         baseline, base_label = None, "the training data (no baseline rows)"
                 reports = self._check(current, baseline, reference, params)
                 drifted = sorted({f for r in reports for f in r[1].drifted})
@@ -150,7 +193,7 @@ class DriftMonitorBlock(Block):
                     else "no_drift"
                 )
                 context.log(
-                    f"{group}: {status.replace('_', ' ')} ({len(current)} predictions against "
+                    f"{group}: {status.replace('_', ' ')} ({_count(current)} predictions against "
                     f"{base_label})" + (f": {', '.join(drifted)}" if drifted else "")
                 )
                 for label, report in reports:
@@ -213,6 +256,25 @@ class DriftMonitorBlock(Block):
     def _check(current: Any, baseline: Any, reference: dict, params: DriftParams) -> list:
         from edumlops.ml import drift
 
+        if isinstance(current, dict) or isinstance(baseline, dict):  # histograms
+            if not isinstance(current, dict):
+                current = drift.histograms(reference, current)
+            if baseline is not None and not isinstance(baseline, dict):
+                baseline = drift.histograms(reference, baseline)
+            cols = [c for c in reference if c in current and (baseline is None or c in baseline)]
+            return [
+                (
+                    "",
+                    drift.detect(
+                        {c: reference[c] for c in cols},
+                        {c: current[c] for c in cols},
+                        baseline=None if baseline is None else {c: baseline[c] for c in cols},
+                        min_count=params.min_count,
+                        psi_threshold=params.psi_threshold,
+                    ),
+                )
+            ]
+
         def one(cur: Any, base: Any) -> Any:
             if cur.empty:
                 return drift.DriftReport("insufficient_data", 0, 0, [], {})
@@ -224,7 +286,7 @@ class DriftMonitorBlock(Block):
                 baseline=None if base is None else base[cols],
                 min_count=params.min_count,
                 psi_threshold=params.psi_threshold,
-                n_boot=0,
+                n_boot=200,
             )
 
         if params.by_grade and "grade" in current.columns and "grade" in reference:
