@@ -148,7 +148,7 @@ def _monitoring(school) -> dict:  # noqa: ANN001
 
     from edumlops.core.charts import column_bars, time_chart
     from edumlops.deployments.models import Prediction
-    from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck
+    from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck, PerformanceCheck
 
     checks = list(DriftCheck.objects.filter(school=school).order_by("-checked_at")[:30])
     series: dict[str, list] = {}
@@ -195,7 +195,17 @@ def _monitoring(school) -> dict:  # noqa: ANN001
         .annotate(n=Count("id"))
     }
     order = ["low", "medium", "high"]
+    performance: dict[str, list] = {}
+    for check in PerformanceCheck.objects.filter(school=school).order_by("checked_at")[:50]:
+        if check.metrics.get("recall") is not None:
+            performance.setdefault("all students", []).append(
+                (check.checked_at, check.metrics["recall"])
+            )
+        for g in check.groups:
+            if g.get("recall") is not None:
+                performance.setdefault(g["group"], []).append((check.checked_at, g["recall"]))
     return {
+        "fairness_chart": time_chart(performance, periods=periods) if performance else None,
         "drift_chart": chart,
         "drift_checks": checks[:5],
         "volume": volume,

@@ -131,3 +131,26 @@ class DriftCheck(models.Model):
 
     def permission_scope(self) -> School:
         return self.school
+
+
+class PerformanceCheck(models.Model):
+    """One school's measured performance once outcomes arrived: overall and per group."""
+
+    school = models.ForeignKey(School, on_delete=models.CASCADE, related_name="performance_checks")
+    checked_at = models.DateTimeField()
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.CASCADE, related_name="+"
+    )
+    rows = models.PositiveIntegerField()
+    metrics = models.JSONField(default=dict)  # recall, precision, brier, auc
+    groups = models.JSONField(default=list)  # [{"group": "ses=low", "recall": 0.7}]
+    run_id = models.IntegerField(null=True)
+
+    class Meta:
+        ordering = ["-checked_at"]
+
+    def __str__(self) -> str:
+        return f"{self.school} {self.checked_at:%Y-%m-%d}: recall {self.metrics.get('recall')}"
+
+    def permission_scope(self) -> School:
+        return self.school

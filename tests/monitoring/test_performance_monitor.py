@@ -63,3 +63,14 @@ def test_outcomes_raise_an_alert_where_recall_dropped(
     assert report[school_b.name]["status"] == "ok"
     assert report["Tiny School"]["status"] == "insufficient_data"
     assert report[school_a.name]["groups"]  # per sensitive group
+
+    from django.test import Client
+
+    from edumlops.monitoring.models import PerformanceCheck
+
+    check = PerformanceCheck.objects.get(school=school_a)
+    assert check.metrics["recall"] < 0.5 and check.groups
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/schools/{school_a.pk}/").content.decode()
+    assert 'data-testid="fairness-chart"' in page and "all students" in page and "ses=" in page

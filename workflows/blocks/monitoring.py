@@ -329,10 +329,12 @@ class PerformanceMonitorBlock(Block):
     outputs = (output("report", PortType.REPORT, "Performance report"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.core import clock
         from edumlops.datasets.models import load_reference
         from edumlops.deployments.services import resolve
         from edumlops.ml import evaluation
         from edumlops.ml.training import binary_target
+        from edumlops.monitoring.models import PerformanceCheck
         from edumlops.monitoring.services import raise_alert
         from workflows.blocks.data import pseudonym_key, version_for
 
@@ -403,6 +405,15 @@ class PerformanceMonitorBlock(Block):
                 f"{name}: recall {seen['recall']:.3f}, precision "
                 f"{(seen['precision'] or 0):.3f}, Brier {seen['brier']:.3f} on {len(rows)} rows"
                 + (f"; {len(findings)} finding(s)" if findings else "")
+            )
+            PerformanceCheck.objects.create(
+                school=school,
+                checked_at=clock.now(),
+                model_version=model,
+                rows=len(rows),
+                metrics={k: seen[k] for k in ("recall", "precision", "brier", "auc")},
+                groups=groups,
+                run_id=context.run_id,
             )
             results.append(
                 {
