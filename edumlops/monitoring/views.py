@@ -31,7 +31,17 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
     shown = request.GET.get("status", "open")
     if shown != "all":
         alerts = alerts.filter(status=shown)
-    rows = [(a, can(request.user, Action.EDIT_THRESHOLDS, a)) for a in alerts[:200]]
+    shown_alerts = list(alerts[:200])
+    from workflows.models import TriggerFiring
+
+    firings: dict[int, list] = {}
+    keys = [f"alert-{a.pk}" for a in shown_alerts]
+    for f in TriggerFiring.objects.filter(key__in=keys).select_related("run", "workflow"):
+        firings.setdefault(int(f.key.split("-")[1]), []).append(f)
+    rows = [
+        (a, can(request.user, Action.EDIT_THRESHOLDS, a), firings.get(a.pk, []))
+        for a in shown_alerts
+    ]
     return TemplateResponse(
         request,
         "monitoring/alerts.html",

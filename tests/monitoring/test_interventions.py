@@ -67,3 +67,10 @@ def test_a_drift_alert_rolls_back_and_the_audit_names_it(
             severity="critical", message="again",
         )  # fmt: skip
     assert Run.objects.filter(workflow=workflow).count() == 1
+
+    from django.test import Client
+
+    client = Client()
+    client.force_login(staff)
+    page = client.get("/alerts/").content.decode()
+    assert "Started “Roll back on drift”" in page and f"run {run.pk}" in page
