@@ -35,7 +35,7 @@ def _versions(district):
 def test_roll_out_pilot_promote_and_roll_back_from_the_page(page, live_server, demo):
     district, v1, v2 = demo
     _log_in(page, live_server.url, "dana")
-    page.get_by_role("link", name="Deployments").click()
+    page.get_by_role("link", name="Deployments", exact=True).click()
     form = page.get_by_test_id("rollout-form")
     form.locator("select[name=model_version]").select_option(str(v1.pk))
     form.locator("select[name=scope]").select_option("district")

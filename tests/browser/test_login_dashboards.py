@@ -39,7 +39,7 @@ def test_district_staff_log_in_and_see_the_district(page, live_server, demo):
     assert (
         page.get_by_test_id("dashboard-title").inner_text() == "Riverside Unified School District"
     )
-    rows = page.locator("table tbody tr")
+    rows = page.get_by_test_id("schools").locator("tbody tr")
     assert rows.count() == 6
     page.get_by_role("link", name="Pine Hollow Elementary").first.click()
     assert page.get_by_test_id("dashboard-title").inner_text() == "Pine Hollow Elementary"
