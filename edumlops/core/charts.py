@@ -84,7 +84,7 @@ def group_bars(groups: list[dict[str, Any]], attribute: str, metric: str) -> lis
                 width=round(100 * value, 2) if value is not None else 0.0,
                 low=round(100 * interval[0], 2) if interval else None,
                 high=round(100 * interval[1], 2) if interval else None,
-                insufficient=bool(g.get("insufficient")),
+                insufficient=bool(g.get("insufficient")) or entry.get("judged") is False,
             )
         )
     return bars

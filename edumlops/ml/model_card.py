@@ -36,7 +36,9 @@ def wilson(rate: float | None, n: int, z: float = 1.96) -> tuple[float, float] |
 
 
 def group_metrics(bias_report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-group rows of the bias report with a 95% interval on each rate."""
+    """Per-group rows of the bias report with a 95% interval on each rate; a rate is marked
+    not judged where its denominator (e.g. the at-risk students) is under the gate's minimum."""
+    minimum = (bias_report.get("settings") or {}).get("min_group_size", 0)
     rows = []
     for group in bias_report.get("groups", []):
         counts = {
@@ -47,7 +49,12 @@ def group_metrics(bias_report: dict[str, Any]) -> list[dict[str, Any]]:
         metrics = {}
         for name, value in (group.get("metrics") or {}).items():
             n = counts[DENOMINATORS.get(name, "n")]
-            metrics[name] = {"value": value, "interval": wilson(value, n)}
+            metrics[name] = {
+                "value": value,
+                "interval": wilson(value, n),
+                "denominator": n,
+                "judged": n >= minimum and not group.get("insufficient", False),
+            }
         rows.append(
             {
                 "attribute": group["attribute"],

@@ -104,3 +104,15 @@ def test_the_markdown_carries_provenance_metrics_fairness_and_approvals():
     assert "Bias gate: **inconclusive**" in md
     assert "| ses | high (insufficient data) | 8 |" in md
     assert "approve by dana on 2026-11-25: ok for pilot" in md
+
+
+def test_a_rate_over_too_few_students_is_marked_not_judged():
+    from edumlops.core.charts import group_bars
+
+    report = {**BIAS, "settings": {"min_group_size": 150}}
+    rows = group_metrics(report)
+    low = rows[0]["metrics"]
+    assert low["false_negative_rate"]["judged"] is False  # 100 at-risk students < 150
+    assert low["selection_rate"]["judged"] is True  # 400 students
+    bars = group_bars(rows, "ses", "false_negative_rate")
+    assert [b.insufficient for b in bars] == [True, True]
