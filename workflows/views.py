@@ -78,15 +78,14 @@ def _models_of(run: Run) -> list:
 
 
 def _pilots_of(run: Run) -> list:
-    from django.db.models import Count
+    from edumlops.deployments.models import Deployment, Prediction
 
-    from edumlops.deployments.models import Deployment
-
-    return list(
-        Deployment.objects.filter(workflow_run=run, scope="pilot")
-        .annotate(predictions=Count("district__schools__predictions", distinct=True))
-        .prefetch_related("schools")
+    pilots = list(
+        Deployment.objects.filter(workflow_run=run, scope="pilot").prefetch_related("schools")
     )
+    for pilot in pilots:  # what the pilot itself answered (a run has one or two pilots)
+        pilot.predictions = Prediction.objects.filter(deployment=pilot).count()
+    return pilots
 
 
 @login_required

@@ -143,7 +143,7 @@ def _monitoring(school) -> dict:  # noqa: ANN001
     shaded, alerts marked), prediction volume per day, risk bands, open alerts."""
     import datetime as dt
 
-    from django.db.models import Count
+    from django.db.models import Count, Sum
     from django.db.models.functions import TruncDate
 
     from edumlops.core.charts import column_bars, time_chart
@@ -174,7 +174,7 @@ def _monitoring(school) -> dict:  # noqa: ANN001
         a["day"]: a["n"]
         for a in DailyAggregate.objects.filter(school=school, day__gte=since)
         .values("day")
-        .annotate(n=models_sum("count"))
+        .annotate(n=Sum("count"))
     }
     recent = (
         Prediction.objects.filter(school=school, created_at__date__gte=since)
@@ -222,23 +222,32 @@ def _district_monitoring(district) -> dict:  # noqa: ANN001
     import datetime as dt
     import statistics
 
+    from django.db.models import Count, OuterRef, Subquery
+
     from edumlops.core.charts import time_chart
     from edumlops.deployments.services import resolve
     from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck
 
-    rows = []
-    for school in district.schools.order_by("name"):
-        last = DriftCheck.objects.filter(school=school).order_by("-checked_at").first()
-        rows.append(
-            {
-                "school": school,
-                "deployment": resolve(school),
-                "alerts": Alert.objects.filter(school=school)
-                .exclude(status=Alert.Status.RESOLVED)
-                .count(),
-                "drift": last,
-            }
-        )
+    open_alerts = dict(
+        Alert.objects.filter(district=district)
+        .exclude(status=Alert.Status.RESOLVED)
+        .values_list("school")
+        .annotate(n=Count("id"))
+    )
+    latest = DriftCheck.objects.filter(school=OuterRef("pk")).order_by("-checked_at")
+    schools = list(
+        district.schools.order_by("name").annotate(last_check=Subquery(latest.values("pk")[:1]))
+    )
+    last_checks = DriftCheck.objects.in_bulk([s.last_check for s in schools if s.last_check])
+    rows = [
+        {
+            "school": school,
+            "deployment": resolve(school),
+            "alerts": open_alerts.get(school.pk, 0),
+            "drift": last_checks.get(school.last_check),
+        }
+        for school in schools
+    ]
     since = timezone.localdate() - dt.timedelta(days=60)
     by_profile: dict[str, dict] = {}
     aggregates = DailyAggregate.objects.filter(school__district=district, day__gte=since)
@@ -253,12 +262,6 @@ def _district_monitoring(district) -> dict:  # noqa: ANN001
         periods=[(p.kind, p.name, p.start, p.end) for p in district.calendar.exclude(kind="term")],
     )
     return {"school_rows": rows, "latency_chart": latency}
-
-
-def models_sum(field: str):  # noqa: ANN201
-    from django.db.models import Sum
-
-    return Sum(field)
 
 
 def _resolve(school):  # noqa: ANN001, ANN202

@@ -118,6 +118,7 @@ class DriftMonitorBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         import pandas as pd
+        from django.db.models import Count
 
         from edumlops.core import clock
         from edumlops.deployments.models import Prediction
@@ -148,12 +149,14 @@ class DriftMonitorBlock(Block):
             reference = {
                 k: drift.FeatureReference.from_dict(v) for k, v in model.drift_reference.items()
             }
-            counts = {
-                s.name: Prediction.objects.filter(
-                    school=s, created_at__date__gte=start, created_at__date__lte=end
-                ).count()
-                for s in schools
-            }
+            per_school = dict(
+                Prediction.objects.filter(
+                    school__in=schools, created_at__date__gte=start, created_at__date__lte=end
+                )
+                .values_list("school")
+                .annotate(n=Count("id"))
+            )
+            counts = {s.name: per_school.get(s.pk, 0) for s in schools}
             places = {s.name: s.locality for s in schools}
             groups = (
                 drift.pool_small_groups(counts, places, params.min_count)
