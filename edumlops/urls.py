@@ -14,6 +14,7 @@ from edumlops.monitoring import views as monitoring_views
 from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
+from workflows import gallery_views, threshold_views
 from workflows import views as workflow_views
 
 urlpatterns = [
@@ -32,6 +33,11 @@ urlpatterns = [
         name="model-card-download",
     ),
     path("runs/<int:pk>/", workflow_views.run_page, name="run"),
+    path("workflows/", workflow_views.workflow_list_page, name="workflows"),
+    path("workflows/new/", workflow_views.workflow_new, name="workflow-new"),
+    path("workflows/templates/", gallery_views.gallery, name="workflow-templates"),
+    path("workflows/<int:pk>/", workflow_views.workflow_edit, name="workflow-edit"),
+    path("thresholds/", threshold_views.thresholds_page, name="thresholds"),
     path("audit/", audit_views.audit_page, name="audit"),
     path("approvals/", workflow_views.approvals_inbox, name="approvals"),
     path("alerts/", monitoring_views.alerts_page, name="alerts"),

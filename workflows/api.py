@@ -32,6 +32,10 @@ class ValidateIn(serializers.Serializer):
 class VersionIn(serializers.Serializer):
     graph = GraphField()
     message = serializers.CharField(max_length=500, allow_blank=True, default="")
+    draft = serializers.BooleanField(
+        default=False,
+        help_text="Save even with validation errors, as a draft that cannot run.",
+    )
 
 
 class WorkflowIn(serializers.Serializer):
@@ -44,6 +48,9 @@ class WorkflowIn(serializers.Serializer):
 
 class RunIn(serializers.Serializer):
     conf = serializers.DictField(required=False, default=dict)
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="Run this version (default: the newest runnable)."
+    )
 
 
 class DecisionIn(serializers.Serializer):
@@ -56,7 +63,7 @@ class VersionOut(serializers.ModelSerializer):
 
     class Meta:
         model = WorkflowVersion
-        fields = ["number", "message", "created_by", "created_at"]
+        fields = ["number", "message", "created_by", "created_at", "draft", "errors"]
 
 
 class WorkflowOut(serializers.ModelSerializer):
@@ -243,11 +250,17 @@ def workflow_versions(request: Request, pk: int) -> Response:
     workflow = _get_workflow_for_user(request, pk, Action.MANAGE)
     body = VersionIn(data=request.data)
     body.is_valid(raise_exception=True)
-    errors = validate(body.validated_data["graph"])
-    if errors:
+    graph = body.validated_data["graph"]
+    errors = validate(graph)
+    if errors and not body.validated_data["draft"]:
         return _invalid(errors)
+    if any(e.code == "malformed" for e in errors):
+        return _invalid(errors)  # not even a graph's shape: nothing the canvas could reopen
     version = workflow.save_version(
-        body.validated_data["graph"], body.validated_data["message"], request.user
+        graph,
+        body.validated_data["message"],
+        request.user,
+        errors=[e.as_dict() for e in errors],
     )
     return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
 
@@ -280,8 +293,15 @@ def workflow_runs(request: Request, pk: int) -> Response:
     workflow = _get_workflow_for_user(request, pk, Action.MANAGE)
     body = RunIn(data=request.data)
     body.is_valid(raise_exception=True)
+    version = None
+    if "version" in body.validated_data:
+        version = get_object_or_404(workflow.versions, number=body.validated_data["version"])
     run = _engine_call(
-        engine.start_run, workflow, user=request.user, conf=body.validated_data["conf"]
+        engine.start_run,
+        workflow,
+        user=request.user,
+        conf=body.validated_data["conf"],
+        version=version,
     )
     return _run_response(run, status.HTTP_201_CREATED)
 

@@ -33,6 +33,7 @@ from workflows.models import (
     StepRun,
     TriggerFiring,
     Workflow,
+    WorkflowVersion,
     approval_deadline,
 )
 
@@ -75,11 +76,25 @@ def start_run(
     user: Any = None,
     conf: dict[str, Any] | None = None,
     trigger_node: str | None = None,
+    version: WorkflowVersion | None = None,
 ) -> Run:
-    """Create the run and its steps, then (on commit) send the first segment to Celery."""
-    version = workflow.latest_version()
+    """Create the run and its steps, then (on commit) send the first segment to Celery.
+    Runs `version` when given, else the newest version that is not a draft."""
     if version is None:
-        raise EngineError("The workflow has no saved version yet: save one before running it.")
+        version = workflow.runnable_version()
+        if version is None:
+            raise EngineError(
+                "The workflow has no runnable version yet: save one without errors to run it."
+                if workflow.versions.exists()
+                else "The workflow has no saved version yet: save one before running it."
+            )
+    elif version.workflow_id != workflow.pk:
+        raise EngineError(f"Version {version.number} belongs to another workflow.")
+    elif version.draft:
+        raise EngineError(
+            f"Version {version.number} is a draft with {len(version.errors)} error(s): fix them "
+            "on the canvas and save a new version to run it."
+        )
     p = plan(version.graph)
     triggers = [n for n in p.order if p.block(n).is_trigger]
     if trigger_node is None:
@@ -540,7 +555,7 @@ def fire_term_starts(today: Any = None) -> list[Run]:
     today = today or timezone.localdate()
     started = []
     for workflow in Workflow.objects.select_related("district"):
-        version = workflow.latest_version()
+        version = workflow.runnable_version()
         if version is None:
             continue
         for node in version.graph.get("nodes", []):

@@ -44,9 +44,21 @@ class Workflow(models.Model):
     def latest_version(self) -> WorkflowVersion | None:
         return self.versions.order_by("-number").first()
 
+    def runnable_version(self) -> WorkflowVersion | None:
+        """The newest version that is not a draft: what runs and what triggers listen to."""
+        return self.versions.filter(draft=False).order_by("-number").first()
+
     @transaction.atomic
-    def save_version(self, graph: dict[str, Any], message: str, user: Any) -> WorkflowVersion:
-        """A new immutable version. The caller has validated the graph."""
+    def save_version(
+        self,
+        graph: dict[str, Any],
+        message: str,
+        user: Any,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> WorkflowVersion:
+        """A new immutable version. The caller has validated the graph; a graph with `errors`
+        is saved as a draft, which can be opened and edited but not run."""
         last = (
             WorkflowVersion.objects.select_for_update()
             .filter(workflow=self)
@@ -59,13 +71,19 @@ class Workflow(models.Model):
             graph=graph,
             message=message,
             created_by=user,
+            draft=bool(errors),
+            errors=errors or [],
         )
         audit.record(
             action=audit.AuditRecord.Action.WORKFLOW_VERSION,
             actor=user,
             target=self,
             before={"version": last.number} if last else {},
-            after={"version": version.number, "nodes": len(graph.get("nodes", []))},
+            after={
+                "version": version.number,
+                "nodes": len(graph.get("nodes", [])),
+                **({"draft": True, "errors": len(errors)} if errors else {}),
+            },
             reason=message,
         )
         transaction.on_commit(lambda: sync_schedules(self))
@@ -81,6 +99,9 @@ class WorkflowVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # saved with validation errors: kept so work is not lost, but never run
+    draft = models.BooleanField(default=False)
+    errors = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["workflow", "-number"]
@@ -268,7 +289,7 @@ def sync_schedules(workflow: Workflow) -> None:
     """Make celery beat's periodic tasks match the schedule triggers of the latest version."""
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-    version = workflow.latest_version()
+    version = workflow.runnable_version()
     wanted: dict[str, str] = {}
     if version is not None:
         for node in version.graph.get("nodes", []):

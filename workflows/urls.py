@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workflows import api
+from workflows import api, gallery_views
 
 urlpatterns = [
     path("blocks/", api.blocks, name="api-blocks"),
@@ -23,5 +23,7 @@ urlpatterns = [
     path("runs/<int:pk>/approve/", api.run_approve, name="api-run-approve"),
     path("runs/<int:pk>/reject/", api.run_reject, name="api-run-reject"),
     path("runs/<int:pk>/cancel/", api.run_cancel, name="api-run-cancel"),
+    path("templates/", gallery_views.api_templates, name="api-templates"),
+    path("templates/<slug:key>/use/", gallery_views.api_use_template, name="api-template-use"),
     path("notifications/", api.notifications, name="api-notifications"),
 ]

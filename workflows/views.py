@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 
@@ -138,3 +138,18 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
             }
         )
     return TemplateResponse(request, "workflows/approvals.html", {"items": items})
+
+
+@login_required
+def workflow_list_page(request: HttpRequest) -> HttpResponse:
+    raise Http404("not built yet")
+
+
+@login_required
+def workflow_new(request: HttpRequest) -> HttpResponse:
+    raise Http404("not built yet")
+
+
+@login_required
+def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    raise Http404("not built yet")

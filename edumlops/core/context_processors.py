@@ -19,6 +19,7 @@ def navigation(request: HttpRequest) -> dict:
         items += [(s.name, reverse("school", args=[s.pk])) for s in visible_schools(user)]
     if districts:
         items += [
+            ("Workflows", reverse("workflows")),
             ("Datasets", reverse("datasets")),
             ("Models", reverse("models")),
             ("Deployments", reverse("deployments")),
@@ -28,6 +29,7 @@ def navigation(request: HttpRequest) -> dict:
         if any(can(user, Action.VIEW_AUDIT, d) for d in districts):
             items.append(("Audit", reverse("audit")))
     items.append(("Alerts", reverse("alerts")))
+    items.append(("Thresholds", reverse("thresholds")))
     if user.is_staff:
         items.append(("Admin", reverse("admin:index")))
     labels = {"teacher": "Teacher", "district_staff": "District staff", "admin": "ML lead / admin"}

@@ -65,7 +65,7 @@ def start_alert_workflows(alert_id: int) -> list[Any]:
     alert = Alert.objects.select_related("school").get(pk=alert_id)
     started = []
     for workflow in Workflow.objects.filter(district=alert.district):
-        version = workflow.latest_version()
+        version = workflow.runnable_version()
         for node in version.graph.get("nodes", []) if version else []:
             if node.get("kind") != "on_alert_trigger":
                 continue
