@@ -1,9 +1,300 @@
-"""The threshold page (being built: issue 5)."""
+"""The Thresholds page: no canvas, one form per workflow with the thresholds the user may change
+for a school (its own values) or, for district staff, for the whole district. Read-only ones are
+shown with who sets them. Saving makes a new workflow version and an audit record per value.
+
+Also `GET/POST /api/thresholds/?school=ID` (or `?district=ID`), with the same rules."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from edumlops.schools.models import District, School
+from edumlops.schools.permissions import visible_districts, visible_schools
+from workflows import thresholds
+from workflows.models import Workflow
+
+TEMPLATE = "workflows/thresholds.html"
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Whose values: one school's own, or the district's."""
+
+    district: District
+    school: School | None = None
+
+    @property
+    def value(self) -> str:
+        return f"school-{self.school.pk}" if self.school else f"district-{self.district.pk}"
+
+    @property
+    def label(self) -> str:
+        return self.school.name if self.school else f"{self.district.name} (whole district)"
+
+
+def _scopes(user: Any) -> list[Scope]:
+    """The scopes the user may change thresholds for, district before its schools."""
+    found = []
+    districts = list(visible_districts(user))
+    for district in districts:
+        if thresholds.may_edit(user, district, None):
+            found.append(Scope(district))
+        found += [Scope(district, s) for s in district.schools.order_by("name")]
+    others = visible_schools(user).exclude(district__in=districts).order_by("name")
+    found += [Scope(s.district, s) for s in others if thresholds.may_edit(user, s.district, s)]
+    return found
+
+
+def _get_scope_for_user(user: Any, data: Any) -> tuple[Scope, list[Scope]]:
+    """The scope named by `scope=school-ID|district-ID` (or `school=ID` / `district=ID`), else
+    the user's first; PermissionDenied for one the user may not change."""
+    scopes = _scopes(user)
+    if not scopes:
+        raise PermissionDenied(
+            "Thresholds are changed by the teachers of a school and by district staff."
+        )
+    wanted = data.get("scope") or (
+        f"school-{data['school']}"
+        if data.get("school")
+        else f"district-{data['district']}"
+        if data.get("district")
+        else ""
+    )
+    if not wanted:
+        return scopes[0], scopes
+    scope = next((s for s in scopes if s.value == wanted), None)
+    if scope is None:
+        raise PermissionDenied("You may not change thresholds there.")
+    return scope, scopes
+
+
+@dataclass
+class Row:
+    """One threshold as the form shows it."""
+
+    t: thresholds.Threshold
+    id: str
+    value: str
+    district_value: str
+    default: str
+    error: str = ""
+
+    @property
+    def described_by(self) -> str:
+        ids = [f"{self.id}-help", f"{self.id}-range"]
+        if not self.t.editable:
+            ids.append(f"{self.id}-readonly")
+        if self.error:
+            ids.append(f"{self.id}-error")
+        return " ".join(ids)
+
+
+@dataclass
+class Item:
+    """One workflow's form."""
+
+    workflow: Workflow
+    version_number: int
+    rows: list[Row]
+    editable: bool
+    recent: Any
+    errors: list[str] = field(default_factory=list)  # the ones that name no field
+    failed: bool = False
+    saved: str = ""
+
+
+def _items(
+    user: Any,
+    scope: Scope,
+    only: Workflow | None = None,
+    entered: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    saved: str = "",
+) -> list[Item]:
+    items = []
+    for wt in thresholds.for_scope(user, scope.district, scope.school):
+        if only is not None and wt.workflow.pk != only.pk:
+            continue
+        mine = only is not None
+        rows = []
+        for t in wt.thresholds:
+            shown = thresholds.fmt(t.value)
+            if mine and entered is not None and t.key in entered and t.editable:
+                shown = entered[t.key]
+            rows.append(
+                Row(
+                    t=t,
+                    id=f"t{wt.workflow.pk}-{t.node}-{t.name}",
+                    value=shown,
+                    district_value=thresholds.fmt(t.district_value),
+                    default=thresholds.fmt(t.default),
+                    error=(errors or {}).get(t.key, "") if mine else "",
+                )
+            )
+        keys = {t.key for t in wt.thresholds}
+        items.append(
+            Item(
+                workflow=wt.workflow,
+                version_number=wt.version.number,
+                rows=rows,
+                editable=wt.editable,
+                recent=thresholds.recent_changes(scope.district, scope.school, wt.workflow),
+                errors=[m for k, m in (errors or {}).items() if k not in keys] if mine else [],
+                failed=bool(errors) and mine,
+                saved=saved if mine else "",
+            )
+        )
+    return items
+
+
+def _save(
+    request: HttpRequest, scope: Scope, workflow: Workflow
+) -> tuple[str, dict[str, str], int]:
+    """Apply the posted form: the success message, or the errors per key; and the status."""
+    changes = {k: v for k, v in request.POST.items() if "." in k}
+    try:
+        base = int(request.POST.get("version", ""))
+    except ValueError:
+        base = None
+    try:
+        new, done = thresholds.apply_changes(
+            workflow,
+            request.user,
+            scope.school,
+            changes,
+            reason=request.POST.get("reason", "").strip(),
+            base_version=base,
+        )
+    except thresholds.StaleForm as exc:
+        return "", exc.errors, 409
+    except thresholds.ThresholdError as exc:
+        return "", exc.errors, 400
+    if not done:
+        return "Nothing changed: the values are the ones already in force.", {}, 200
+    listed = "; ".join(f"{c.label}: {c.describe()}" for c in done)
+    return f"Saved for {scope.label}: {listed}. {workflow} is now version {new.number}.", {}, 200
+
+
+@login_required
 def thresholds_page(request: HttpRequest) -> HttpResponse:
-    raise Http404("not built yet")
+    data = request.POST if request.method == "POST" else request.GET
+    scope, scopes = _get_scope_for_user(request.user, data)
+    context: dict[str, Any] = {"scope": scope, "scopes": scopes}
+    if request.method != "POST":
+        return TemplateResponse(
+            request, TEMPLATE, {**context, "items": _items(request.user, scope)}
+        )
+
+    workflow = get_object_or_404(
+        Workflow, pk=request.POST.get("workflow") or 0, district=scope.district
+    )
+    saved, errors, status = _save(request, scope, workflow)
+    if saved and not request.htmx:
+        messages.success(request, saved)
+        return redirect(f"{request.path}?scope={scope.value}#workflow-{workflow.pk}")
+    # what was typed is shown again with its error; a stale form shows the values now in force
+    entered = {k: v for k, v in request.POST.items() if "." in k} if status == 400 else None
+    items = _items(request.user, scope, workflow, entered, errors, saved)
+    if not items:
+        raise Http404(f"{workflow} has no thresholds to change.")
+    if request.htmx:
+        return TemplateResponse(
+            request,
+            f"{TEMPLATE}#workflow-form",
+            {**context, "item": items[0], "focus": True},
+            status=status,
+        )
+    full = _items(request.user, scope)
+    full = [items[0] if i.workflow.pk == workflow.pk else i for i in full]
+    return TemplateResponse(request, TEMPLATE, {**context, "items": full}, status=status)
+
+
+# --- API -------------------------------------------------------------------------------------
+def _as_dict(wt: thresholds.WorkflowThresholds) -> dict[str, Any]:
+    return {
+        "workflow": wt.workflow.pk,
+        "name": wt.workflow.name,
+        "version": wt.version.number,
+        "thresholds": [
+            {
+                "key": t.key,
+                "node": t.node,
+                "node_label": t.node_label,
+                "field": t.name,
+                "label": t.label,
+                "help": t.help,
+                "unit": t.unit,
+                "scope": t.scope,
+                "allowed": t.range_text,
+                "minimum": t.bounds.minimum,
+                "maximum": t.bounds.maximum,
+                "exclusive_minimum": t.bounds.exclusive_minimum,
+                "exclusive_maximum": t.bounds.exclusive_maximum,
+                "default": t.default,
+                "district_value": t.district_value,
+                "school_value": t.school_value,
+                "value": t.value,
+                "editable": t.editable,
+            }
+            for t in wt.thresholds
+        ],
+    }
+
+
+@extend_schema(request=None, responses={200: None})
+@api_view(["GET", "POST"])
+def api_thresholds(request: Request) -> Response:
+    """GET: the thresholds of each workflow for `?school=ID` (its own values) or `?district=ID`.
+    POST `{"workflow": id, "version": n, "changes": {"node.field": value}, "reason": ""}`:
+    a new version and an audit record per changed value; 400 with `errors` per key, or 409 when
+    the workflow has a newer version than `version`."""
+    scope, _ = _get_scope_for_user(request.user, request.query_params)
+    if request.method == "POST":
+        workflow = get_object_or_404(
+            Workflow, pk=request.data.get("workflow") or 0, district=scope.district
+        )
+        changes = request.data.get("changes")
+        if not isinstance(changes, dict):
+            return Response({"errors": {"": 'Send "changes": {"node.field": value}.'}}, 400)
+        version = request.data.get("version")
+        try:
+            new, done = thresholds.apply_changes(
+                workflow,
+                request.user,
+                scope.school,
+                changes,
+                reason=str(request.data.get("reason", "")),
+                base_version=version if isinstance(version, int) else None,
+            )
+        except thresholds.StaleForm as exc:
+            return Response({"errors": exc.errors}, 409)
+        except thresholds.ThresholdError as exc:
+            return Response({"errors": exc.errors}, 400)
+        return Response(
+            {
+                "version": new.number if new else None,
+                "changes": [
+                    {"node": c.node, "field": c.name, "old": c.old, "new": c.new} for c in done
+                ],
+            }
+        )
+    found = thresholds.for_scope(request.user, scope.district, scope.school)
+    return Response(
+        {
+            "district": scope.district.pk,
+            "school": scope.school.pk if scope.school else None,
+            "workflows": [_as_dict(wt) for wt in found],
+        }
+    )

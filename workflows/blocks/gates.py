@@ -135,16 +135,29 @@ class BiasGateParams(Params):
         ),
     )
     max_difference: float = Field(
-        0.1, gt=0, le=1, description="Largest allowed gap between groups (for max_difference)."
+        0.1,
+        gt=0,
+        le=1,
+        description="Largest allowed gap between groups (for max_difference).",
+        json_schema_extra={"threshold": "district", "label": "Bias-gate gap"},
     )
     min_ratio: float = Field(
-        0.8, gt=0, le=1, description="Smallest allowed ratio between groups (for min_ratio)."
+        0.8,
+        gt=0,
+        le=1,
+        description="Smallest allowed ratio between groups (for min_ratio).",
+        json_schema_extra={"threshold": "district", "label": "Bias-gate ratio"},
     )
     min_group_size: int = Field(
         30,
         ge=1,
         le=10_000,
         description="Groups with fewer held-out students are reported as 'insufficient data'.",
+        json_schema_extra={
+            "threshold": "district",
+            "label": "Smallest group the bias gate judges",
+            "unit": "students",
+        },
     )
     intersections: bool = Field(
         True, description="Also check pairs of attributes (e.g. low SES and English learner)."

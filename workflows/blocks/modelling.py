@@ -272,19 +272,40 @@ class ValidateParams(Params):
         le=0.99,
         description="Decision threshold: a student whose risk is at least this is flagged.",
     )
-    min_auc: float = Field(0.7, ge=0, le=1, description="Lowest acceptable ROC AUC.")
+    min_auc: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Lowest acceptable ROC AUC.",
+        json_schema_extra={"threshold": "district", "label": "Minimum AUC"},
+    )
     min_recall: float = Field(
-        0.0, ge=0, le=1, description="Lowest acceptable recall (share of at-risk students found)."
+        0.0,
+        ge=0,
+        le=1,
+        description="Lowest acceptable recall (share of at-risk students found).",
+        json_schema_extra={"threshold": "district", "label": "Minimum recall"},
     )
     min_precision: float = Field(
-        0.0, ge=0, le=1, description="Lowest acceptable precision (share of flags that are right)."
+        0.0,
+        ge=0,
+        le=1,
+        description="Lowest acceptable precision (share of flags that are right).",
+        json_schema_extra={"threshold": "district", "label": "Minimum precision"},
     )
-    min_f1: float = Field(0.0, ge=0, le=1, description="Lowest acceptable F1 score.")
+    min_f1: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Lowest acceptable F1 score.",
+        json_schema_extra={"threshold": "district", "label": "Minimum F1 score"},
+    )
     max_brier: float = Field(
         0.25,
         ge=0,
         le=1,
         description="Highest acceptable Brier score (calibration; lower is better).",
+        json_schema_extra={"threshold": "district", "label": "Maximum Brier score"},
     )
     compare_with_champion: bool = Field(
         True,

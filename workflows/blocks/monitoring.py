@@ -6,16 +6,70 @@ of the same locality or reported as insufficient data, never as "no drift"."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from workflows.blocks.base import Block, BlockError, Context, Params, Port, PortType, output
 
 ANY = tuple(PortType)
 
+SCHOOL_THRESHOLDS_HELP = (
+    "Per-school values set on the Thresholds page: school code → {parameter: value}. Only the "
+    "parameters teachers may change, each within its own allowed range."
+)
 
-class DriftParams(Params):
+
+class PerSchoolParams(Params):
+    """A monitor whose teacher-editable thresholds (marked ``{"threshold": "school"}``) can be
+    set per school, in its ``school_thresholds`` parameter (declared last by each subclass, so
+    it comes last in the block's form)."""
+
+    if TYPE_CHECKING:
+        school_thresholds: dict[str, dict[str, float]]
+
+    @classmethod
+    def school_fields(cls) -> dict[str, FieldInfo]:
+        return {
+            name: info
+            for name, info in cls.model_fields.items()
+            if isinstance(info.json_schema_extra, dict)
+            and info.json_schema_extra.get("threshold") == "school"
+        }
+
+    @field_validator("school_thresholds", check_fields=False)
+    @classmethod
+    def _known_fields_within_bounds(
+        cls, value: dict[str, dict[str, float]]
+    ) -> dict[str, dict[str, float]]:
+        from pydantic import TypeAdapter
+
+        editable = cls.school_fields()
+        for code, values in value.items():
+            for name, number in values.items():
+                if name not in editable:
+                    raise ValueError(
+                        f'school "{code}": "{name}" cannot be set per school (these can: '
+                        f"{', '.join(editable)})"
+                    )
+                info = editable[name]
+                try:
+                    TypeAdapter(Annotated[info.annotation, info]).validate_python(number)
+                except ValidationError as exc:
+                    raise ValueError(
+                        f'school "{code}": {name} = {number:g} is out of range: '
+                        f"{exc.errors()[0]['msg'].lower()}"
+                    ) from None
+        return value
+
+    def for_school(self, code: str) -> Self:
+        """These parameters with the school's own values where it has any."""
+        own = self.school_thresholds.get(code)
+        return self.model_copy(update=own) if own else self
+
+
+class DriftParams(PerSchoolParams):
     window_days: int = Field(
         14, ge=1, le=120, description="How many days of recent predictions to look at.",
         json_schema_extra={"unit": "days"},
@@ -30,10 +84,20 @@ class DriftParams(Params):
     )
     psi_threshold: float = Field(
         0.2, gt=0, le=2, description="Drift sensitivity: a larger population stability index "
-        "than this counts as a change (0.1 sensitive, 0.25 relaxed).",
+        "than this counts as a change (0.1 sensitive, 0.25 relaxed). Small schools checked "
+        "together use the most sensitive (smallest) value among them.",
+        json_schema_extra={"threshold": "school", "label": "Drift sensitivity"},
     )  # fmt: skip
     min_count: int = Field(
-        30, ge=5, le=10_000, description="Fewer predictions than this: insufficient data."
+        30,
+        ge=5,
+        le=10_000,
+        description="Fewer predictions than this: insufficient data.",
+        json_schema_extra={
+            "threshold": "district",
+            "label": "Fewest predictions for a drift check",
+            "unit": "predictions",
+        },
     )
     pool_small_schools: bool = Field(
         True, description="Check small schools together with others of the same locality."
@@ -42,6 +106,13 @@ class DriftParams(Params):
         False,
         description="Compare within each grade, so a cohort growing older is not read as drift.",
     )
+    school_thresholds: dict[str, dict[str, float]] = Field({}, description=SCHOOL_THRESHOLDS_HELP)
+
+    def for_schools(self, codes: list[str]) -> DriftParams:
+        """For a pooled group of schools: the most sensitive (smallest) drift sensitivity that
+        any of them asks for."""
+        psi = min((self.for_school(code).psi_threshold for code in codes), default=None)
+        return self.model_copy(update={"psi_threshold": psi}) if psi is not None else self
 
 
 def _periods(district: Any) -> list[Any]:
@@ -166,6 +237,7 @@ class DriftMonitorBlock(Block):
             named = {s.name: s for s in schools}
             for group, members in groups.items():
                 members_ = [named[m] for m in members]
+                group_params = params.for_schools([s.code for s in members_])
                 current: Any = pd.DataFrame(_rows(members_, start, end, periods))
                 if len(current) < params.min_count:  # edge nodes send aggregates, not rows
                     summed = _aggregated(members_, model, start, end, periods, edge_only=True)
@@ -186,7 +258,7 @@ class DriftMonitorBlock(Block):
                         baseline = _aggregated(members_, model, *base_window, periods)
                     if _count(baseline) < params.min_count:
                         baseline, base_label = None, "the training data (no baseline rows)"
-                reports = self._check(current, baseline, reference, params)
+                reports = self._check(current, baseline, reference, group_params)
                 drifted = sorted({f for r in reports for f in r[1].drifted})
                 status = (
                     "insufficient_data"
@@ -203,7 +275,9 @@ class DriftMonitorBlock(Block):
                     for f in report.features:
                         if not f.drifted:
                             continue
-                        severity = "critical" if f.psi > 2.5 * params.psi_threshold else "warning"
+                        severity = (
+                            "critical" if f.psi > 2.5 * group_params.psi_threshold else "warning"
+                        )
                         for school in members_:
                             _, new = raise_alert(
                                 district=district,
@@ -301,19 +375,33 @@ class DriftMonitorBlock(Block):
         return [("", one(current, baseline))]
 
 
-class PerformanceParams(Params):
+class PerformanceParams(PerSchoolParams):
     max_recall_drop: float = Field(
-        0.1, ge=0, le=1, description="Alert when recall is this much below validation."
+        0.1,
+        ge=0,
+        le=1,
+        description="Alert when recall is this much below validation.",
+        json_schema_extra={"threshold": "school", "label": "Allowed drop in recall"},
     )
     max_precision_drop: float = Field(
-        0.1, ge=0, le=1, description="Alert when precision is this much below validation."
+        0.1,
+        ge=0,
+        le=1,
+        description="Alert when precision is this much below validation.",
+        json_schema_extra={"threshold": "school", "label": "Allowed drop in precision"},
     )
     min_positives: int = Field(
         20,
         ge=1,
         le=10_000,
         description="Schools or groups with fewer at-risk students: insufficient data.",
+        json_schema_extra={
+            "threshold": "district",
+            "label": "Fewest at-risk students for a performance check",
+            "unit": "students",
+        },
     )
+    school_thresholds: dict[str, dict[str, float]] = Field({}, description=SCHOOL_THRESHOLDS_HELP)
 
 
 class PerformanceMonitorBlock(Block):
@@ -360,6 +448,7 @@ class PerformanceMonitorBlock(Block):
                 context.log(f"{name}: not a school of {district} with a model deployed; skipped")
                 continue
             model = deployment.model_version
+            limits = params.for_school(school.code)
             y = binary_target(rows[roles.label], roles.positive)
             if int(y.sum()) < params.min_positives:
                 context.log(f"{name}: insufficient data ({int(y.sum())} at-risk students)")
@@ -370,8 +459,8 @@ class PerformanceMonitorBlock(Block):
             expected = (model.validation or {}).get("metrics") or {}
             findings = []
             for metric, limit in (
-                ("recall", params.max_recall_drop),
-                ("precision", params.max_precision_drop),
+                ("recall", limits.max_recall_drop),
+                ("precision", limits.max_precision_drop),
             ):
                 if seen.get(metric) is None or expected.get(metric) is None:
                     continue
@@ -389,7 +478,7 @@ class PerformanceMonitorBlock(Block):
                     base = expected.get("recall")
                     if base is not None and metrics["recall"] is not None:
                         drop = base - metrics["recall"]
-                        if drop > params.max_recall_drop:
+                        if drop > limits.max_recall_drop:
                             findings.append(
                                 (f"recall ({attribute}={value})", drop, metrics["recall"], base)
                             )
@@ -399,7 +488,7 @@ class PerformanceMonitorBlock(Block):
                     school=school,
                     monitor="performance",
                     cause=cause,
-                    severity="critical" if drop > 2 * params.max_recall_drop else "warning",
+                    severity="critical" if drop > 2 * limits.max_recall_drop else "warning",
                     message=f"{cause} {now:.3f} on {len(rows)} outcomes vs {then:.3f} in "
                     f"validation ({model}).",
                 )
@@ -431,7 +520,7 @@ class PerformanceMonitorBlock(Block):
         return {"report": {"results": results}}
 
 
-class LatencyParams(Params):
+class LatencyParams(PerSchoolParams):
     window_days: int = Field(
         3, ge=1, le=60, description="Recent days to judge.", json_schema_extra={"unit": "days"}
     )
@@ -447,7 +536,13 @@ class LatencyParams(Params):
         ge=1.1,
         le=20,
         description="Alert when a profile's p95 latency is this many times its own normal.",
+        json_schema_extra={
+            "threshold": "school",
+            "label": "Latency alert ratio",
+            "unit": "× normal",
+        },
     )
+    school_thresholds: dict[str, dict[str, float]] = Field({}, description=SCHOOL_THRESHOLDS_HELP)
 
 
 class DeviceLatencyMonitorBlock(Block):
@@ -493,14 +588,15 @@ class DeviceLatencyMonitorBlock(Block):
             normal = statistics.median(values["normal"])
             now = max(values["now"])
             ratio = now / normal if normal else 0.0
-            status = "slow" if ratio > params.max_ratio else "ok"
+            max_ratio = params.for_school(school.code).max_ratio
+            status = "slow" if ratio > max_ratio else "ok"
             if status == "slow":
                 _, new = raise_alert(
                     district=district,
                     school=school,
                     monitor="latency",
                     cause=f"p95 latency on {profile}",
-                    severity="critical" if ratio > 2 * params.max_ratio else "warning",
+                    severity="critical" if ratio > 2 * max_ratio else "warning",
                     message=f"p95 {now:.1f} ms on {profile}, {ratio:.1f}x its normal "
                     f"{normal:.1f} ms (median of {len(values['normal'])} days).",
                 )

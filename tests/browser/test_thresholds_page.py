@@ -1,0 +1,133 @@
+"""In a real headless Chromium: a teacher opens the Thresholds page, changes their school's drift
+sensitivity and saves (htmx swaps in the result); the bias-gate gap, set by district staff, is
+read-only; the change is in the audit trail with its old and new value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edumlops.audit.models import AuditRecord
+from tests.conftest import PASSWORD, ROOT
+from tests.workflows.test_thresholds import monitors_graph
+from workflows.models import Workflow
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "var" / "test-artifacts"
+
+
+@pytest.fixture
+def workflow(transactional_db, district, school_a, teacher_a, platform_admin) -> Workflow:
+    workflow = Workflow.objects.create(district=district, name="Watch the model")
+    workflow.save_version(monitors_graph(), "first", platform_admin)
+    return workflow
+
+
+def _log_in(page, base: str, username: str) -> None:
+    page.goto(base + "/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def _shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_a_teacher_changes_a_threshold_and_cannot_change_a_read_only_one(
+    page, live_server, workflow, teacher_a
+):
+    _log_in(page, live_server.url, "teacher_a")
+    page.get_by_role("link", name="Thresholds", exact=True).click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Thresholds — Alder School"
+
+    sensitivity = page.get_by_label("Drift sensitivity")
+    assert sensitivity.input_value() == "0.2"
+    help_ids = sensitivity.get_attribute("aria-describedby").split()
+    described = " ".join(page.locator(f"#{i}").inner_text() for i in help_ids)
+    assert "population stability index" in described
+    assert "Allowed: a number more than 0 and at most 2" in described
+
+    gap = page.get_by_label("Bias-gate gap")
+    assert gap.is_disabled() and not gap.is_editable()
+    gap_help = " ".join(
+        page.locator(f"#{i}").inner_text() for i in gap.get_attribute("aria-describedby").split()
+    )
+    assert "Read-only: set by district staff" in gap_help
+    with pytest.raises(Exception, match="not enabled|disabled|Timeout"):  # noqa: PT011
+        gap.fill("0.5", timeout=1000)
+
+    sensitivity.fill("0.15")
+    page.get_by_label("Reason (optional, kept in the audit trail)").fill("start of term")
+    page.get_by_role("button", name="Save thresholds").click()
+    saved = page.get_by_test_id("saved")
+    saved.wait_for()
+    assert "Drift sensitivity: psi_threshold 0.2 → 0.15" in saved.inner_text()
+    page.wait_for_function("document.activeElement.dataset.testid === 'saved'")  # focus moved
+    assert page.get_by_label("Drift sensitivity").input_value() == "0.15"
+    recent = page.get_by_test_id("recent-changes").inner_text()
+    assert "teacher_a changed Drift sensitivity from 0.2 to 0.15 (version 2)" in recent
+    assert page.get_by_label("Bias-gate gap").is_disabled()
+    _shot(page, "thresholds-teacher-saved.png")
+
+    record = AuditRecord.objects.get(action=AuditRecord.Action.THRESHOLD)
+    assert record.actor_name == "teacher_a" and record.reason == "start of term"
+    assert (record.before["value"], record.after["value"]) == (0.2, 0.15)
+    assert record.after["school"] == "a" and record.after["field"] == "psi_threshold"
+    assert workflow.runnable_version().number == 2
+    node = next(n for n in workflow.runnable_version().graph["nodes"] if n["id"] == "bias")
+    assert "max_difference" not in node["params"]  # the read-only one did not move
+
+
+def test_an_out_of_range_value_is_shown_on_its_field_and_nothing_is_saved(
+    page, live_server, workflow, teacher_a
+):
+    _log_in(page, live_server.url, "teacher_a")
+    page.goto(live_server.url + "/thresholds/")
+    ratio = page.get_by_label("Latency alert ratio")
+    # skip the browser's own range check: the server must refuse it just as clearly
+    page.locator("form[hx-post]").evaluate("form => form.setAttribute('novalidate', '')")
+    ratio.fill("50")
+    page.get_by_role("button", name="Save thresholds").click()
+    error = page.locator(".field-error")
+    error.wait_for()
+    assert error.inner_text() == (
+        "Error: Latency alert ratio (max_ratio): 50 × normal is out of range. "
+        "Enter a number from 1.1 to 20."
+    )
+    ratio = page.get_by_label("Latency alert ratio")
+    assert ratio.get_attribute("aria-invalid") == "true"
+    page.wait_for_function("document.activeElement.name === 'latency.max_ratio'")
+    _shot(page, "thresholds-teacher-error.png")
+    assert workflow.versions.count() == 1
+    assert not AuditRecord.objects.filter(action=AuditRecord.Action.THRESHOLD).exists()
+
+
+def test_district_staff_change_a_district_value_for_every_school(
+    page, live_server, workflow, staff, district, school_b
+):
+    _log_in(page, live_server.url, "staff")
+    page.goto(live_server.url + "/thresholds/")
+    assert page.get_by_label("Show values for").input_value() == f"district-{district.pk}"
+    gap = page.get_by_label("Bias-gate gap")
+    assert gap.is_editable()
+    gap.fill("0.05")
+    page.get_by_role("button", name="Save thresholds").click()
+    page.get_by_test_id("saved").wait_for()
+    assert "max_difference 0.1 → 0.05" in page.get_by_test_id("saved").inner_text()
+    _shot(page, "thresholds-staff-district.png")
+    node = next(n for n in workflow.runnable_version().graph["nodes"] if n["id"] == "bias")
+    assert node["params"]["max_difference"] == 0.05
+    record = AuditRecord.objects.get(action=AuditRecord.Action.THRESHOLD)
+    assert record.after["school"] is None and record.actor_name == "staff"
+
+    page.get_by_label("Show values for").select_option(label="Birch School")
+    page.get_by_role("button", name="Show").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Thresholds — Birch School"
+    assert page.get_by_label("Bias-gate gap").is_disabled()  # one value for the district
+    assert page.get_by_label("Bias-gate gap").input_value() == "0.05"
