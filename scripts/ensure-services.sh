@@ -42,6 +42,9 @@ if ! answers "$redis_host" "$redis_port"; then
   fi
 fi
 
+if ! command -v node >/dev/null 2>&1; then
+  apt_install nodejs || missing+=("Node.js for the canvas's own tests (tests/js): run 'apt-get install nodejs' as root")
+fi
 if [ -z "${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium || missing+=("chromium for the browser tests: run 'apt-get install chromium' as root, or set CHROMIUM_PATH")
 fi
@@ -55,4 +58,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
   for item in "${missing[@]}"; do echo "  - $item" >&2; done
   exit 2
 fi
-echo "==> PostgreSQL ($pg_host:$pg_port), Redis ($redis_host:$redis_port) and chromium are ready"
+echo "==> PostgreSQL ($pg_host:$pg_port), Redis ($redis_host:$redis_port), chromium and Node.js are ready"

@@ -1,19 +1,28 @@
-"""The run page: each step's state, progress, logs and metrics, refreshed while the run goes on;
-district staff approve or reject a waiting step here."""
+"""Workflow pages: the list, the canvas (with its version list, diffs and a step's side-panel
+detail), the run page (each step's state, progress, logs and metrics, refreshed while the run goes
+on; district staff approve or reject a waiting step there) and the approvals inbox."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from edumlops.schools.permissions import Action, can, visible_districts
 from workflows import engine
+from workflows.blocks import CATEGORY_LABELS, catalog
 from workflows.compiler import plan
-from workflows.models import Run
+from workflows.graph import Graph, diff
+from workflows.models import Run, Workflow, WorkflowVersion
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
@@ -140,16 +149,195 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "workflows/approvals.html", {"items": items})
 
 
+# --- the canvas and the workflow pages ----------------------------------------------------------
+def _workflows_for(request: HttpRequest):  # noqa: ANN202
+    return Workflow.objects.filter(district__in=visible_districts(request.user)).select_related(
+        "district", "owner"
+    )
+
+
+def _get_workflow(request: HttpRequest, pk: int) -> Workflow:
+    return get_object_or_404(_workflows_for(request), pk=pk)
+
+
+def _dataset_choices(district: Any) -> list[dict[str, Any]]:
+    from edumlops.datasets.models import DatasetVersion
+
+    versions = DatasetVersion.objects.filter(district=district).select_related("dataset")
+    return [
+        {
+            "id": v.pk,
+            "label": f"{v.dataset.name} v{v.number} ({v.rows} rows"
+            + (f", label {v.roles['label']}" if (v.roles or {}).get("label") else ", no label")
+            + ")",
+            "columns": [c.get("name") for c in v.schema if isinstance(c, dict)],
+        }
+        for v in versions.order_by("dataset__name", "-number")
+    ]
+
+
 @login_required
 def workflow_list_page(request: HttpRequest) -> HttpResponse:
-    raise Http404("not built yet")
+    workflows = list(_workflows_for(request).order_by("district__name", "name"))
+    latest = {}
+    for v in WorkflowVersion.objects.filter(workflow__in=workflows).order_by("workflow", "-number"):
+        latest.setdefault(v.workflow_id, v)
+    last_runs = {}
+    for r in Run.objects.filter(workflow__in=workflows).order_by("workflow", "-created_at"):
+        last_runs.setdefault(r.workflow_id, r)
+    rows = [(w, latest.get(w.pk), last_runs.get(w.pk)) for w in workflows]
+    manageable = [d for d in visible_districts(request.user) if can(request.user, Action.MANAGE, d)]
+    return TemplateResponse(
+        request,
+        "workflows/list.html",
+        {"rows": rows, "districts": manageable},
+    )
 
 
 @login_required
+@require_POST
 def workflow_new(request: HttpRequest) -> HttpResponse:
-    raise Http404("not built yet")
+    """An empty workflow (no version yet), opened on the canvas."""
+    district = get_object_or_404(visible_districts(request.user), pk=request.POST.get("district"))
+    if not can(request.user, Action.MANAGE, district):
+        raise PermissionDenied("Only the district's ML lead / admin builds workflows.")
+    name = request.POST.get("name", "").strip()
+    if not name:
+        messages.error(request, "Give the workflow a name.")
+        return redirect("workflows")
+    if Workflow.objects.filter(district=district, name=name).exists():
+        messages.error(request, f"A workflow named “{name}” exists in {district}: pick another.")
+        return redirect("workflows")
+    workflow = Workflow.objects.create(
+        district=district,
+        name=name[:200],
+        description=request.POST.get("description", "").strip(),
+        owner=request.user,
+    )
+    return redirect("workflow-edit", pk=workflow.pk)
 
 
 @login_required
 def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    raise Http404("not built yet")
+    """The canvas. `?version=N` opens an old version read-only; `?run=ID` shows that run's step
+    states on its version."""
+    workflow = _get_workflow(request, pk)
+    may_manage = can(request.user, Action.MANAGE, workflow)
+    latest = workflow.latest_version()
+    run = None
+    if request.GET.get("run", "").isdigit():
+        run = get_object_or_404(workflow.runs.select_related("version"), pk=request.GET["run"])
+        version = run.version
+    elif request.GET.get("version", "").isdigit():
+        version = get_object_or_404(workflow.versions, number=request.GET["version"])
+    else:
+        version = latest
+    old = version is not None and latest is not None and version.number != latest.number
+    read_only = not may_manage or old or run is not None
+    config = {
+        "workflowId": workflow.pk,
+        "version": version.number if version else None,
+        "versionDraft": bool(version and version.draft),
+        "readOnly": read_only,
+        "runId": run.pk if run else None,
+        "csrf": get_token(request),
+        "validateUrl": reverse("api-workflow-validate"),
+        "versionsUrl": reverse("api-workflow-versions", args=[workflow.pk]),
+        "runsUrl": reverse("api-workflow-runs", args=[workflow.pk]),
+        "runUrl": reverse("api-run", args=[0]).replace("0", "RUN"),
+        "runPageUrl": reverse("run", args=[0]).replace("0", "RUN"),
+        "stepUrl": reverse("run-step", args=[0, "NODE"]).replace("/0/", "/RUN/"),
+        "categories": list(CATEGORY_LABELS.items()),
+        "datasetVersions": _dataset_choices(workflow.district),
+        # a template's blocks that do not exist yet: no edit on the canvas can fix those
+        "standingErrors": [
+            e for e in (version.errors if version else []) if e.get("code") == "missing_block"
+        ],
+    }
+    return TemplateResponse(
+        request,
+        "workflows/canvas.html",
+        {
+            "workflow": workflow,
+            "version": version,
+            "latest": latest,
+            "run": run,
+            "read_only": read_only,
+            "may_manage": may_manage,
+            "old": old,
+            "graph": version.graph if version else {"nodes": [], "edges": [], "notes": []},
+            "catalog": catalog(),
+            "config": config,
+        },
+    )
+
+
+@login_required
+def workflow_versions_partial(request: HttpRequest, pk: int) -> HttpResponse:
+    """The version list beside the canvas (htmx): who saved what, drafts marked, diffs."""
+    workflow = _get_workflow(request, pk)
+    versions = workflow.versions.select_related("created_by").order_by("-number")[:50]
+    return TemplateResponse(
+        request,
+        "workflows/_versions.html",
+        {
+            "workflow": workflow,
+            "versions": versions,
+            "may_manage": can(request.user, Action.MANAGE, workflow),
+            "current": request.GET.get("current"),
+        },
+    )
+
+
+@login_required
+def workflow_diff_partial(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    workflow = _get_workflow(request, pk)
+    new = get_object_or_404(workflow.versions, number=number)
+    old = workflow.versions.filter(number__lt=number).order_by("-number").first()
+    changes = None
+    if old is not None:
+        changes = diff(Graph.model_validate(old.graph), Graph.model_validate(new.graph))
+    return TemplateResponse(
+        request, "workflows/_diff.html", {"new": new, "old": old, "changes": changes}
+    )
+
+
+@login_required
+@require_POST
+def workflow_run_version(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """Run this version (from the version list), then watch it on the canvas."""
+    workflow = _get_workflow(request, pk)
+    if not can(request.user, Action.MANAGE, workflow):
+        raise PermissionDenied("Only the district's ML lead / admin starts runs.")
+    version = get_object_or_404(workflow.versions, number=number)
+    try:
+        run = engine.start_run(workflow, user=request.user, version=version)
+    except engine.EngineError as exc:
+        messages.error(request, str(exc))
+        target = reverse("workflow-edit", args=[workflow.pk])
+    else:
+        target = reverse("workflow-edit", args=[workflow.pk]) + f"?run={run.pk}"
+    if request.htmx:
+        return HttpResponseClientRedirect(target)
+    return redirect(target)
+
+
+@login_required
+def run_step_partial(request: HttpRequest, pk: int, node_id: str) -> HttpResponse:
+    """One step of a run for the canvas's side panel: state, progress, reason, logs, metrics,
+    outputs, and the reports it made (the bias gate's table and chart)."""
+    from edumlops.registry.views import fairness_charts
+
+    run = _get_run_for_user(request, pk)
+    step = get_object_or_404(run.steps, node_id=node_id)
+    fairness = []
+    if step.kind == "bias_gate" and step.status not in ("queued", "skipped", "blocked"):
+        for model in _models_of(run):
+            if model.bias_report:
+                card = model.card()
+                fairness.append((model, card, fairness_charts(card)))
+    return TemplateResponse(
+        request,
+        "workflows/_step.html",
+        {"run": run, "step": step, "fairness": fairness, "models": _models_of(run)},
+    )

@@ -37,6 +37,24 @@ def model_list(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "registry/list.html", {"models": models})
 
 
+def fairness_charts(card: dict) -> list[dict]:
+    """Bar charts of the first two group metrics per sensitive attribute (not intersections)."""
+    groups = card["fairness"]["groups"]
+    attributes = list(dict.fromkeys(g["attribute"] for g in groups))
+    metrics = [m for m in METRICS if any(m in g["metrics"] for g in groups)]
+    return [
+        {
+            "attribute": attribute,
+            "metric": metric,
+            "metric_label": METRICS[metric],
+            "bars": group_bars(groups, attribute, metric),
+        }
+        for metric in metrics[:2]
+        for attribute in attributes
+        if "×" not in attribute
+    ]
+
+
 @login_required
 def model_card_page(request: HttpRequest, pk: int) -> HttpResponse:
     model = _get_model_for_user(request, pk)
@@ -50,20 +68,7 @@ def model_card_page(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"{model} is now the {alias}.")
         return redirect("model-card", pk=model.pk)
     card = model.card()
-    groups = card["fairness"]["groups"]
-    attributes = list(dict.fromkeys(g["attribute"] for g in groups))
-    metrics = [m for m in METRICS if any(m in g["metrics"] for g in groups)]
-    charts = [
-        {
-            "attribute": attribute,
-            "metric": metric,
-            "metric_label": METRICS[metric],
-            "bars": group_bars(groups, attribute, metric),
-        }
-        for metric in metrics[:2]
-        for attribute in attributes
-        if "×" not in attribute
-    ]
+    charts = fairness_charts(card)
     return TemplateResponse(
         request,
         "registry/card.html",

@@ -1,0 +1,479 @@
+"""The workflow canvas in a real headless Chromium, with a real Celery worker on Redis: build a
+workflow from an empty canvas, see refusals and validation errors come and go, save, run and watch
+the blocks pass; undo and redo; versions, drafts and read-only old versions. Screenshots go to
+var/test-artifacts/canvas/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from tests.conftest import ROOT, clean_env
+from tests.workflows.conftest import Worker, wait_for
+from workflows import engine
+from workflows.models import Run, StepRun, Workflow
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "var" / "test-artifacts" / "canvas"
+
+
+@pytest.fixture
+def demo(transactional_db, settings, tmp_path):
+    settings.DATASET_DIR = tmp_path / "datasets"
+    settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings.MLFLOW_ARTIFACT_ROOT = (tmp_path / "mlartifacts").as_uri()
+    settings.SIGNING_KEY_PATH = tmp_path / "keys" / "signing.pem"
+    call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def real_worker(demo, test_database_url, tmp_path):
+    url = os.environ["REDIS_URL"]
+    redis.Redis.from_url(url).flushdb()
+    env = clean_env(
+        DATABASE_URL=test_database_url,
+        REDIS_URL=url,
+        EDUMLOPS_VAR_DIR=str(tmp_path),
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+    )
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def page(browser):
+    """A wide window: the canvas sits between the palette and the side panel."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def errors_of(page):
+    """Every uncaught script error and console error of the page: a canvas test fails on any.
+    (Chrome also logs each 4xx answer as an error; the validation API answers 400 by design.)"""
+    seen: list[str] = []
+    page.on("pageerror", lambda exc: seen.append(f"pageerror: {exc}"))
+
+    def console(msg) -> None:  # noqa: ANN001
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            seen.append(f"console: {msg.text}")
+
+    page.on("console", console)
+    return seen
+
+
+def _log_in(page, base: str, username: str) -> None:
+    page.goto(base + "/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("edumlops-demo")
+    page.get_by_role("button", name="Log in").click()
+
+
+def _new_workflow(page, base: str, name: str) -> Workflow:
+    page.goto(base + "/workflows/")
+    page.get_by_test_id("new-workflow").get_by_label("Name").fill(name)
+    page.get_by_role("button", name="Create and open the canvas").click()
+    page.wait_for_selector("#palette-list .palette-item")
+    return Workflow.objects.get(name=name)
+
+
+def _drop(page, kind: str, x: int, y: int) -> str:
+    """Drag a block from the palette onto the canvas at (x, y) of the viewport; its node id."""
+    before = set(
+        page.locator("#nodes [data-node-id]").evaluate_all("e => e.map(n => n.dataset.nodeId)")
+    )
+    page.locator(f".palette-item[data-kind={kind}]").drag_to(
+        page.locator("#viewport"), target_position={"x": x, "y": y}
+    )
+    page.wait_for_function(
+        f"document.querySelectorAll('#nodes [data-node-id]').length === {len(before) + 1}"
+    )
+    after = set(
+        page.locator("#nodes [data-node-id]").evaluate_all("e => e.map(n => n.dataset.nodeId)")
+    )
+    (node_id,) = after - before
+    return node_id
+
+
+def _centre(page, selector: str) -> tuple[float, float]:
+    box = page.locator(selector).bounding_box()
+    assert box, f"{selector} is not on screen"
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def _port(node_id: str, port: str, side: str) -> str:
+    return f'[data-node-id="{node_id}"] .port.{side}[data-port="{port}"] .dot'
+
+
+def _connect(page, source: str, out: str, target: str, into: str, *, check_marks=None) -> None:
+    _problems_settled(page)  # as a person would: the canvas has redrawn after the last change
+    x, y = _centre(page, _port(source, out, "out"))
+    tx, ty = _centre(page, _port(target, into, "in"))
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move((x + tx) / 2, (y + ty) / 2, steps=5)
+    if check_marks:
+        check_marks()
+    page.mouse.move(tx, ty, steps=5)
+    page.mouse.up()
+
+
+def _state(page, node_id: str) -> str:
+    return page.locator(f'[data-node-id="{node_id}"]').get_attribute("data-state")
+
+
+def _problems_settled(page) -> None:
+    page.wait_for_function("document.querySelector('#problems')?.dataset.state !== 'pending'")
+
+
+def test_build_save_run_from_an_empty_canvas(page, live_server, real_worker, errors_of):
+    _log_in(page, live_server.url, "admin")
+    workflow = _new_workflow(page, live_server.url, "Canvas tour")
+    assert page.locator("#nodes [data-node-id]").count() == 0
+
+    # the palette is searchable
+    page.get_by_label("Search blocks").fill("bias")
+    assert page.locator(".palette-item[data-kind=bias_gate]").is_visible()
+    assert page.locator(".palette-item[data-kind=wait]").count() == 0
+    page.get_by_label("Search blocks").fill("")
+
+    start = _drop(page, "manual_trigger", 30, 100)
+    wait = _drop(page, "wait", 270, 100)
+    approval = _drop(page, "approval_gate", 510, 100)
+    notify = _drop(page, "notify", 750, 100)
+    assert page.locator("#nodes [data-node-id]").count() == 4
+    _problems_settled(page)
+    # nothing is connected yet: the server names the unconnected inputs on their nodes
+    assert _state(page, wait) == "invalid"
+    assert "not connected" in page.get_by_test_id("problems").inner_text().lower()
+
+    _connect(page, start, "start", wait, "input")
+    _connect(page, wait, "done", approval, "input")
+    _connect(page, approval, "approved", notify, "input")
+    assert page.locator("#edges [data-edge]").count() == 3
+
+    # an incompatible connection: while dragging, the bias gate's model input is marked and the
+    # drop is refused with the reason
+    bias = _drop(page, "bias_gate", 320, 330)
+
+    def marks() -> None:
+        assert "incompatible" in page.locator(
+            f'[data-node-id="{bias}"] .port.in[data-port="model"]'
+        ).get_attribute("class")
+        assert "gives a start" in page.locator(
+            f'[data-node-id="{bias}"] .port.in[data-port="model"]'
+        ).get_attribute("title")
+        assert "compatible" in page.locator(
+            f'[data-node-id="{notify}"] .port.in[data-port="input"]'
+        ).get_attribute("class")
+
+    _connect(page, start, "start", bias, "model", check_marks=marks)
+    refusal = page.get_by_test_id("refusal")
+    refusal.wait_for()
+    assert "gives a start" in refusal.inner_text() and "takes a model" in refusal.inner_text()
+    assert page.locator("#edges [data-edge]").count() == 3
+    page.screenshot(path=str(ARTIFACTS / "refused-connection.png"))
+    page.locator(f'[data-node-id="{bias}"]').click()
+    page.keyboard.press("Delete")
+    assert page.locator(f'[data-node-id="{bias}"]').count() == 0
+
+    # a parameter out of range: the error appears on the node and in its form, then goes away
+    page.locator(f'[data-node-id="{wait}"] .node-title').click()
+    seconds = page.locator(f"#param-{wait}-seconds")
+    assert "Default: 5" in page.get_by_test_id("params-form").inner_text()
+    seconds.fill("400")
+    seconds.press("Enter")
+    page.wait_for_function(
+        f"document.querySelector('[data-node-id=\"{wait}\"]').dataset.state === 'invalid'"
+    )
+    assert "seconds" in page.locator(f"#param-{wait}-seconds-error").inner_text()
+    assert "Save as draft" in page.locator("#save").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "validation-error.png"))
+    seconds.fill("1")
+    seconds.press("Enter")
+    page.wait_for_function(
+        f"document.querySelector('[data-node-id=\"{wait}\"]').dataset.state === 'ready'"
+    )
+    _problems_settled(page)
+    assert "no problems" in page.get_by_test_id("problems").inner_text()
+    assert all(_state(page, n) == "ready" for n in (start, wait, approval, notify))
+
+    page.get_by_label("Version message").fill("first canvas version")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_test_id("save-status").filter(has_text="Saved version 1").wait_for()
+    version = workflow.versions.get()
+    assert not version.draft and version.message == "first canvas version"
+    assert {n["kind"] for n in version.graph["nodes"]} == {
+        "manual_trigger",
+        "wait",
+        "approval_gate",
+        "notify",
+    }
+    assert next(n for n in version.graph["nodes"] if n["id"] == wait)["params"] == {"seconds": 1}
+    page.get_by_test_id("version-list").filter(has_text="first canvas version").wait_for()
+
+    # run: the real worker runs it; the canvas follows each node's state live
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_function(
+        f"document.querySelector('[data-node-id=\"{approval}\"]').dataset.state"
+        " === 'waiting_approval'",
+        timeout=60_000,
+    )
+    assert _state(page, start) == "succeeded" and _state(page, wait) == "succeeded"
+    assert "waiting for approval" in page.locator(f'[data-node-id="{approval}"]').inner_text()
+    run = Run.objects.get(workflow=workflow)
+    dana = get_user_model().objects.get(username="dana")
+    engine.approve(run, dana, "Fine by me.", approval)
+    page.wait_for_function(
+        f"document.querySelector('[data-node-id=\"{notify}\"]').dataset.state === 'succeeded'",
+        timeout=60_000,
+    )
+    assert all(_state(page, n) == "succeeded" for n in (start, wait, approval, notify))
+    assert "passed" in page.locator(f'[data-node-id="{notify}"]').inner_text()
+    page.get_by_test_id("run-status").filter(has_text="passed").wait_for()
+    # the side panel shows the step's logs
+    page.locator(f'[data-node-id="{wait}"] .node-title').click()
+    page.get_by_test_id("step-detail").filter(has_text="Waited 1 s").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "run-passed.png"), full_page=True)
+    assert wait_for(lambda: Run.objects.get(pk=run.pk).status == "succeeded", 10)
+    assert StepRun.objects.filter(run=run, status="succeeded").count() == 4
+    assert errors_of == []
+
+
+def test_undo_redo_restores_a_deleted_node_with_its_parameters(page, live_server, demo, errors_of):
+    _log_in(page, live_server.url, "admin")
+    _new_workflow(page, live_server.url, "Undo tour")
+    wait = _drop(page, "wait", 100, 100)
+    page.locator(f'[data-node-id="{wait}"] .node-title').click()
+    field = page.locator(f"#param-{wait}-seconds")
+    field.fill("42")
+    field.press("Enter")
+    page.locator(f'[data-node-id="{wait}"]').focus()
+    page.keyboard.press("Delete")
+    assert page.locator(f'[data-node-id="{wait}"]').count() == 0
+
+    page.keyboard.press("Control+z")
+    page.locator(f'[data-node-id="{wait}"]').wait_for()
+    page.locator(f'[data-node-id="{wait}"] .node-title').click()
+    assert page.locator(f"#param-{wait}-seconds").input_value() == "42"
+
+    # undo after a parameter change goes back to the earlier value, redo forward again
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+z")
+    page.locator(f'[data-node-id="{wait}"] .node-title').click()
+    assert page.locator(f"#param-{wait}-seconds").input_value() == ""
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Shift+z")
+    page.locator(f'[data-node-id="{wait}"] .node-title').click()
+    assert page.locator(f"#param-{wait}-seconds").input_value() == "42"
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Shift+z")  # the delete again
+    assert page.locator(f'[data-node-id="{wait}"]').count() == 0
+    page.get_by_role("button", name="Undo").click()
+    assert page.locator(f'[data-node-id="{wait}"]').count() == 1
+    assert errors_of == []
+
+
+def test_keyboard_duplicate_zoom_fit_and_notes(page, live_server, demo, errors_of):
+    _log_in(page, live_server.url, "admin")
+    _new_workflow(page, live_server.url, "Keys tour")
+    # a palette block can be added with the keyboard alone
+    page.locator(".palette-item[data-kind=notify]").focus()
+    page.keyboard.press("Enter")
+    notify = page.locator("#nodes [data-node-id]").first
+    notify.wait_for()
+    assert notify.evaluate("n => n === document.activeElement")
+    page.locator("#param-" + notify.get_attribute("data-node-id") + "-title").fill("Hello")
+    page.locator("#param-" + notify.get_attribute("data-node-id") + "-title").press("Enter")
+    notify.focus()
+    page.keyboard.press("Control+d")
+    assert page.locator("#nodes [data-node-id]").count() == 2
+    copy = page.locator("#nodes [data-node-id]").nth(1)
+    copy.locator(".node-title").click()
+    assert (
+        page.locator("#param-" + copy.get_attribute("data-node-id") + "-title").input_value()
+        == "Hello"
+    )
+    # Tab moves between nodes
+    notify.focus()
+    page.keyboard.press("Tab")
+    assert copy.evaluate("n => n === document.activeElement")
+
+    page.get_by_role("button", name="Zoom in").click()
+    assert page.locator("#zoom-level").inner_text() == "120%"
+    for _ in range(6):
+        page.get_by_role("button", name="Zoom in").click()
+    assert page.locator("#zoom-level").inner_text() == "250%"  # the most it zooms
+    page.locator("#nodes [data-node-id]").nth(0).focus()
+    for _ in range(30):
+        page.keyboard.press("Shift+ArrowRight")  # far to the right, out of view
+    page.get_by_role("button", name="Fit to screen").click()
+    view = page.locator("#viewport").bounding_box()
+    for box in page.locator("#nodes [data-node-id]").evaluate_all(
+        "ns => ns.map(n => n.getBoundingClientRect().toJSON())"
+    ):
+        assert view["x"] <= box["x"] and box["x"] + box["width"] <= view["x"] + view["width"]
+        assert view["y"] <= box["y"] and box["y"] + box["height"] <= view["y"] + view["height"]
+
+    page.get_by_role("button", name="Add note").click()
+    page.get_by_label("Note text").fill("Ask Dana before pilots.")
+    page.get_by_label("Note text").press("Tab")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_test_id("save-status").filter(has_text="Saved version 1").wait_for()
+    workflow = Workflow.objects.get(name="Keys tour")
+    graph = workflow.versions.get().graph
+    assert graph["notes"][0]["text"] == "Ask Dana before pilots."
+    assert errors_of == []
+
+
+def test_drafts_versions_diff_and_read_only_old_versions(page, live_server, demo, errors_of):
+    _log_in(page, live_server.url, "admin")
+    workflow = _new_workflow(page, live_server.url, "Draft tour")
+    node = _drop(page, "notify", 100, 100)
+    _problems_settled(page)
+    # an unconnected notify with no start is invalid: saving keeps it as a draft that cannot run
+    page.get_by_role("button", name="Save as draft (2 problems)").click()
+    page.get_by_test_id("save-status").filter(has_text="as a draft").wait_for()
+    assert page.locator("#run").is_disabled()
+    v1 = workflow.versions.get()
+    assert v1.draft and v1.errors
+    with pytest.raises(engine.EngineError, match="no runnable version"):
+        engine.start_run(workflow)
+
+    start = _drop(page, "manual_trigger", 100, 300)
+    _connect(page, start, "start", node, "input")
+    _problems_settled(page)
+    page.get_by_label("Version message").fill("connected the start")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_test_id("save-status").filter(has_text="Saved version 2.").wait_for()
+    assert not page.locator("#run").is_disabled()
+
+    versions = page.get_by_test_id("version-list")
+    versions.locator("li[data-version='2']").get_by_role("button", name="Changes").click()
+    diff = page.get_by_test_id("diff")
+    diff.wait_for()
+    assert start in diff.inner_text() and "connected" in diff.inner_text()
+
+    # the old version opens read-only: no palette, no save, the form disabled
+    versions.locator("li[data-version='1']").get_by_role("link", name="Open (read-only)").click()
+    page.get_by_test_id("version-banner").filter(has_text="read-only").wait_for()
+    assert page.locator("#palette").count() == 0 and page.locator("#save").count() == 0
+    page.locator(f'[data-node-id="{node}"] .node-title').click()
+    assert page.locator(f"#param-{node}-title").is_disabled()
+    assert page.locator("#nodes [data-node-id]").count() == 1
+    # a draft has no "run this version"; version 2 does, and it starts a run shown on the canvas
+    assert versions.locator("li[data-version='1'] [data-testid=run-version]").count() == 0
+    versions.locator("li[data-version='2'] [data-testid=run-version]").click()
+    page.wait_for_url("**?run=*")
+    run = Run.objects.get(workflow=workflow)
+    assert run.version.number == 2
+    page.get_by_test_id("run-status").wait_for()
+    assert errors_of == []
+
+
+def test_district_staff_see_the_canvas_read_only(page, live_server, demo, errors_of):
+    from workflows.recipes import training_graph
+
+    admin = get_user_model().objects.get(username="admin")
+    from edumlops.schools.models import District
+
+    workflow = Workflow.objects.create(
+        district=District.objects.get(), name="Training", owner=admin
+    )
+    workflow.save_version(training_graph({}), "from the recipe", admin, errors=[{"message": "x"}])
+    _log_in(page, live_server.url, "dana")
+    page.goto(f"{live_server.url}/workflows/{workflow.pk}/")
+    page.locator("#nodes [data-node-id]").nth(9).wait_for()
+    assert page.locator("#palette").count() == 0
+    assert "read-only" in page.get_by_test_id("version-banner").inner_text()
+    assert page.locator("#edges [data-edge]").count() == 10
+    assert errors_of == []
+
+
+def test_canvas_script_is_served_locally():
+    """No page needs the internet: the canvas's modules are in static/, none from a CDN."""
+    for path in (ROOT / "static" / "js" / "canvas").glob("*.mjs"):
+        text = path.read_text()
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+        assert "https://" not in text
+    template = (ROOT / "templates" / "workflows" / "canvas.html").read_text()
+    assert "https://" not in template and "http://" not in template
+    assert Path(ROOT / "static" / "js" / "canvas" / "canvas.mjs").exists()
+
+
+@pytest.fixture
+def with_students(demo, ml_stores):
+    from edumlops.datasets.models import ingest
+    from edumlops.ml.datasets import Roles
+    from edumlops.ml.synth import generate_district
+    from edumlops.schools.models import District
+
+    roles = Roles(
+        label="at_risk", positive=["yes"], sensitive=["ses", "english_learner"], school="school"
+    )
+    data = generate_district(1500, seed=3).to_csv(index=False).encode()
+    version, _ = ingest(
+        district=District.objects.get(slug="riverside"),
+        name="Students 2024-26",
+        data=data,
+        roles=roles,
+    )
+    return version
+
+
+def test_a_newcomer_runs_the_early_warning_template_on_the_canvas(
+    page, live_server, with_students, real_worker, errors_of
+):
+    """The issue's "done": from the gallery to a pilot, in the browser, on a real worker."""
+    _log_in(page, live_server.url, "admin")
+    page.get_by_role("link", name="Workflows").click()
+    page.get_by_role("link", name="template").first.click()
+    form = page.get_by_test_id("use-early-warning")
+    form.get_by_label("Workflow name").fill("Early warning")
+    form.get_by_label("Riverside High School").check()
+    form.get_by_role("button", name="Use this template").click()
+    page.wait_for_selector("#nodes [data-node-id]")
+    _problems_settled(page)
+    assert "no problems" in page.get_by_test_id("problems").inner_text()
+    workflow = Workflow.objects.get(name="Early warning")
+    page.get_by_role("button", name="Run", exact=True).click()
+
+    dana = get_user_model().objects.get(username="dana")
+    run = wait_for(lambda: Run.objects.filter(workflow=workflow).first(), 10)
+    # staff approve whatever waits (the pilot always; the bias gate when it is inconclusive)
+    for _ in range(3):
+        status = wait_for(
+            lambda: (s := Run.objects.get(pk=run.pk).status) not in ("queued", "running") and s,
+            240,
+            "a pause",
+        )
+        if status != "waiting_approval":
+            break
+        page.locator("#nodes .node[data-state=waiting_approval]").first.wait_for()
+        waiting = StepRun.objects.get(run=run, status="waiting_approval")
+        engine.approve(run, dana, "Looked at the card.", waiting.node_id)
+    assert Run.objects.get(pk=run.pk).status == "succeeded", real_worker.output()[-3000:]
+    page.get_by_test_id("run-status").filter(has_text="passed").wait_for(timeout=30_000)
+    states = page.locator("#nodes [data-node-id]").evaluate_all(
+        "ns => ns.map(n => n.dataset.state)"
+    )
+    assert set(states) == {"succeeded"}, states
+    # the bias gate's report (table and chart) opens in the side panel
+    page.locator('[data-node-id="bias"] .node-title').click()
+    detail = page.get_by_test_id("step-detail")
+    detail.get_by_test_id("fairness").wait_for()
+    assert detail.get_by_test_id("group-chart").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "early-warning-passed.png"), full_page=True)
+    assert errors_of == []
