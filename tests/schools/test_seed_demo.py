@@ -46,8 +46,16 @@ def test_the_demo_has_a_calendar_six_varied_schools_and_users_per_role(db):
 
 
 def test_seeding_twice_changes_nothing(db):
+    from workflows.models import Workflow
+
     _seed()
+    watch = Workflow.objects.get(name="Watch the deployed models")
+    version = watch.runnable_version()  # the monitoring template, runnable, for the thresholds
+    assert version is not None and not version.draft
+    assert {n["kind"] for n in version.graph["nodes"]} >= {"drift_monitor", "performance_monitor"}
     counts = (
+        Workflow.objects.count(),
+        watch.versions.count(),
         District.objects.count(),
         School.objects.count(),
         CalendarPeriod.objects.count(),
@@ -56,6 +64,8 @@ def test_seeding_twice_changes_nothing(db):
     )
     _seed()
     assert counts == (
+        Workflow.objects.count(),
+        watch.versions.count(),
         District.objects.count(),
         School.objects.count(),
         CalendarPeriod.objects.count(),

@@ -113,10 +113,31 @@ class Command(BaseCommand):
         if not options["without_datasets"]:
             from edumlops.datasets.demo import seed_datasets
 
-            for version, created in seed_datasets(district):
+            stored = seed_datasets(district)
+            for version, created in stored:
                 state = "stored" if created else "already stored"
                 self.stdout.write(f"Dataset {version}: {version.rows} rows, {state}")
+            self._seed_watch_workflow(district, stored[0][0])
         self.stdout.write(f"Demo district: {district.name} ({len(schools)} schools)")
         self.stdout.write("Demo logins (username / password):")
         for line in lines:
             self.stdout.write(line)
+
+    def _seed_watch_workflow(self, district: District, outcomes: object) -> None:
+        """The weekly monitoring workflow, so the canvas and the Thresholds page have something
+        to show from the first run (it reports "no model deployed" until one is)."""
+        from workflows.gallery import WATCH_MODEL, use
+        from workflows.models import Workflow
+
+        name = "Watch the deployed models"
+        if Workflow.objects.filter(district=district, name=name).exists():
+            return
+        admin = get_user_model().objects.get(username="admin")
+        use(
+            WATCH_MODEL,
+            district=district,
+            user=admin,
+            name=name,
+            choices={"dataset_version": outcomes.pk},
+        )
+        self.stdout.write(f"Workflow “{name}” (monitoring, every Monday) made from its template")
