@@ -1,6 +1,5 @@
-"""Serving: one ONNX Runtime session per model version, cached (bounded, thread-safe), strict
-validation of each row against the bundle's feature schema, risk bands, and for linear models the
-features that pushed the risk up or down most.
+"""Serving: one ONNX Runtime session per model version, cached (bounded, thread-safe). Validating
+rows, risk bands and explanations are in edumlops.ml.serving_core, shared with the edge agent.
 
 Bundles come from the model's MLflow artifacts and are verified against this server's own signing
 key before they are loaded: a bundle changed after export is refused.
@@ -8,52 +7,41 @@ key before they are loaded: a bundle changed after export is refused.
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from django.conf import settings
 
 from edumlops.ml import onnx_bundle, signing, tracking
+from edumlops.ml.serving_core import (
+    MAX_ROWS,
+    RequestError,
+    ServingModel,
+    explain,
+    feed,
+    linear_terms,
+    parse_rows,
+    predict,
+    validate,
+)
 from edumlops.registry.models import ModelVersion, mlflow_ready
 
-MAX_ROWS = 1000
-
-
-class RequestError(ValueError):
-    """The request is malformed; `errors` names each row and field at fault."""
-
-    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.errors = errors or []
-
-
-@dataclass
-class LoadedModel:
-    model_version_id: int
-    name: str
-    version: str
-    algorithm: str
-    onnx: onnx_bundle.OnnxModel
-    numeric: list[str]
-    categorical: list[str]
-    thresholds: dict[str, float]
-    terms: dict[str, Any] | None = None  # logistic regression: per-feature terms to explain
-
-    @property
-    def features(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
-
-    def band(self, p: float) -> str:
-        high = self.thresholds.get("high", self.thresholds.get("decision", 0.5))
-        medium = self.thresholds.get("medium", high / 2)
-        return "high" if p >= high else "medium" if p >= medium else "low"
-
+LoadedModel = ServingModel
+__all__ = [
+    "CACHE",
+    "MAX_ROWS",
+    "LoadedModel",
+    "ModelCache",
+    "RequestError",
+    "explain",
+    "feed",
+    "linear_terms",
+    "load",
+    "parse_rows",
+    "predict",
+    "validate",
+]
 
 class ModelCache:
     """At most `size` loaded models; the least recently used is dropped first."""
@@ -106,150 +94,11 @@ def load(model: ModelVersion) -> LoadedModel:
         categorical=list(features.get("categorical", [])),
         thresholds={k: float(v) for k, v in (manifest.get("thresholds") or {}).items()},
     )
-    if model.algorithm == "logistic_regression":
+    if manifest.get("explain"):
+        loaded.terms = manifest["explain"]
+    elif model.algorithm == "logistic_regression":  # bundles exported before terms were kept
         loaded.terms = linear_terms(model.pipeline(), loaded.numeric, loaded.categorical)
     return loaded
 
 
 CACHE = ModelCache(getattr(settings, "SERVING_CACHE_SIZE", 8))
-
-
-def parse_rows(body: Any) -> list[dict[str, Any]]:
-    if isinstance(body, dict) and "rows" in body:
-        rows = body["rows"]
-    elif isinstance(body, dict) and "row" in body:
-        rows = [body["row"]]
-    else:
-        raise RequestError(
-            'Send {"rows": [{feature: value, ...}, ...]} or {"row": {feature: value, ...}}.'
-        )
-    if not isinstance(rows, list) or not rows:
-        raise RequestError('"rows" must be a non-empty list of objects.')
-    if len(rows) > MAX_ROWS:
-        raise RequestError(f"At most {MAX_ROWS} rows per request; this one has {len(rows)}.")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise RequestError(f"Row {i} is not an object of feature: value.")
-    return rows
-
-
-def validate(model: LoadedModel, rows: list[dict[str, Any]]) -> None:
-    errors: list[dict[str, Any]] = []
-    known = set(model.features)
-    for i, row in enumerate(rows):
-        for name in model.features:
-            if name not in row:
-                errors.append({"row": i, "field": name, "problem": "missing"})
-        for name, value in row.items():
-            if name not in known:
-                errors.append({"row": i, "field": name, "problem": "unknown feature"})
-            elif value is None:
-                continue
-            elif name in model.numeric and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
-                errors.append(
-                    {"row": i, "field": name, "problem": f"must be a number, got {value!r}"}
-                )
-            elif name in model.categorical and not isinstance(value, str):
-                errors.append({"row": i, "field": name, "problem": f"must be text, got {value!r}"})
-    if errors:
-        fields = sorted({e["field"] for e in errors})
-        raise RequestError(
-            f"{len(errors)} problem(s) with the features {', '.join(fields)}: send exactly the "
-            f"model's features ({', '.join(model.features)}), numbers as numbers, categories as "
-            "text (null for unknown).",
-            errors,
-        )
-
-
-def feed(model: LoadedModel, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    arrays = {}
-    for name in model.numeric:
-        values = [row[name] for row in rows]
-        arrays[name] = np.array(
-            [np.nan if v is None else v for v in values], dtype=np.float32
-        ).reshape(-1, 1)
-    for name in model.categorical:
-        arrays[name] = np.array(
-            ["missing" if row[name] is None else row[name] for row in rows], dtype=object
-        ).reshape(-1, 1)
-    return arrays
-
-
-def linear_terms(pipeline: Any, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
-    """What a fitted logistic-regression pipeline does to each feature, read off it once: for a
-    number (value - impute median → scale) x coefficient; for a category the coefficient of its
-    one-hot column (0 for a category never seen in training)."""
-    pre, coef = pipeline[:-1][0], pipeline[-1].coef_[0]
-    names = list(pre.get_feature_names_out())
-    weight = dict(zip(names, coef, strict=True))
-    terms: dict[str, Any] = {"numeric": {}, "categorical": {}}
-    if numeric:
-        steps = pre.named_transformers_["numeric"].named_steps
-        medians, scaler = steps["impute"].statistics_, steps.get("scale")
-        for i, col in enumerate(numeric):
-            mean = float(scaler.mean_[i]) if scaler is not None else 0.0
-            scale = float(scaler.scale_[i]) if scaler is not None else 1.0
-            terms["numeric"][col] = (
-                float(medians[i]),
-                mean,
-                scale,
-                float(weight[f"numeric__{col}"]),
-            )
-    if categorical:
-        encoder = pre.named_transformers_["categorical"]
-        for col, cats in zip(categorical, encoder.categories_, strict=True):
-            terms["categorical"][col] = {
-                str(c): float(weight[f"categorical__{col}_{c}"]) for c in cats
-            }
-    return terms
-
-
-def explain(model: LoadedModel, rows: list[dict[str, Any]], top: int = 3) -> list[list[dict]]:
-    """For logistic regression: each feature's part of the log-odds, the `top` largest by size
-    (computed from the coefficients read at load time; no pandas on the request path)."""
-    if model.terms is None:
-        return [[] for _ in rows]
-    result = []
-    for row in rows:
-        parts = {}
-        for col, (median, mean, scale, w) in model.terms["numeric"].items():
-            value = row[col]
-            x = median if value is None else float(value)
-            parts[col] = (x - mean) / scale * w
-        for col, weights in model.terms["categorical"].items():
-            value = row[col]
-            parts[col] = weights.get("missing" if value is None else value, 0.0)
-        ranked = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
-        result.append(
-            [
-                {
-                    "feature": k,
-                    "contribution": round(v, 4),
-                    "direction": "raises risk" if v > 0 else "lowers risk",
-                }
-                for k, v in ranked
-            ]
-        )
-    return result
-
-
-def predict(model: LoadedModel, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
-    validate(model, rows)
-    started = time.perf_counter()
-    probabilities = model.onnx.predict_feed(feed(model, rows))
-    seconds = time.perf_counter() - started
-    reasons = explain(model, rows)
-    answers = [
-        {
-            "probability": round(float(p), 6),
-            "risk_band": model.band(float(p)),
-            "model": {"name": model.name, "version": model.version},
-            **({"top_features": r} if model.terms is not None else {}),
-        }
-        for p, r in zip(probabilities, reasons, strict=True)
-    ]
-    return answers, seconds

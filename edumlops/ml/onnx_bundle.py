@@ -1,4 +1,5 @@
-"""ONNX export and signed bundles.
+"""ONNX export and signed bundles (writing them; checking them is in bundle_files, light enough
+for the edge agent).
 
 A bundle is a folder: `model.onnx` (the whole pipeline, preprocessing included, one input per
 feature column), `manifest.json` (model, features and their types, thresholds, metrics, the
@@ -16,8 +17,6 @@ tolerance (1e-4), else the export fails and says by how much.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -29,16 +28,34 @@ import numpy as np
 import pandas as pd
 
 from edumlops.ml import signing
+from edumlops.ml.bundle_files import (
+    BUNDLE_FORMAT,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    BundleError,
+    manifest_bytes,
+    sha256_file,
+    verify_bundle,
+)
+from edumlops.ml.runtime import OrtModel
 from edumlops.ml.training import FeatureSpec
 
-MODEL_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"
-SIGNATURE_FILE = "manifest.sig"
-BUNDLE_FORMAT = 1
-
-
-class BundleError(ValueError):
-    """A bundle is incomplete, altered, or signed by another key."""
+__all__ = [
+    "BUNDLE_FORMAT",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "SIGNATURE_FILE",
+    "BundleError",
+    "OnnxModel",
+    "load_bundle",
+    "manifest_bytes",
+    "parity",
+    "sha256_file",
+    "to_onnx",
+    "verify_bundle",
+    "write_bundle",
+]
 
 
 def to_onnx(pipeline: Any, spec: FeatureSpec) -> bytes:
@@ -58,28 +75,8 @@ def to_onnx(pipeline: Any, spec: FeatureSpec) -> bytes:
     return model.SerializeToString()
 
 
-class OnnxModel:
-    """An ONNX Runtime session over a model from `to_onnx`."""
-
-    def __init__(self, model_bytes: bytes, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(
-                model_bytes, options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise BundleError(f"ONNX Runtime cannot load the model: {exc}") from None
-        self.inputs = {i.name: i.type for i in self.session.get_inputs()}
-        outputs = [o.name for o in self.session.get_outputs()]
-        self._proba = next((o for o in outputs if "prob" in o), outputs[-1])
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self.inputs)
+class OnnxModel(OrtModel):
+    """An ONNX Runtime session over a model from `to_onnx`, fed from a prepared DataFrame too."""
 
     def feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         missing = [c for c in self.inputs if c not in frame.columns]
@@ -97,11 +94,6 @@ class OnnxModel:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the positive class for each row of a prepared frame."""
         return self.predict_feed(self.feed(frame))
-
-    def predict_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        """The same from ready input arrays (one (n, 1) array per feature)."""
-        (proba,) = self.session.run([self._proba], feed)
-        return np.asarray(proba)[:, 1]
 
 
 @dataclass(frozen=True)
@@ -145,18 +137,6 @@ def parity(
     )
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def manifest_bytes(manifest: dict[str, Any]) -> bytes:
-    return (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode()
-
-
 def write_bundle(
     directory: Path, model_bytes: bytes, manifest: dict[str, Any], private_key: Any
 ) -> dict[str, Any]:
@@ -184,37 +164,6 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def verify_bundle(directory: Path, public_key: Any) -> dict[str, Any]:
-    """The manifest, if the signature and every file's SHA-256 match; else BundleError."""
-    directory = Path(directory)
-    for name in (MANIFEST_FILE, SIGNATURE_FILE):
-        if not (directory / name).is_file():
-            raise BundleError(f"The bundle in {directory} has no {name}: download it again.")
-    body = (directory / MANIFEST_FILE).read_bytes()
-    try:
-        signing.verify(public_key, body, (directory / SIGNATURE_FILE).read_text())
-    except signing.SignatureError as exc:
-        raise BundleError(f"manifest.json: {exc}") from None
-    manifest = json.loads(body)
-    files = manifest.get("files") or {}
-    if MODEL_FILE not in files:
-        raise BundleError("The manifest lists no model.onnx.")
-    for name, expected in files.items():
-        path = directory / name
-        if Path(name).name != name:
-            raise BundleError(f"The manifest names a file outside the bundle: {name!r}.")
-        if not path.is_file():
-            raise BundleError(f"{name} is missing from the bundle: download it again.")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise BundleError(
-                f"{name} does not match its SHA-256 in the signed manifest (expected "
-                f"{expected[:12]}…, found {actual[:12]}…): the file was altered or damaged; "
-                "download the bundle again."
-            )
-    return manifest
 
 
 def load_bundle(directory: Path, public_key: Any) -> tuple[dict[str, Any], OnnxModel]:

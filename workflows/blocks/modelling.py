@@ -457,6 +457,7 @@ class ExportOnnxBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         from edumlops.ml import onnx_bundle, signing
+        from edumlops.ml.serving_core import linear_terms
 
         ref = dict(inputs["model"])
         model = model_for(context, ref)
@@ -483,6 +484,7 @@ class ExportOnnxBlock(Block):
                 "version": model.version,
                 "run_id": model.run_id,
                 "algorithm": model.algorithm,
+                "model_version_id": model.pk,
             },
             "features": spec.to_dict(),
             "feature_types": {
@@ -497,6 +499,10 @@ class ExportOnnxBlock(Block):
             "drift_reference": model.drift_reference,
             "created_at": timezone.now().isoformat(),
         }
+        if model.algorithm == "logistic_regression":
+            # each feature's part of the log-odds, so servers without scikit-learn (edge
+            # agents) explain the risk as the central API does
+            manifest["explain"] = linear_terms(pipeline, spec.numeric, spec.categorical)
         context.progress("signing the bundle", 0.8)
         with tempfile.TemporaryDirectory(prefix="edumlops-bundle-") as tmp:
             final = onnx_bundle.write_bundle(Path(tmp) / "bundle", onnx_bytes, manifest, key)
