@@ -29,6 +29,7 @@ PIP_REQUIREMENTS = ["scikit-learn", "pandas", "numpy"]
 SKOPS_TRUSTED_TYPES = [
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",  # random forests
 ]
 
 

@@ -50,6 +50,23 @@ def test_answers_match_scikit_learn_and_name_the_version(two_models, school_a, s
     assert set(recorded.first().features) == set(v1.feature_spec().columns)  # minimised
 
 
+def test_a_random_forest_is_logged_served_and_reloaded_from_mlflow(
+    ml_stores, district, school_a, staff
+):
+    """MLflow 3 saves with skops, which refuses a forest's tree type unless it is trusted."""
+    from tests.deployments.conftest import make_model
+
+    forest = make_model(district, algorithm="random_forest")
+    services.roll_out(forest, scope="district", user=staff)
+    rows = rows_for(5)
+    response = predict(client_for(staff), school_a, rows)
+    assert response.status_code == 200, response.json()
+    expected = forest.predict_proba(pd.DataFrame(rows))  # the pipeline, loaded back from MLflow
+    for answer, p in zip(response.json()["predictions"], expected, strict=True):
+        assert answer["probability"] == pytest.approx(p, abs=1e-5)
+        assert "top_features" not in answer
+
+
 def test_a_rollback_is_used_by_the_very_next_request(two_models, school_a, staff):
     v1, v2 = two_models
     services.roll_out(v1, scope="district", user=staff)
