@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "edumlops.audit",
     "edumlops.deployments",
     "edumlops.monitoring",
+    "edumlops.fleet",
     "workflows",
 ]
 
@@ -213,6 +214,14 @@ DATASET_MIN_ROWS = env_int("EDUMLOPS_DATASET_MIN_ROWS", 20)
 PSEUDONYM_KEY = env_str("EDUMLOPS_PSEUDONYM_KEY") or f"pseudonym:{SECRET_KEY}"
 # Ed25519 key that signs every model bundle's manifest (created on first use, mode 0600).
 SIGNING_KEY_PATH = Path(env_str("EDUMLOPS_SIGNING_KEY") or VAR_DIR / "keys" / "bundle-signing.pem")
+
+# --- edge servers at schools ---------------------------------------------------------------
+# How often an edge agent asks for its manifest; a node silent for three polls shows as offline.
+EDGE_POLL_SECONDS = env_int("EDUMLOPS_EDGE_POLL_SECONDS", 60)
+if EDGE_POLL_SECONDS < 1:
+    raise ConfigError(
+        f"EDUMLOPS_EDGE_POLL_SECONDS={EDGE_POLL_SECONDS} must be at least 1: set it to e.g. 60"
+    )
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "edumlops@localhost")

@@ -9,6 +9,8 @@ from edumlops.datasets import api as datasets_api
 from edumlops.datasets import views as datasets_views
 from edumlops.deployments import api as deployments_api
 from edumlops.deployments import views as deployments_views
+from edumlops.fleet import api as fleet_api
+from edumlops.fleet import views as fleet_views
 from edumlops.monitoring import api as monitoring_api
 from edumlops.monitoring import views as monitoring_views
 from edumlops.registry import api as registry_api
@@ -93,6 +95,18 @@ urlpatterns = [
         deployments_api.school_rollback,
         name="api-school-rollback",
     ),
+    path("edge/", fleet_views.edge_page, name="edge"),
+    path("api/edge/hello/", fleet_api.hello, name="api-edge-hello"),
+    path("api/edge/manifest/", fleet_api.manifest, name="api-edge-manifest"),
+    path(
+        "api/edge/bundles/<int:model_version>/<str:file>",
+        fleet_api.bundle_file,
+        name="api-edge-bundle",
+    ),
+    path("api/edge/report/", fleet_api.report, name="api-edge-report"),
+    path("api/edge/telemetry/", fleet_api.telemetry, name="api-edge-telemetry"),
+    path("api/edge/nodes/", fleet_api.node_list, name="api-edge-nodes"),
+    path("api/edge/nodes/<int:pk>/revoke/", fleet_api.node_revoke, name="api-edge-node-revoke"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

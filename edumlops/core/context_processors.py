@@ -23,6 +23,7 @@ def navigation(request: HttpRequest) -> dict:
             ("Datasets", reverse("datasets")),
             ("Models", reverse("models")),
             ("Deployments", reverse("deployments")),
+            ("Edge", reverse("edge")),
         ]
         if any(can(user, Action.APPROVE, d) for d in districts):
             items.append(("Approvals", reverse("approvals")))

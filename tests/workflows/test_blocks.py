@@ -37,6 +37,7 @@ EXPECTED = {
     "alerted_deployment",
     "performance_monitor",
     "device_latency_monitor",
+    "edge_sync",
 }
 
 

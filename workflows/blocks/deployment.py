@@ -435,3 +435,165 @@ class RollbackBlock(Block):
             return {"deployment": {"deployment": None}}
         context.log(f"Rolled back #{deployment.pk}; {now.model_version} answers now (#{now.pk})")
         return {"deployment": {"deployment": now.pk, "model_version": now.model_version_id}}
+
+
+class EdgeSyncParams(Params):
+    min_share: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of the target schools' edge nodes that must confirm (serve the new "
+        "version) before the run goes on: 1 = all of them, 0.8 = four in five.",
+    )
+    timeout_minutes: float = Field(
+        30,
+        ge=0,
+        le=240,
+        description="How long to wait for the edge nodes to confirm; 0 = publish and don't wait.",
+        json_schema_extra={"unit": "minutes"},
+    )
+    poll_seconds: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="How often to look whether they confirmed.",
+        json_schema_extra={"unit": "seconds"},
+    )
+
+
+class EdgeSyncBlock(Block):
+    kind = "edge_sync"
+    category = "deploy"
+    label = "Sync to school servers"
+    help = (
+        "Publishes the deployment's model bundle to the edge servers of its schools (the pilot "
+        "schools, or every school on the district's version) and waits until a chosen share of "
+        "them serve it. At the timeout the step fails naming the servers that did not confirm "
+        "and when each was last heard from. Schools without an edge server are not waited for."
+    )
+    icon = "server"
+    Params = EdgeSyncParams
+    inputs = (Port("deployment", (PortType.DEPLOYMENT,), "Deployment"),)
+    outputs = (output("deployment", PortType.DEPLOYMENT, "Deployment (synced)"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        import math
+        import time
+
+        from edumlops.deployments.services import resolve
+        from edumlops.fleet import bundles
+        from edumlops.fleet.models import EdgeEvent, EdgeNode
+        from workflows.models import Run
+
+        ref = inputs["deployment"]
+        deployment = _deployment(context, ref)
+        if not deployment.active:
+            raise BlockError(
+                f"Deployment #{deployment.pk} is {deployment.get_status_display()}: there is "
+                "nothing to sync; connect the block that makes the deployment."
+            )
+        model = deployment.model_version
+        if deployment.scope == "pilot":
+            schools = list(deployment.schools.order_by("name"))
+        else:
+            schools = []
+            for school in deployment.district.schools.order_by("name"):
+                answering = resolve(school)
+                if answering is not None and answering.pk == deployment.pk:
+                    schools.append(school)
+                else:
+                    context.log(f"{school} is on its own pilot: its servers are not waited for")
+        nodes = list(
+            EdgeNode.objects.filter(school__in=schools, revoked_at__isnull=True)
+            .select_related("school")
+            .order_by("school__name", "name")
+        )
+        context.metric("edge_nodes", len(nodes))
+        if not nodes:
+            context.log(
+                f"No edge server is registered at the {len(schools)} target school(s): nothing "
+                "to sync (register servers on the Edge page)."
+            )
+            return {"deployment": ref}
+        try:
+            bundles.files(model)  # the server's copy that the nodes download
+        except bundles.BundleUnavailable as exc:
+            raise BlockError(str(exc)) from None
+        now = timezone.now()
+        EdgeEvent.objects.bulk_create(
+            [
+                EdgeEvent(
+                    node=node,
+                    client_id=f"published:{context.run_id}:{context.node_id}:{model.pk}"[:80],
+                    kind=EdgeEvent.Kind.PUBLISHED,
+                    model_version=model,
+                    detail=f"workflow run {context.run_id}: deployment #{deployment.pk}",
+                    at=now,
+                )
+                for node in nodes
+            ],
+            ignore_conflicts=True,  # a redelivered step publishes once
+        )
+        context.log(
+            f"Published {model} to {len(nodes)} edge server(s) at "
+            f"{len({n.school_id for n in nodes})} school(s)"
+        )
+        need = math.ceil(params.min_share * len(nodes) - 1e-9)
+        if params.timeout_minutes == 0:
+            context.log("Not waiting for them to confirm (timeout 0)")
+            return {"deployment": ref}
+        ids = [n.pk for n in nodes]
+        deadline = time.monotonic() + params.timeout_minutes * 60
+        while True:
+            confirmed = set(
+                EdgeNode.objects.filter(pk__in=ids, active_version=model).values_list(
+                    "pk", flat=True
+                )
+            )
+            context.progress(
+                f"{len(confirmed)} of {len(nodes)} edge servers serve {model} ({need} needed)",
+                len(confirmed) / need if need else 1.0,
+            )
+            if len(confirmed) >= need:
+                break
+            deployment.refresh_from_db(fields=["status"])
+            if not deployment.active:
+                raise BlockError(
+                    f"Deployment #{deployment.pk} was {deployment.get_status_display()} while "
+                    "waiting for the edge servers: they now follow the version that replaced it."
+                )
+            if time.monotonic() >= deadline:
+                raise BlockError(_laggards(nodes, confirmed, model, need, params))
+            if Run.objects.filter(pk=context.run_id, status=Run.Status.CANCELLED).exists():
+                raise StepStopped("the run was cancelled while waiting for the edge servers")
+            time.sleep(max(0.0, min(params.poll_seconds, deadline - time.monotonic())))
+        context.metric("edge_nodes_confirmed", len(confirmed))
+        context.log(
+            f"{len(confirmed)} of {len(nodes)} edge server(s) serve {model} "
+            f"(needed {need}: min share {params.min_share:g})"
+        )
+        return {"deployment": ref}
+
+
+def _laggards(nodes: list[Any], confirmed: set[int], model: Any, need: int, params: Any) -> str:
+    """The timeout message: who did not confirm, when each was last heard from, and why if it
+    said so (a rejected bundle)."""
+    from django.conf import settings
+
+    now = timezone.now()
+    late = []
+    for node in nodes:
+        if node.pk in confirmed:
+            continue
+        node.refresh_from_db()
+        contact = node.contact(now, int(settings.EDGE_POLL_SECONDS))
+        _, state = node.sync_state(model, list(node.events.all()[:5]))
+        said = "" if state in ("behind", "waiting for first contact") else f"; {state}"
+        seen = "never contacted" if node.last_contact is None else f"last contact {contact['last']}"
+        late.append(f"{node.name} at {node.school} ({seen}{said})")
+    return (
+        f"Only {len(confirmed)} of {len(nodes)} edge server(s) serve {model} after "
+        f"{params.timeout_minutes:g} min (needed {need}, min share {params.min_share:g}). Not "
+        f"confirmed: {'; '.join(late)}. Check that these servers are on and online, or lower "
+        "the share or raise the timeout."
+    )

@@ -20,7 +20,7 @@ const ICONS = {
   scissors: "✂", cpu: "⚙", "check-circle": "✓", scale: "⚖", package: "▣", tag: "⌗",
   "file-text": "☰", "user-check": "☑", filter: "▽", flag: "⚑", "trending-up": "↗",
   "rotate-ccw": "↺", archive: "▤", snowflake: "❄", crosshair: "✛", activity: "∿",
-  target: "◎", hourglass: "◔", square: "□",
+  target: "◎", hourglass: "◔", server: "⌸", square: "□",
 };
 const STATE_SYMBOLS = {
   not_configured: "○", invalid: "✕", ready: "●", queued: "…", running: "▶", succeeded: "✓",
