@@ -1,0 +1,3 @@
+from edumlops.edge.cli import main
+
+raise SystemExit(main())

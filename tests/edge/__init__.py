@@ -1,0 +1,1 @@
+"""The edge agent (edumlops.edge) and its conversation with the district server."""
