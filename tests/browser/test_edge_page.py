@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -115,6 +116,9 @@ def test_register_watch_and_revoke_an_edge_server(page, live_server, demo):
     assert "offline 2 h" in contact and "last contact 2 h ago" in contact
     sync = row.get_by_test_id("sync").inner_text()
     assert "behind" in sync and f"v{v2.version}" in sync
+    shots = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "edge-page-offline-behind.png"), full_page=True)
 
     row = page.get_by_test_id("node-rhs-server-1")
     row.get_by_role("button", name="Revoke").click()
