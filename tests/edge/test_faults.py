@@ -105,6 +105,11 @@ def test_server_stopped_the_agent_serves_queues_and_uploads_everything_exactly_o
     assert _counted(school_a) == 33  # and not a row more, however often it retried
     node = _node(school_a)
     assert node.active_version_id == model.pk and node.device_profile.get("cores")
+    # what the device-latency monitor reads: this device's own latency, under its profile
+    rows = DailyAggregate.objects.filter(school=school_a, source=f"edge:{node.name}")
+    assert {r.device_profile for r in rows} == {node.device_profile["label"]}
+    assert all(r.latency_p95_ms and r.latency_p95_ms > 0 for r in rows)
+    assert sum(sum(r.bands.values()) for r in rows) == 33
 
 
 def _cache_dir(model) -> Path:
