@@ -37,6 +37,15 @@ def test_district_staff_land_on_the_district_dashboard(login, staff, district, s
     assert "District dashboard" in page
     assert "Alder School" in page and "Birch School" in page
     assert 'class="timeline"' in page
+    assert 'data-testid="get-started"' not in page  # building workflows is the admin's
+
+
+def test_the_admin_is_shown_how_to_start_from_the_early_warning_template(
+    login, district_admin, district
+):
+    page = login(district_admin).get("/", follow=True).content.decode()
+    assert 'data-testid="get-started"' in page
+    assert f'href="{reverse("workflow-templates")}"' in page and "Early-warning model" in page
 
 
 def test_a_teacher_of_school_a_gets_404_for_school_b_and_the_district(
