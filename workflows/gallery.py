@@ -515,7 +515,7 @@ EARLY_WARNING = Template(
 def _retrain_params(c: RetrainChoices) -> dict[str, dict[str, Any]]:
     return {
         "term": {"days_after_start": c.days_after_start},
-        "data": _dataset(c),
+        "data": {**_dataset(c), "use": "newest"},
         "train": {"model_name": c.model_name},
         "bias": _bias_params(0.1),
     }
@@ -614,8 +614,8 @@ DRIFT_RETRAIN = Template(
             (2, -0.7),
         ),
         Note(
-            "3. Retrain on the chosen dataset version. Upload this term's rows as a new version "
-            "of the dataset and pick it in the Dataset block before the term starts.",
+            "3. Retrain on the newest version of the chosen dataset: upload this term's rows "
+            "as a new version of it before the run starts (the run records which version).",
             (5, 0.75),
         ),
         Note(

@@ -81,3 +81,49 @@ def test_parameter_schemas_carry_bounds_enums_and_units():
 def test_a_bad_cron_line_is_refused_with_the_reason(cron, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ScheduleParams.model_validate({"cron": cron})
+
+
+@pytest.mark.django_db
+def test_the_dataset_block_can_take_the_newest_version_of_its_dataset(
+    ml_stores, district, platform_admin
+):
+    from edumlops.datasets.models import ingest
+    from edumlops.ml.datasets import Roles
+    from edumlops.ml.synth import generate_district
+    from tests.registry.conftest import run_here, steps_of
+    from tests.workflows.conftest import edge, node
+    from workflows import engine
+    from workflows.models import Workflow
+
+    roles = Roles(label="at_risk", positive=["yes"], sensitive=["ses"], school="school")
+    first, _ = ingest(
+        district=district,
+        name="Students",
+        data=generate_district(300, seed=1).to_csv(index=False).encode(),
+        roles=roles,
+    )
+    newer, _ = ingest(
+        district=district,
+        name="Students",
+        data=generate_district(400, seed=2).to_csv(index=False).encode(),
+        roles=roles,
+    )
+    assert newer.number == first.number + 1
+    runs = {}
+    for use in ("this_version", "newest"):
+        graph = {
+            "nodes": [
+                node("start", "manual_trigger"),
+                node("data", "dataset", dataset_version=first.pk, use=use),
+            ],
+            "edges": [edge("start", "start", "data", "start")],
+        }
+        workflow = Workflow.objects.create(district=district, name=use, owner=platform_admin)
+        workflow.save_version(graph, use, platform_admin)
+        run = engine.start_run(workflow)
+        assert run_here(run) == "succeeded"
+        runs[use] = steps_of(run)["data"]
+    assert runs["this_version"].outputs["dataset"]["version"] == first.pk
+    assert runs["newest"].outputs["dataset"]["version"] == newer.pk
+    assert runs["newest"].metrics["rows"] == 400
+    assert any("Newest version of Students: v2" in line["message"] for line in runs["newest"].logs)

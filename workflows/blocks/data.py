@@ -49,6 +49,15 @@ class DatasetParams(Params):
         description="The dataset version to use (its id on the Datasets page).",
         json_schema_extra={"choices": "dataset_versions"},
     )
+    use: Literal["this_version", "newest"] = Field(
+        "this_version",
+        description=(
+            "this_version: always these rows, so a rerun is reproducible. newest: the newest "
+            "version of the same dataset when the run starts (e.g. this term's upload, for a "
+            "retraining that starts by itself); the run still records which version and its "
+            "SHA-256."
+        ),
+    )
 
 
 class DatasetBlock(Block):
@@ -67,6 +76,18 @@ class DatasetBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         version = version_for(context, {"version": params.dataset_version})
+        if params.use == "newest":
+            chosen = version
+            version = (
+                DatasetVersion.objects.filter(dataset=chosen.dataset_id)
+                .select_related("dataset")
+                .order_by("-number")
+                .first()
+            )
+            context.log(
+                f"Newest version of {chosen.dataset.name}: v{version.number}"
+                + (" (the one chosen)" if version == chosen else f" (chosen: v{chosen.number})")
+            )
         roles = version.role_set
         if not roles.label or not roles.positive:
             raise BlockError(
