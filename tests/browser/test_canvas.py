@@ -477,3 +477,50 @@ def test_a_newcomer_runs_the_early_warning_template_on_the_canvas(
     assert detail.get_by_test_id("group-chart").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "early-warning-passed.png"), full_page=True)
     assert errors_of == []
+
+
+def test_multi_select_move_pan_and_delete_several(page, live_server, demo, errors_of):
+    _log_in(page, live_server.url, "admin")
+    _new_workflow(page, live_server.url, "Select tour")
+    a = _drop(page, "notify", 40, 60)
+    b = _drop(page, "wait", 300, 60)
+    c = _drop(page, "manual_trigger", 40, 300)
+    # Shift+click adds to the selection; dragging one moves all selected
+    page.locator(f'[data-node-id="{a}"] .node-title').click()
+    page.locator(f'[data-node-id="{b}"] .node-title').click(modifiers=["Shift"])
+    assert page.locator("#nodes .node.selected").count() == 2
+    before = {n: page.locator(f'[data-node-id="{n}"]').bounding_box() for n in (a, b, c)}
+    x, y = _centre(page, f'[data-node-id="{a}"] .node-title')
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y + 80, steps=6)
+    page.mouse.up()
+    after = {n: page.locator(f'[data-node-id="{n}"]').bounding_box() for n in (a, b, c)}
+    for n in (a, b):
+        assert round(after[n]["x"] - before[n]["x"]) == 60
+        assert round(after[n]["y"] - before[n]["y"]) == 80
+    assert after[c] == before[c]
+    # dragging the background pans everything
+    view = page.locator("#viewport").bounding_box()
+    page.mouse.move(view["x"] + view["width"] - 30, view["y"] + view["height"] - 30)
+    page.mouse.down()
+    page.mouse.move(view["x"] + view["width"] - 130, view["y"] + view["height"] - 80, steps=5)
+    page.mouse.up()
+    panned = page.locator(f'[data-node-id="{c}"]').bounding_box()
+    assert round(panned["x"] - after[c]["x"]) == -100 and round(panned["y"] - after[c]["y"]) == -50
+    # Shift+drag on the background selects the blocks inside the area; Delete removes them
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Fit to screen").click()
+    assert page.locator("#nodes .node.selected").count() == 0
+    page.mouse.move(view["x"] + 5, view["y"] + 5)
+    page.keyboard.down("Shift")
+    page.mouse.down()
+    page.mouse.move(view["x"] + view["width"] - 5, view["y"] + view["height"] - 5, steps=5)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert page.locator("#nodes .node.selected").count() == 3
+    page.keyboard.press("Delete")
+    assert page.locator("#nodes [data-node-id]").count() == 0
+    page.keyboard.press("Control+z")
+    assert page.locator("#nodes [data-node-id]").count() == 3
+    assert errors_of == []
