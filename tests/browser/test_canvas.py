@@ -524,3 +524,34 @@ def test_multi_select_move_pan_and_delete_several(page, live_server, demo, error
     page.keyboard.press("Control+z")
     assert page.locator("#nodes [data-node-id]").count() == 3
     assert errors_of == []
+
+
+def test_blocks_are_connected_and_disconnected_with_the_keyboard(page, live_server, demo, errors_of):
+    """Without a mouse: add blocks from the palette, connect them from the side panel."""
+    _log_in(page, live_server.url, "admin")
+    workflow = _new_workflow(page, live_server.url, "Keyboard tour")
+    for kind in ("manual_trigger", "wait"):
+        page.locator(f".palette-item[data-kind={kind}]").focus()
+        page.keyboard.press("Enter")
+    start, wait = page.locator("#nodes [data-node-id]").evaluate_all(
+        "ns => ns.map(n => n.dataset.nodeId)"
+    )
+    page.locator(f'[data-node-id="{start}"]').focus()
+    connect = page.get_by_test_id("connections")
+    connect.get_by_label("Connect “Start” (trigger) to").select_option(label="Wait a moment › After")
+    connect.get_by_role("button", name="Connect").click()
+    assert page.locator("#edges [data-edge]").count() == 1
+    _problems_settled(page)
+    assert "no problems" in page.get_by_test_id("problems").inner_text()
+    # only compatible inputs are offered: a trigger cannot feed a bias gate's model input
+    page.locator(".palette-item[data-kind=bias_gate]").focus()
+    page.keyboard.press("Enter")
+    page.locator(f'[data-node-id="{start}"]').focus()
+    offered = page.get_by_test_id("connections").locator("select option").all_inner_texts()
+    assert not any("Bias gate" in o for o in offered)
+    page.get_by_test_id("connections").get_by_role("button", name="Disconnect").click()
+    assert page.locator("#edges [data-edge]").count() == 0
+    page.keyboard.press("Control+z")
+    assert page.locator("#edges [data-edge]").count() == 1
+    assert workflow.versions.count() == 0
+    assert errors_of == []

@@ -530,10 +530,62 @@ export class Canvas {
         }),
       );
     }
+    if (block && !this.readOnly) parts.push(this.connectionsSection(node, block));
     const stepBox = el("div", { id: "step-detail", "aria-live": "polite" });
     parts.push(stepBox);
     panel.replaceChildren(...parts);
     this.loadStepDetail(node.id);
+  }
+
+  /** Connect and disconnect from the side panel: the keyboard's way to draw edges. */
+  connectionsSection(node, block) {
+    const title = (n) => n.label || this.editor.block(n)?.label || n.kind;
+    const box = el("section", { class: "connections", "data-testid": "connections" });
+    box.append(el("h3", { text: "Connections" }));
+    const list = el("ul", { class: "edge-list" });
+    this.editor.graph.edges.forEach((e) => {
+      if (e.source !== node.id && e.target !== node.id) return;
+      const other = this.editor.node(e.source === node.id ? e.target : e.source);
+      const text = e.source === node.id
+        ? `${e.source_port} → ${title(other)} (${e.target_port})`
+        : `${title(other)} (${e.source_port}) → ${e.target_port}`;
+      const remove = el("button", { type: "button", class: "link", text: "Disconnect", "aria-label": `Disconnect ${text}` });
+      remove.addEventListener("click", () => {
+        this.editor.remove({ edges: [e] });
+        this.announce(`Disconnected ${text}.`);
+      });
+      list.append(el("li", {}, document.createTextNode(`${text} `), remove));
+    });
+    if (list.children.length) box.append(list);
+    for (const port of block.outputs) {
+      const id = `connect-${node.id}-${port.name}`;
+      const select = el("select", { id });
+      const options = [];
+      for (const other of this.editor.graph.nodes) {
+        for (const input of this.editor.block(other)?.inputs || []) {
+          const edge = { source: node.id, source_port: port.name, target: other.id, target_port: input.name };
+          if (canConnect(this.editor.graph, this.catalog, edge).ok) {
+            options.push(el("option", { value: `${other.id}|${input.name}`, text: `${title(other)} › ${input.label}` }));
+          }
+        }
+      }
+      if (!options.length) continue;
+      select.append(el("option", { value: "", text: "— choose an input —" }), ...options);
+      const button = el("button", { type: "button", text: "Connect" });
+      button.addEventListener("click", () => {
+        if (!select.value) return;
+        const [target, targetPort] = select.value.split("|");
+        const verdict = this.editor.connect({ source: node.id, source_port: port.name, target, target_port: targetPort });
+        this.announce(verdict.ok ? `Connected ${port.label} to ${title(this.editor.node(target))}.` : verdict.reason);
+      });
+      box.append(
+        el("div", { class: "field connect" },
+          el("label", { for: id, text: `Connect “${port.label}” (${port.types[0]}) to` }),
+          el("span", { class: "connect-row" }, select, button)),
+      );
+    }
+    if (box.children.length === 1) box.append(el("p", { class: "muted small", text: "No compatible input to connect to yet." }));
+    return box;
   }
 
   fromPanelDo(action) {
