@@ -526,7 +526,9 @@ def test_multi_select_move_pan_and_delete_several(page, live_server, demo, error
     assert errors_of == []
 
 
-def test_blocks_are_connected_and_disconnected_with_the_keyboard(page, live_server, demo, errors_of):
+def test_blocks_are_connected_and_disconnected_with_the_keyboard(
+    page, live_server, demo, errors_of
+):
     """Without a mouse: add blocks from the palette, connect them from the side panel."""
     _log_in(page, live_server.url, "admin")
     workflow = _new_workflow(page, live_server.url, "Keyboard tour")
@@ -538,7 +540,8 @@ def test_blocks_are_connected_and_disconnected_with_the_keyboard(page, live_serv
     )
     page.locator(f'[data-node-id="{start}"]').focus()
     connect = page.get_by_test_id("connections")
-    connect.get_by_label("Connect “Start” (trigger) to").select_option(label="Wait a moment › After")
+    choice = connect.get_by_label("Connect “Start” (trigger) to")
+    choice.select_option(label="Wait a moment › After")
     connect.get_by_role("button", name="Connect").click()
     assert page.locator("#edges [data-edge]").count() == 1
     _problems_settled(page)
