@@ -467,11 +467,19 @@ EARLY_WARNING = Template(
             {"approval_required": True, "quorum": 1},
         ),
         Step(
+            "sync",
+            "edge_sync",
+            "Send to school servers",
+            (5, 2),
+            (("pilot", "deployment", "deployment"),),
+            {"timeout_minutes": 0},
+        ),
+        Step(
             "tell",
             "notify",
             "Tell district staff",
-            (5, 2),
-            (("pilot", "deployment", "input"),),
+            (6, 2),
+            (("sync", "deployment", "input"),),
             {
                 "recipients": "district_staff",
                 "title": "Early-warning pilot started",
@@ -505,7 +513,9 @@ EARLY_WARNING = Template(
         ),
         Note(
             "5. District staff approve in their Approvals inbox; then the model serves only the "
-            "pilot schools. Everyone else keeps the current model.",
+            "pilot schools, centrally and on their own servers (which fetch it at their next "
+            "sync). Everyone else keeps the current model. To hold the run until the school "
+            "servers confirm, give 'Send to school servers' a timeout.",
             (4, 2.75),
         ),
     ),

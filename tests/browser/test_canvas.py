@@ -438,7 +438,7 @@ def test_a_newcomer_runs_the_early_warning_template_on_the_canvas(
 ):
     """The issue's "done": from the gallery to a pilot, in the browser, on a real worker."""
     _log_in(page, live_server.url, "admin")
-    page.get_by_role("link", name="Workflows").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Workflows").click()
     page.get_by_role("link", name="template").first.click()
     form = page.get_by_test_id("use-early-warning")
     form.get_by_label("Workflow name").fill("Early warning")
@@ -489,12 +489,14 @@ def test_multi_select_move_pan_and_delete_several(page, live_server, demo, error
     page.locator(f'[data-node-id="{a}"] .node-title').click()
     page.locator(f'[data-node-id="{b}"] .node-title').click(modifiers=["Shift"])
     assert page.locator("#nodes .node.selected").count() == 2
+    _problems_settled(page)
     before = {n: page.locator(f'[data-node-id="{n}"]').bounding_box() for n in (a, b, c)}
     x, y = _centre(page, f'[data-node-id="{a}"] .node-title')
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x + 60, y + 80, steps=6)
     page.mouse.up()
+    _problems_settled(page)  # the move is checked by the server; the canvas redraws after
     after = {n: page.locator(f'[data-node-id="{n}"]').bounding_box() for n in (a, b, c)}
     for n in (a, b):
         assert round(after[n]["x"] - before[n]["x"]) == 60
@@ -506,6 +508,7 @@ def test_multi_select_move_pan_and_delete_several(page, live_server, demo, error
     page.mouse.down()
     page.mouse.move(view["x"] + view["width"] - 130, view["y"] + view["height"] - 80, steps=5)
     page.mouse.up()
+    _problems_settled(page)
     panned = page.locator(f'[data-node-id="{c}"]').bounding_box()
     assert round(panned["x"] - after[c]["x"]) == -100 and round(panned["y"] - after[c]["y"]) == -50
     # Shift+drag on the background selects the blocks inside the area; Delete removes them

@@ -57,7 +57,7 @@ def test_register_watch_and_revoke_an_edge_server(page, live_server, demo):
     services.roll_out(v1, scope="district", reason="first model")
     base = live_server.url
     _log_in(page, base, "admin")
-    page.get_by_role("link", name="Edge", exact=True).click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Edge").click()
     assert "No edge server is registered yet" in page.get_by_test_id("edge-nodes").inner_text()
 
     form = page.get_by_test_id("register-form")

@@ -55,7 +55,7 @@ def test_an_admin_makes_the_early_warning_workflow_from_the_gallery(page, live_s
     early = page.locator("[data-template=early-warning]")
     assert early.get_by_test_id("missing-badge").count() == 0
     assert "Ready to run" in early.get_by_test_id("template-ready").inner_text()
-    assert early.locator("ol.tg-steps li").count() == 12
+    assert early.locator("ol.tg-steps li").count() == 13
 
     form = early.get_by_test_id("use-early-warning")
     form.get_by_label("Workflow name").fill("Early warning for Riverside")

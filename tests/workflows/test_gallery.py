@@ -136,6 +136,7 @@ def test_early_warning_runs_the_whole_chain_to_a_pilot():
         "set_alias",
         "model_card",
         "pilot_rollout",
+        "edge_sync",
         "notify",
     ]
     pilot = next(n for n in graph["nodes"] if n["kind"] == "pilot_rollout")
