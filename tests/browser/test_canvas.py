@@ -515,6 +515,8 @@ def test_multi_select_move_pan_and_delete_several(page, live_server, demo, error
     page.keyboard.press("Escape")
     page.get_by_role("button", name="Fit to screen").click()
     assert page.locator("#nodes .node.selected").count() == 0
+    _problems_settled(page)
+    view = page.locator("#viewport").bounding_box()
     page.mouse.move(view["x"] + 5, view["y"] + 5)
     page.keyboard.down("Shift")
     page.mouse.down()
