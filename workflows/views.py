@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect
@@ -178,14 +179,21 @@ def _dataset_choices(district: Any) -> list[dict[str, Any]]:
 
 @login_required
 def workflow_list_page(request: HttpRequest) -> HttpResponse:
-    workflows = list(_workflows_for(request).order_by("district__name", "name"))
-    latest = {}
-    for v in WorkflowVersion.objects.filter(workflow__in=workflows).order_by("workflow", "-number"):
-        latest.setdefault(v.workflow_id, v)
-    last_runs = {}
-    for r in Run.objects.filter(workflow__in=workflows).order_by("workflow", "-created_at"):
-        last_runs.setdefault(r.workflow_id, r)
-    rows = [(w, latest.get(w.pk), last_runs.get(w.pk)) for w in workflows]
+    # each workflow's newest version and run, one query each (not every version and run)
+    newest_version = WorkflowVersion.objects.filter(workflow=OuterRef("pk")).order_by("-number")
+    newest_run = Run.objects.filter(workflow=OuterRef("pk")).order_by("-created_at", "-pk")
+    workflows = list(
+        _workflows_for(request)
+        .annotate(
+            latest_pk=Subquery(newest_version.values("pk")[:1]),
+            last_run_pk=Subquery(newest_run.values("pk")[:1]),
+        )
+        .order_by("district__name", "name")
+    )
+    latest = WorkflowVersion.objects.select_related("created_by").defer("graph", "errors")
+    latest = latest.in_bulk([w.latest_pk for w in workflows if w.latest_pk])
+    last_runs = Run.objects.in_bulk([w.last_run_pk for w in workflows if w.last_run_pk])
+    rows = [(w, latest.get(w.latest_pk), last_runs.get(w.last_run_pk)) for w in workflows]
     manageable = [d for d in visible_districts(request.user) if can(request.user, Action.MANAGE, d)]
     return TemplateResponse(
         request,
@@ -276,7 +284,8 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def workflow_versions_partial(request: HttpRequest, pk: int) -> HttpResponse:
     """The version list beside the canvas (htmx): who saved what, drafts marked, diffs."""
     workflow = _get_workflow(request, pk)
-    versions = workflow.versions.select_related("created_by").order_by("-number")[:50]
+    versions = workflow.versions.select_related("created_by").defer("graph")
+    versions = versions.order_by("-number")[:50]
     return TemplateResponse(
         request,
         "workflows/_versions.html",

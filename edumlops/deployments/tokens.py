@@ -4,24 +4,19 @@ that carries `Authorization: Bearer edu_…`."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
 
 from edumlops.audit import models as audit
+from edumlops.core.keys import BearerKeyAuthentication, KeyPrincipal, hash_key
 from edumlops.deployments.models import IntegrationToken
 from edumlops.schools.models import District, School
 
 PREFIX = "edu_"
-
-
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def create(
@@ -37,7 +32,7 @@ def create(
             school=school,
             name=name[:100],
             prefix=key[:12],
-            key_hash=_hash(key),
+            key_hash=hash_key(key),
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         audit.record(
@@ -62,46 +57,21 @@ def revoke(token: IntegrationToken, user: Any) -> None:
         )
 
 
-class IntegrationPrincipal:
-    """Who is calling when an integration token is used: no account, no role, one token."""
+class IntegrationTokenAuthentication(BearerKeyAuthentication):
+    prefix = PREFIX
+    refused = "This integration token is unknown or revoked: ask district staff for a new one."
 
-    is_authenticated = True
-    is_active = True
-    is_staff = False
-    is_superuser = False
-    pk = None
+    def find(self, key_hash: str) -> IntegrationToken | None:
+        return IntegrationToken.objects.filter(key_hash=key_hash, revoked_at__isnull=True).first()
 
-    def __init__(self, token: IntegrationToken) -> None:
-        self.token = token
+    def principal(self, token: IntegrationToken) -> KeyPrincipal:
+        return KeyPrincipal(f"integration {token}", f"token:{token.prefix}")
 
-    def __str__(self) -> str:
-        return f"integration {self.token}"
-
-    def get_username(self) -> str:
-        return f"token:{self.token.prefix}"
-
-
-class IntegrationTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
-
-    def authenticate(self, request: Any) -> tuple[IntegrationPrincipal, IntegrationToken] | None:
-        header = authentication.get_authorization_header(request).decode(errors="replace")
-        kind, _, key = header.partition(" ")
-        if kind != self.keyword or not key.startswith(PREFIX):
-            return None
-        token = IntegrationToken.objects.filter(key_hash=_hash(key.strip())).first()
-        if token is None or token.revoked_at is not None:
-            raise exceptions.AuthenticationFailed(
-                "This integration token is unknown or revoked: ask district staff for a new one."
-            )
+    def touch(self, token: IntegrationToken) -> None:
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
             # at most one write a minute per token, not one per request
             IntegrationToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return IntegrationPrincipal(token), token
-
-    def authenticate_header(self, request: Any) -> str:
-        return self.keyword
 
 
 class IntegrationTokenScheme(OpenApiAuthenticationExtension):

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 
 from edumlops.schools.models import School
 
@@ -157,7 +158,20 @@ def describe(nodes: list[EdgeNode], now: dt.datetime, events_per_node: int = 5) 
         if node.school_id not in desired:
             deployment = resolve(node.school)
             desired[node.school_id] = deployment.model_version if deployment else None
-        recent[node.pk] = list(node.events.all()[:events_per_node])
+        recent[node.pk] = []
+    # each node's latest events, in one query for all nodes
+    latest = (
+        EdgeEvent.objects.filter(node__in=nodes)
+        .annotate(
+            rank=Window(
+                RowNumber(), partition_by=F("node_id"), order_by=[F("at").desc(), F("id").desc()]
+            )
+        )
+        .filter(rank__lte=events_per_node)
+        .order_by("node_id", "-at", "-id")
+    )
+    for event in latest:
+        recent[event.node_id].append(event)
     ids = {i for n in nodes for i in n.cached_versions if isinstance(i, int)}
     ids |= {n.active_version_id for n in nodes if n.active_version_id}
     ids |= {e.model_version_id for items in recent.values() for e in items if e.model_version_id}

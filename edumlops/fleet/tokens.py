@@ -4,7 +4,6 @@ Every authenticated call records the node's last contact."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from typing import Any
@@ -12,9 +11,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import permissions
 
 from edumlops.audit import models as audit
+from edumlops.core.keys import BearerKeyAuthentication, KeyPrincipal, hash_key
 from edumlops.fleet.models import EdgeNode
 from edumlops.schools.models import School
 
@@ -24,10 +24,6 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
 
 class NodeError(ValueError):
     """A registration or revocation that cannot happen, with the reason and the fix."""
-
-
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def create(school: School, name: str, user: Any) -> tuple[EdgeNode, str]:
@@ -50,7 +46,7 @@ def create(school: School, name: str, user: Any) -> tuple[EdgeNode, str]:
                 school=school,
                 name=name,
                 prefix=key[:12],
-                key_hash=_hash(key),
+                key_hash=hash_key(key),
                 created_by=user if getattr(user, "is_authenticated", False) else None,
             )
             audit.record(
@@ -84,47 +80,26 @@ def revoke(node: EdgeNode, user: Any) -> None:
     node.refresh_from_db()
 
 
-class EdgePrincipal:
-    """Who is calling when a node token is used: no account, no role, one school server."""
+class EdgeNodeAuthentication(BearerKeyAuthentication):
+    prefix = PREFIX
+    refused = (
+        "This edge node token is unknown or revoked: ask an admin to register the node "
+        "again on the Edge page, then run `edumlops-edge register` with the new token."
+    )
 
-    is_authenticated = True
-    is_active = True
-    is_staff = False
-    is_superuser = False
-    pk = None
+    def find(self, key_hash: str) -> EdgeNode | None:
+        return (
+            EdgeNode.objects.select_related("school__district")
+            .filter(key_hash=key_hash, revoked_at__isnull=True)
+            .first()
+        )
 
-    def __init__(self, node: EdgeNode) -> None:
-        self.node = node
+    def principal(self, node: EdgeNode) -> KeyPrincipal:
+        return KeyPrincipal(f"edge node {node}", f"edge:{node.name}")
 
-    def __str__(self) -> str:
-        return f"edge node {self.node}"
-
-    def get_username(self) -> str:
-        return f"edge:{self.node.name}"
-
-
-class EdgeNodeAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
-
-    def authenticate(self, request: Any) -> tuple[EdgePrincipal, EdgeNode] | None:
-        header = authentication.get_authorization_header(request).decode(errors="replace")
-        kind, _, key = header.partition(" ")
-        key = key.strip()
-        if kind != self.keyword or not key.startswith(PREFIX):
-            return None
-        node = EdgeNode.objects.select_related("school__district").filter(key_hash=_hash(key))
-        node = node.first()
-        if node is None or node.revoked:
-            raise exceptions.AuthenticationFailed(
-                "This edge node token is unknown or revoked: ask an admin to register the node "
-                "again on the Edge page, then run `edumlops-edge register` with the new token."
-            )
+    def touch(self, node: EdgeNode) -> None:
         node.last_contact = timezone.now()
         EdgeNode.objects.filter(pk=node.pk).update(last_contact=node.last_contact)
-        return EdgePrincipal(node), node
-
-    def authenticate_header(self, request: Any) -> str:
-        return self.keyword
 
 
 class IsEdgeNode(permissions.BasePermission):

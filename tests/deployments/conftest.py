@@ -36,14 +36,21 @@ def rows_for(n: int = 5, seed: int = 9) -> list[dict]:
     return out
 
 
-def make_model(district, algorithm: str = "logistic_regression", seed: int = 0) -> ModelVersion:
+def train_and_log(
+    district, algorithm: str, seed: int, *, experiment: str = "test", trees: int | None = None
+):
+    """A pipeline trained on generated rows, logged and registered in MLflow: (frame, spec,
+    pipeline, logged)."""
     frame = generate_district(1500, seed=seed)
     spec = infer_features(frame, exclude=EXCLUDE)
     X, y = prepare_frame(frame, spec), binary_target(frame["at_risk"], ["yes"])
-    pipeline = fit(build_pipeline(spec, algorithm, balanced=True, seed=seed), X, y)
+    pipeline = build_pipeline(spec, algorithm, balanced=True, seed=seed)
+    if trees is not None:
+        pipeline.set_params(model__n_estimators=trees, model__max_depth=None)
+    pipeline = fit(pipeline, X, y)
     mlflow_ready()
     logged = tracking.log_trained_model(
-        experiment=f"{district.slug}/test",
+        experiment=f"{district.slug}/{experiment}",
         model_name=f"{district.slug}-at-risk",
         run_name=f"seed {seed}",
         pipeline=pipeline,
@@ -53,6 +60,11 @@ def make_model(district, algorithm: str = "logistic_regression", seed: int = 0) 
         output_example=pipeline.predict_proba(X.head(3)),
         tags={},
     )
+    return frame, spec, pipeline, logged
+
+
+def make_model(district, algorithm: str = "logistic_regression", seed: int = 0) -> ModelVersion:
+    frame, spec, pipeline, logged = train_and_log(district, algorithm, seed)
     key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH))
     manifest = {
         "model": {"name": logged.name, "version": logged.version},

@@ -22,11 +22,9 @@ from django.conf import settings
 
 from edumlops.ml import drift, onnx_bundle, signing, tracking
 from edumlops.ml.serving_core import linear_terms
-from edumlops.ml.synth import generate_district
-from edumlops.ml.training import binary_target, build_pipeline, fit, infer_features, prepare_frame
-from edumlops.registry.models import ModelVersion, mlflow_ready
+from edumlops.registry.models import ModelVersion
 from tests.conftest import ROOT, clean_env
-from tests.deployments.conftest import EXCLUDE, rows_for  # noqa: F401  (rows_for: for tests)
+from tests.deployments.conftest import rows_for, train_and_log  # noqa: F401  (rows_for: tests)
 
 
 def free_port() -> int:
@@ -59,24 +57,8 @@ def edge_model(
 ) -> ModelVersion:
     """A registered model version with a signed bundle whose manifest carries what the export
     block writes: its id, features, thresholds, drift reference and (linear) explanation terms."""
-    frame = generate_district(1500, seed=seed)
-    spec = infer_features(frame, exclude=EXCLUDE)
-    X, y = prepare_frame(frame, spec), binary_target(frame["at_risk"], ["yes"])
-    pipeline = build_pipeline(spec, algorithm, balanced=True, seed=seed)
-    if trees is not None:
-        pipeline.set_params(model__n_estimators=trees, model__max_depth=None)
-    pipeline = fit(pipeline, X, y)
-    mlflow_ready()
-    logged = tracking.log_trained_model(
-        experiment=f"{district.slug}/edge",
-        model_name=f"{district.slug}-at-risk",
-        run_name=f"seed {seed}",
-        pipeline=pipeline,
-        params={"algorithm": algorithm},
-        metrics={},
-        input_example=X.head(3),
-        output_example=pipeline.predict_proba(X.head(3)),
-        tags={},
+    frame, spec, pipeline, logged = train_and_log(
+        district, algorithm, seed, experiment="edge", trees=trees
     )
     reference = {
         name: ref.to_dict()

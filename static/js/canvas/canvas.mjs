@@ -2,6 +2,7 @@
 // validation, save and run with live step states. The graph logic lives in model.mjs; this
 // module draws it and turns pointer and keyboard input into Editor calls.
 
+import { el } from "./dom.mjs";
 import { buildForm } from "./form.mjs";
 import {
   Catalog,
@@ -29,19 +30,6 @@ const STATE_SYMBOLS = {
 };
 const FINISHED = new Set(["succeeded", "failed", "rejected", "cancelled"]);
 const NODE_SIZE = { width: 200, height: 96 };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (value === true) node.setAttribute(key, "");
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 function svg(tag, attrs = {}) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
@@ -599,17 +587,21 @@ export class Canvas {
     this.renderPanelErrors();
   }
 
+  /** The selected block's state badge in the side panel, in words and a symbol. */
+  renderPanelState(node) {
+    const badge = this.$("#panel-body [data-testid=panel-state] .node-state");
+    if (!badge) return;
+    const state = this.nodeState(node);
+    badge.className = `node-state state-${state}`;
+    badge.textContent = `${STATE_SYMBOLS[state] || ""} ${STATE_LABELS[state] || state}`;
+  }
+
   renderPanelErrors() {
     // after a parameter change: refresh only the error list and the state, not the inputs
     const node = this.selectedNode();
     const panel = this.$("#panel-body");
     if (!node || !panel) return;
-    const state = this.nodeState(node);
-    const badge = panel.querySelector("[data-testid=panel-state] .node-state");
-    if (badge) {
-      badge.className = `node-state state-${state}`;
-      badge.textContent = `${STATE_SYMBOLS[state] || ""} ${STATE_LABELS[state] || state}`;
-    }
+    this.renderPanelState(node);
     const old = panel.querySelector("[data-testid=panel-errors]");
     const errors = this.placed.nodes[node.id] || [];
     const list = el("ul", { class: "errors", "data-testid": "panel-errors" });
@@ -839,12 +831,7 @@ export class Canvas {
     const node = this.selectedNode();
     this.render();
     if (node && this.run.steps[node.id]) {
-      const panelState = this.$("#panel-body [data-testid=panel-state] .node-state");
-      const state = this.nodeState(node);
-      if (panelState) {
-        panelState.className = `node-state state-${state}`;
-        panelState.textContent = `${STATE_SYMBOLS[state] || ""} ${STATE_LABELS[state] || state}`;
-      }
+      this.renderPanelState(node);
       this.loadStepDetail(node.id);
     }
   }

@@ -2,6 +2,8 @@
 // validates with): sliders with units for bounded numbers, selects for enums, checkboxes for
 // booleans and option lists, number fields with bounds, help text and the default under each.
 
+import { el } from "./dom.mjs";
+
 const UNIT_SUFFIX = { days: "days", hours: "hours", seconds: "s" };
 
 export function humanize(name) {
@@ -35,19 +37,6 @@ function formatDefault(value) {
   if (typeof value === "boolean") return value ? "on" : "off";
   if (value === "") return "empty";
   return String(value);
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (value === true) node.setAttribute(key, "");
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
 }
 
 /**
