@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
@@ -27,11 +28,9 @@ from edumlops.ml.serving_core import (
 )
 from edumlops.registry.models import ModelVersion, mlflow_ready
 
-LoadedModel = ServingModel
 __all__ = [
     "CACHE",
     "MAX_ROWS",
-    "LoadedModel",
     "ModelCache",
     "RequestError",
     "explain",
@@ -48,11 +47,11 @@ class ModelCache:
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
-        self._models: OrderedDict[int, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[int, ServingModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[int, threading.Lock] = {}
 
-    def get(self, model: ModelVersion) -> LoadedModel:
+    def get(self, model: ModelVersion) -> ServingModel:
         with self._lock:
             loaded = self._models.get(model.pk)
             if loaded is not None:
@@ -76,27 +75,22 @@ class ModelCache:
             self._models.clear()
 
 
-def load(model: ModelVersion) -> LoadedModel:
+def load(model: ModelVersion) -> ServingModel:
     if not (model.bundle or {}).get("manifest"):
         raise RequestError(f"{model} has no ONNX bundle: export it before serving.")
     mlflow_ready()
     folder = Path(tracking.download(model.run_id, model.bundle.get("artifact_path", "bundle")))
     key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH)).public_key()
     manifest, onnx = onnx_bundle.load_bundle(folder, key)
-    features = manifest["features"]
-    loaded = LoadedModel(
+    loaded = replace(  # named as the registry names it (older manifests lack the id)
+        ServingModel.from_manifest(manifest, onnx),
         model_version_id=model.pk,
         name=model.name,
         version=model.version,
         algorithm=model.algorithm,
-        onnx=onnx,
-        numeric=list(features.get("numeric", [])),
-        categorical=list(features.get("categorical", [])),
-        thresholds={k: float(v) for k, v in (manifest.get("thresholds") or {}).items()},
     )
-    if manifest.get("explain"):
-        loaded.terms = manifest["explain"]
-    elif model.algorithm == "logistic_regression":  # bundles exported before terms were kept
+    if not loaded.terms and model.algorithm == "logistic_regression":
+        # bundles exported before the terms were kept in the manifest
         loaded.terms = linear_terms(model.pipeline(), loaded.numeric, loaded.categorical)
     return loaded
 

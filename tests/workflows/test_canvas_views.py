@@ -151,3 +151,16 @@ def test_step_detail_shows_logs_metrics_and_reason(client, workflow, platform_ad
     html = client.get(f"/runs/{run.pk}/steps/tell/").content.decode()
     assert "Told 3 people" in html and "recipients" in html and 'data-status="succeeded"' in html
     assert client.get(f"/runs/{run.pk}/steps/nope/").status_code == 404
+
+
+def test_the_workflow_list_shows_each_workflows_newest_version_and_run(
+    client, workflow, platform_admin
+):
+    workflow.save_version(SIMPLE, "first", platform_admin)
+    workflow.save_version(BROKEN, "wip", platform_admin, errors=[{"message": "x"}])
+    engine.start_run(workflow)
+    last = engine.start_run(workflow)
+    client.force_login(platform_admin)
+    (row,) = client.get("/workflows/").context["rows"]
+    assert row[0] == workflow and row[1].number == 2 and row[1].draft and row[2] == last
+    assert "draft" in client.get("/workflows/").content.decode()
