@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edumlops.settings")
 django.setup()
 
-from workflows.compiler import compile_plan, plan, validate  # noqa: E402
+from workflows.compiler import plan, step_messages, validate  # noqa: E402
 
 
 def layered_graph(n: int, width: int = 4) -> dict:
@@ -51,7 +51,7 @@ def measure(n: int) -> tuple[float, float, int]:
         t = time.perf_counter()
         assert validate(graph) == []
         p = plan(graph)
-        compile_plan(p, run_id=1, only=p.order)
+        step_messages(1, p.order)
         times.append(time.perf_counter() - t)
     return statistics.median(times) * 1e3, len(graph["edges"]), repeats
 

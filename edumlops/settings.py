@@ -179,9 +179,11 @@ CELERY_RESULT_BACKEND = _broker["result_backend"]
 CELERY_BROKER_TRANSPORT_OPTIONS = _broker["broker_transport_options"]
 CELERY_EMBEDDED_TRANSPORT = _broker["embedded"]
 if not CELERY_EMBEDDED_TRANSPORT:
-    # Unacknowledged messages (a worker killed mid-step) come back after this many seconds.
-    # A sweep for them runs every CELERY_UNACKED_RESTORE_INTERVAL seconds (kombu's default
-    # throttle of 10 would make that 100 s).
+    # Redis hands an unacknowledged message (its worker killed mid-task) to another worker only
+    # after this many seconds. Runs do not wait for it: the reconciler takes over a step whose
+    # heartbeat is older than EDUMLOPS_STEP_LEASE_SECONDS (docs/durability.md); a redelivery
+    # that comes later finds the step done and does nothing. Keep it longer than the longest
+    # step, so that a step still running is not handed out twice.
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         visibility_timeout=env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
         unacked_restore_interval=env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
@@ -197,6 +199,15 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# A running step whose heartbeat (every 5 s) is older than this is taken over by the reconciler,
+# which sweeps every EDUMLOPS_RECONCILE_SECONDS in one worker; a sent step that no worker took
+# within EDUMLOPS_RESEND_AFTER_SECONDS (doubling with each re-send) is sent again.
+EDUMLOPS_STEP_LEASE_SECONDS = env_int("EDUMLOPS_STEP_LEASE_SECONDS", 30)
+EDUMLOPS_RECONCILE_SECONDS = env_int("EDUMLOPS_RECONCILE_SECONDS", 2)
+EDUMLOPS_RESEND_AFTER_SECONDS = env_int("EDUMLOPS_RESEND_AFTER_SECONDS", 10)
+for _name in ("EDUMLOPS_STEP_LEASE_SECONDS", "EDUMLOPS_RECONCILE_SECONDS"):
+    if globals()[_name] < 1:
+        raise ConfigError(f"{_name}={globals()[_name]} must be at least 1 (seconds)")
 
 # --- MLflow: a local SQLite store under var/ unless a tracking server is named ---------------
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow.db'}"
@@ -224,6 +235,7 @@ if EDGE_POLL_SECONDS < 1:
     )
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "edumlops@localhost")
 
 LOGGING = {

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -103,6 +103,9 @@ class StepOut(serializers.Serializer):
     progress = serializers.JSONField()
     error = serializers.CharField()
     reason = serializers.CharField()
+    # what the step asked district staff to approve ("summary" plus the ids it applies)
+    proposal = serializers.JSONField(allow_null=True)
+    wake_at = serializers.DateTimeField(allow_null=True, help_text="A waiting step's next check.")
 
 
 class RunOut(serializers.ModelSerializer):
@@ -181,11 +184,19 @@ def _run_response(run: Run, code: int = status.HTTP_200_OK) -> Response:
     return Response(RunOut(run).data, status=code)
 
 
+class BrokerDown(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "broker_unavailable"
+
+
 def _engine_call(fn, *args, **kwargs):  # noqa: ANN001, ANN202
     try:
         return fn(*args, **kwargs)
     except engine.EngineError as exc:
         raise ValidationError({"detail": str(exc)}) from None
+    except engine.BrokerUnavailable as exc:
+        # saved, never half done: the reconciler sends it once the broker is back
+        raise BrokerDown(str(exc)) from None
 
 
 # --- endpoints --------------------------------------------------------------------------------
@@ -287,7 +298,13 @@ def workflow_diff(request: Request, pk: int, number: int) -> Response:
     return Response({"from": old.number, "to": new.number, **changes})
 
 
-@extend_schema(request=RunIn, responses={201: RunOut})
+BROKER_DOWN = OpenApiResponse(
+    description="The task broker cannot be reached: the run (or decision) is saved and goes on "
+    "by itself once the broker is back; the body's `detail` says so."
+)
+
+
+@extend_schema(request=RunIn, responses={201: RunOut, 503: BROKER_DOWN})
 @api_view(["POST"])
 def workflow_runs(request: Request, pk: int) -> Response:
     workflow = _get_workflow_for_user(request, pk, Action.MANAGE)
@@ -321,7 +338,7 @@ def _decide(request: Request, pk: int, decide) -> Response:  # noqa: ANN001
     return _run_response(run)
 
 
-@extend_schema(request=DecisionIn, responses=RunOut)
+@extend_schema(request=DecisionIn, responses={200: RunOut, 503: BROKER_DOWN})
 @api_view(["POST"])
 def run_approve(request: Request, pk: int) -> Response:
     return _decide(request, pk, engine.approve)

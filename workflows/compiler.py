@@ -1,4 +1,4 @@
-"""Graph JSON → validated graph → topological plan → unapplied Celery signature.
+"""Graph JSON → validated graph → topological plan → Celery messages for the steps that are ready.
 
 Pure: no database, no broker. `validate` returns every error at once; each names the node (and
 the port or parameter) and how to fix it.
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from celery import chain, group, signature
+from celery import signature
 from celery.canvas import Signature
 from pydantic import ValidationError
 
@@ -22,7 +22,6 @@ from workflows.blocks.base import Block
 from workflows.graph import Edge, Graph, Node
 
 RUN_STEP = "workflows.run_step"
-FINISH_SEGMENT = "workflows.finish_segment"
 
 
 @dataclass(frozen=True)
@@ -359,13 +358,6 @@ class Plan:
     def approval_nodes(self) -> list[str]:
         return [n for n in self.order if self.nodes[n].kind == "approval_gate"]
 
-    def first_segment(self) -> list[str]:
-        """What runs before any approval: everything not downstream of an approval gate."""
-        held: set[str] = set()
-        for gate in self.approval_nodes():
-            held |= self.descendants(gate)
-        return [n for n in self.order if n not in held]
-
 
 def plan(data: Any) -> Plan:
     graph, errors = parse(data)
@@ -394,23 +386,11 @@ def plan(data: Any) -> Plan:
 
 
 # --- compile --------------------------------------------------------------------------------
-def compile_plan(plan: Plan, run_id: int, only: Iterable[str] | None = None) -> Signature:
-    """An unapplied Celery signature that runs `only` (default: the first segment) in plan order.
+def step_messages(run_id: int, node_ids: Iterable[str]) -> list[Signature]:
+    """One independent `run_step` message per ready step, ids only.
 
-    Each level is one task or a group of tasks; the chain waits for a whole level before the next
-    (a join waits for all its inputs); `finish_segment` closes it. Tasks get ids only.
+    The rest of the plan lives in the database, not in the message: each step, when it ends,
+    sends the steps it made ready (workflows.engine.advance), so a lost message or a restarted
+    broker loses no more than what the reconciler sends again.
     """
-    selected = set(plan.first_segment() if only is None else only)
-    steps: list[Signature] = []
-    for level in plan.levels:
-        members = [
-            signature(RUN_STEP, args=(run_id, node_id), immutable=True)
-            for node_id in level
-            if node_id in selected
-        ]
-        if len(members) == 1:
-            steps.append(members[0])
-        elif members:
-            steps.append(group(members))
-    steps.append(signature(FINISH_SEGMENT, args=(run_id,), immutable=True))
-    return chain(*steps)
+    return [signature(RUN_STEP, args=(run_id, node_id), immutable=True) for node_id in node_ids]

@@ -1,7 +1,12 @@
 """Running workflows: start a run, execute one step, settle the run, approve/reject/cancel.
 
-Celery tasks (workflows.tasks) call into here with ids only. Every state change is a conditional
-update or happens under a row lock, so redelivered messages and parallel branches are safe.
+The database drives progress; the broker only delivers. A step is sent to Celery (one
+`run_step` message per step, ids only) in the same transaction that made it ready — its
+`dispatched_at` is the outbox — and each step, when it ends, makes its successors ready in the
+transaction that records its end. What a lost message, a restarted broker or a killed worker
+leaves behind, `workflows.reconciler` finds in the database and sends again. Every state change
+is a conditional update or happens under a row lock, so redelivered messages, takeovers and
+parallel branches are safe (docs/durability.md).
 """
 
 from __future__ import annotations
@@ -9,23 +14,24 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from edumlops.audit import models as audit
 from edumlops.schools.models import Membership
-from workflows.blocks.base import StepStopped, WaitForApproval
-from workflows.compiler import Plan, compile_plan, plan
+from workflows.blocks.base import StepStopped, WaitFor, WaitForApproval
+from workflows.compiler import Plan, plan, step_messages
 from workflows.models import (
     Approval,
     Notification,
@@ -37,36 +43,96 @@ from workflows.models import (
     approval_deadline,
 )
 
+log = logging.getLogger(__name__)
+
 S = StepRun.Status
 R = Run.Status
 BAD_UPSTREAM = {S.FAILED, S.BLOCKED, S.REJECTED, S.CANCELLED}
-LEASE_SECONDS = 30  # a running step whose heartbeat is older than this may be taken over
+DONE = BAD_UPSTREAM | {S.SUCCEEDED, S.SKIPPED}
 HEARTBEAT_SECONDS = 5
+HEARTBEAT_AFTER = 1.0  # steps shorter than this never beat: their claim is their heartbeat
 PROGRESS_INTERVAL = 0.25  # seconds between two progress writes of one step
 
 
-class NotReady(Exception):
-    """An upstream step (from another segment) has not finished yet: try again shortly."""
+def lease_seconds() -> int:
+    """A running step whose heartbeat is older than this is taken over by the reconciler."""
+    return int(getattr(settings, "EDUMLOPS_STEP_LEASE_SECONDS", 30))
 
 
 class EngineError(Exception):
     """A request the run's state does not allow (e.g. approving a step that is not waiting)."""
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+class BrokerUnavailable(Exception):
+    """The decision or the run is saved, but its first message could not reach the broker; the
+    reconciler sends it once the broker is back."""
+
+    def __init__(self, run: Run, what: str, cause: BaseException) -> None:
+        super().__init__(
+            f"The task broker (Redis) cannot be reached ({type(cause).__name__}): {what} is "
+            "saved and goes on by itself once the broker is back. Check that Redis is running "
+            "(REDIS_URL) and look at the run's page in a minute."
+        )
+        self.run = run
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis.exceptions import RedisError
+
+    return (KombuOperationalError, RedisError, OSError)
+
+
+def worker_id(task_id: str | None = None) -> str:
+    """host:pid:task — the task id stays the same across a task's retries, so a retry may take
+    back its own claim from any process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{task_id or threading.get_ident()}"
 
 
 @functools.lru_cache(maxsize=256)
 def _plan_of_version(version_id: int) -> Plan:
     """Versions are immutable, so a worker plans each one once."""
-    from workflows.models import WorkflowVersion
-
     return plan(WorkflowVersion.objects.values_list("graph", flat=True).get(pk=version_id))
 
 
-def _plan_of(run: Run) -> Plan:
-    return _plan_of_version(run.version_id)
+@functools.lru_cache(maxsize=4096)
+def _version_of_run(run_id: int) -> int:
+    return Run.objects.values_list("version_id", flat=True).get(pk=run_id)
+
+
+def _plan_of(run: Run | int) -> Plan:
+    if isinstance(run, Run):
+        return _plan_of_version(run.version_id)
+    return _plan_of_version(_version_of_run(run))
+
+
+# --- sending steps ------------------------------------------------------------------------------
+def publish(run_id: int, node_ids: Iterable[str]) -> BaseException | None:
+    """Send one message per step; a broker that cannot be reached is reported, not raised (the
+    steps' dispatched_at is set, so the reconciler sends them again)."""
+    try:
+        for message in step_messages(run_id, node_ids):
+            message.apply_async()
+    except _broker_errors() as exc:
+        log.warning("run %s: could not send %s to the broker: %s", run_id, list(node_ids), exc)
+        return exc
+    return None
+
+
+def _dispatch(run_id: int, node_ids: list[str], failures: list[BaseException] | None = None):
+    """Inside a transaction: mark the steps sent and send them once it commits."""
+    if not node_ids:
+        return
+    StepRun.objects.filter(run_id=run_id, node_id__in=node_ids, status=S.QUEUED).update(
+        dispatched_at=timezone.now(), dispatches=1
+    )
+
+    def send() -> None:
+        failed = publish(run_id, node_ids)
+        if failed is not None and failures is not None:
+            failures.append(failed)
+
+    transaction.on_commit(send)
 
 
 # --- starting ---------------------------------------------------------------------------------
@@ -125,9 +191,10 @@ def start_run(
             )
             for n in p.order
         )
-        first = [n for n in p.first_segment() if n in active]
-        signature = compile_plan(p, run.pk, only=first)
-        transaction.on_commit(signature.apply_async)
+        failures: list[BaseException] = []
+        _dispatch(run.pk, [trigger_node], failures)
+    if failures:  # the run is saved; the reconciler sends it when the broker is back
+        raise BrokerUnavailable(run, f"run {run.pk}", failures[0])
     return run
 
 
@@ -135,12 +202,18 @@ def start_run(
 class StepContext:
     """What a block sees of its run (workflows.blocks.base.Context)."""
 
-    def __init__(self, run: Run, step: StepRun, p: Plan) -> None:
-        self.run = run
-        self.run_id = run.pk
+    def __init__(self, run_id: int, step: StepRun, p: Plan) -> None:
+        self.run_id = run_id
         self.node_id = step.node_id
         self._step = step
         self._plan = p
+        self.state: dict[str, Any] = dict(step.state or {})
+        self.proposal: dict[str, Any] | None = step.proposal
+        self.progress_so_far: dict[str, Any] = {}
+
+    @functools.cached_property
+    def run(self) -> Run:
+        return Run.objects.select_related("workflow__district", "started_by").get(pk=self.run_id)
 
     def log(self, message: str) -> None:
         self._step.logs.append({"at": timezone.now().isoformat(), "message": message})
@@ -156,6 +229,7 @@ class StepContext:
             return
         self._progress_at = now
         self._step.progress = {"stage": stage, "fraction": round(fraction, 4)}
+        self.progress_so_far = self._step.progress
         StepRun.objects.filter(pk=self._step.pk, status=S.RUNNING).update(
             progress=self._step.progress, logs=self._step.logs, heartbeat_at=timezone.now()
         )
@@ -168,7 +242,7 @@ class StepContext:
         order = {n: i for i, n in enumerate(self._plan.order)}
         merged: dict[str, float] = {}
         for step in sorted(
-            self.run.steps.filter(node_id__in=ancestors, status=S.SUCCEEDED),
+            StepRun.objects.filter(run_id=self.run_id, node_id__in=ancestors, status=S.SUCCEEDED),
             key=lambda s: order[s.node_id],
         ):
             merged.update(step.metrics)  # nearer ancestors come later and win
@@ -178,18 +252,21 @@ class StepContext:
         return [
             a.user.get_username()
             for a in Approval.objects.filter(
-                run=self.run, node_id=self.node_id, decision=Approval.Decision.APPROVE
+                run_id=self.run_id, node_id=self.node_id, decision=Approval.Decision.APPROVE
             ).select_related("user")
         ]
 
     def notify(
         self, *, recipients: str, title: str, message: str, email: bool, link: str = ""
     ) -> int:
+        """One notification per person and step, and at most one e-mail: the e-mail is
+        claimed (emailed_at) in the transaction that sends it, so a step run again after its
+        worker died does not send it twice unless it died in the middle of sending."""
         users = _recipients(self.run, recipients)
         body = message.format_map(
-            _SafeDict(workflow=self.run.workflow.name, run=f"run {self.run.pk}")
+            _SafeDict(workflow=self.run.workflow.name, run=f"run {self.run_id}")
         )
-        link = link or f"/api/runs/{self.run.pk}/"
+        link = link or f"/api/runs/{self.run_id}/"
         count = 0
         for user in users:
             note, _ = Notification.objects.get_or_create(
@@ -197,8 +274,12 @@ class StepContext:
             )
             count += 1
             if email and user.email and note.emailed_at is None:
-                send_mail(title, body, settings.DEFAULT_FROM_EMAIL, [user.email])
-                Notification.objects.filter(pk=note.pk).update(emailed_at=timezone.now())
+                with transaction.atomic():
+                    claimed = Notification.objects.filter(
+                        pk=note.pk, emailed_at__isnull=True
+                    ).update(emailed_at=timezone.now())
+                    if claimed:
+                        send_mail(title, body, settings.DEFAULT_FROM_EMAIL, [user.email])
         return count
 
 
@@ -222,80 +303,103 @@ def _recipients(run: Run, recipients: str) -> list[Any]:
     return list(User.objects.filter(pk__in=members.values("user"), is_active=True).order_by("pk"))
 
 
-def _claim(step: StepRun, me: str, retrying: bool) -> bool:
-    """Take the step for this worker, once. A step another worker holds is taken over only when
-    that worker is gone (same host: its process is dead; elsewhere: its heartbeat is stale)."""
+_CLAIM_FIELDS = (
+    "id, run_id, node_id, kind, status, attempts, claimed_by, started_at, heartbeat_at, logs, "
+    "metrics, state, proposal"
+)
+
+
+def _claim(run_id: int, node_id: str, me: str, task_id: str | None) -> StepRun | None:
+    """Take a step that was sent (queued and dispatched) in one UPDATE … RETURNING; a retry of
+    the same task (same task id, any process) takes back its own claim. None: not ours to run
+    (done, running elsewhere, cancelled, not ready yet, or a redelivered message)."""
     now = timezone.now()
-    took = StepRun.objects.filter(pk=step.pk, status=S.QUEUED).update(
-        status=S.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        attempts=F("attempts") + 1,
-        claimed_by=me,
+    table = StepRun._meta.db_table
+    retry = f"%:{task_id}" if task_id else ""  # a running step always names its holder
+    sql = (
+        f"UPDATE {table} SET status = %s, started_at = COALESCE(started_at, %s), "
+        "heartbeat_at = %s, attempts = attempts + 1, claimed_by = %s "
+        "WHERE run_id = %s AND node_id = %s AND ("
+        "(status = %s AND dispatched_at IS NOT NULL) OR (status = %s AND claimed_by LIKE %s)) "
+        f"RETURNING {_CLAIM_FIELDS}"
     )
-    if took:
-        return True
-    step.refresh_from_db()
-    if step.status != S.RUNNING:
-        return False  # done, blocked, cancelled... a redelivered message: nothing to do
-    if not (retrying and step.claimed_by == me) and not _holder_gone(step):
-        return False
-    took = StepRun.objects.filter(pk=step.pk, status=S.RUNNING, attempts=step.attempts).update(
-        started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me
+    rows = list(
+        StepRun.objects.raw(
+            sql, [S.RUNNING, now, now, me, run_id, node_id, S.QUEUED, S.RUNNING, retry]
+        )
     )
-    if took:
-        step.started_at, step.heartbeat_at = now, now
-        step.attempts += 1
-        step.claimed_by = me
-    return bool(took)
+    return rows[0] if rows else None
 
 
-def _holder_gone(step: StepRun) -> bool:
-    host, _, rest = step.claimed_by.partition(":")
-    pid = rest.partition(":")[0]
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+def release_claim(run_id: int, node_id: str, task_id: str | None) -> bool:
+    """Before a retry after a transient error: give the step back (queued and sent), so that
+    any worker process may retake it. Best effort: when the database is what failed, the
+    reconciler takes the step over after its lease."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        return bool(
+            StepRun.objects.filter(
+                run_id=run_id,
+                node_id=node_id,
+                status=S.RUNNING,
+                claimed_by__endswith=f":{task_id}",
+            ).update(status=S.QUEUED, claimed_by="", dispatched_at=timezone.now())
+        )
+    except Exception as exc:  # noqa: BLE001 — the database may still be away
+        log.warning("could not release %s of run %s: %s", node_id, run_id, exc)
+        connection.close()
         return False
-    stale = timezone.now() - dt.timedelta(seconds=LEASE_SECONDS)
-    return step.heartbeat_at is None or step.heartbeat_at < stale
 
 
-class _Heartbeat:
-    def __init__(self, step_id: int) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(step_id,), daemon=True)
+class _Beats:
+    """One heartbeat thread per process for every step it runs longer than HEARTBEAT_AFTER:
+    a step costs a dict entry, not a thread."""
 
-    def _beat(self, step_id: int) -> None:
-        from django.db import connection
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, float] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
-        try:
-            while not self._stop.wait(HEARTBEAT_SECONDS):
-                StepRun.objects.filter(pk=step_id, status=S.RUNNING).update(
+    def add(self, step_id: int) -> None:
+        with self._lock:
+            self._running[step_id] = time.monotonic()
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+                self._thread.start()
+
+    def remove(self, step_id: int) -> None:
+        with self._lock:
+            self._running.pop(step_id, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                ids = [i for i, since in self._running.items() if now - since >= HEARTBEAT_AFTER]
+            if not ids:
+                continue
+            try:
+                StepRun.objects.filter(pk__in=ids, status=S.RUNNING).update(
                     heartbeat_at=timezone.now()
                 )
-        finally:
-            connection.close()
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=HEARTBEAT_SECONDS + 1)
+            except Exception as exc:  # noqa: BLE001 — keep beating once the database is back
+                log.warning("heartbeat failed: %s", exc)
+                connection.close()
 
 
-def _inputs(p: Plan, node_id: str, sources: dict[str, StepRun]) -> dict[str, Any]:
+BEATS = _Beats()
+
+
+def _inputs(p: Plan, node_id: str, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     block = p.block(node_id)
-    inlets = p.inlets[node_id]
     values: dict[str, Any] = {port.name: [] if port.many else None for port in block.inputs}
-    for inlet in inlets:
-        value = sources[inlet.source].outputs.get(inlet.source_port)
+    for inlet in p.inlets[node_id]:
+        value = (outputs.get(inlet.source) or {}).get(inlet.source_port)
         if isinstance(values.get(inlet.target_port), list):
             values[inlet.target_port].append(value)
         else:
@@ -303,81 +407,210 @@ def _inputs(p: Plan, node_id: str, sources: dict[str, StepRun]) -> dict[str, Any
     return values
 
 
-def execute_step(run_id: int, node_id: str, *, me: str, retrying: bool = False) -> str:
-    """Run one step if it is due; returns its status afterwards."""
-    step = StepRun.objects.select_related("run__workflow__district").get(
-        run_id=run_id, node_id=node_id
-    )
-    run = step.run
-    p = _plan_of(run)
-    if run.finished:
-        StepRun.objects.filter(pk=step.pk, status=S.QUEUED).update(
-            status=S.CANCELLED if run.status == R.CANCELLED else S.SKIPPED,
-            reason=f"the run was {run.status}",
-        )
-        return StepRun.objects.get(pk=step.pk).status
-    upstream = list(run.steps.filter(node_id__in=p.upstream(node_id)))
-    if step.status == S.QUEUED:
-        bad = [u for u in upstream if u.status in BAD_UPSTREAM]
-        if bad:
-            _mark_blocked(run, [node_id], f'"{bad[0].node_id}" did not succeed: {bad[0].reason}')
-            return S.BLOCKED
-        if any(u.status == S.SKIPPED for u in upstream):
-            StepRun.objects.filter(pk=step.pk, status=S.QUEUED).update(
-                status=S.SKIPPED, reason="an input was skipped"
-            )
-            return S.SKIPPED
-        if any(u.status != S.SUCCEEDED for u in upstream):
-            paused = run.steps.filter(
-                node_id__in=p.ancestors(node_id), status=S.WAITING_APPROVAL
-            ).exists()
-            if paused:
-                return S.QUEUED  # held behind a step waiting for people; approve() sends it
-            raise NotReady(node_id)
-    if not _claim(step, me, retrying):
-        step.refresh_from_db()
-        return step.status
-    if run.status == R.QUEUED:
-        Run.objects.filter(pk=run.pk, status=R.QUEUED).update(status=R.RUNNING)
-
+def execute_step(run_id: int, node_id: str, *, me: str, task_id: str | None = None) -> str:
+    """Run one step if it was sent and nobody else holds it; returns its status afterwards."""
+    step = _claim(run_id, node_id, me, task_id)
+    if step is None:
+        found = StepRun.objects.filter(run_id=run_id, node_id=node_id).values_list("status")
+        return found[0][0] if found else "missing"
+    p = _plan_of(run_id)
     block_cls = p.block(node_id)
-    node = p.nodes[node_id]
-    context = StepContext(run, step, p)
-    label = node.label or block_cls.label
-    with _Heartbeat(step.pk):
-        try:
-            params = block_cls.Params.model_validate_json(json.dumps(node.params))
-            sources = {u.node_id: u for u in upstream}
-            outputs = block_cls().execute(context, _inputs(p, node_id, sources), params)
-        except StepStopped as exc:
-            reason = f'Stopped at "{label}" ({node_id}): {exc}'
-            step.finish(S.FAILED, reason=reason)
-            _mark_blocked(run, sorted(p.descendants(node_id)), reason)
-            _set_run_reason(run, reason)
-            return S.FAILED
-        except WaitForApproval as exc:
-            step.status = S.WAITING_APPROVAL
-            step.reason = str(exc)
-            step.save(update_fields=["status", "reason", "logs", "metrics"])
-            # district staff hear of it once per step, in the app and by e-mail
-            context.notify(
-                recipients="district_staff",
-                title=f"Approval needed: {label} in {run.workflow.name}"[:200],
-                message=f"{exc}\n\nDecide in the approvals inbox.",
-                email=True,
-                link="/approvals/",
+    if block_cls.is_trigger:
+        Run.objects.filter(pk=run_id, status=R.QUEUED).update(status=R.RUNNING)
+    upstream = p.upstream(node_id)
+    outputs = (
+        dict(
+            StepRun.objects.filter(run_id=run_id, node_id__in=upstream).values_list(
+                "node_id", "outputs"
             )
-            return S.WAITING_APPROVAL
-        except Exception as exc:
-            if _is_transient(exc):
-                raise
-            reason = f'"{label}" ({node_id}) failed: {exc}'
-            step.finish(S.FAILED, error=f"{type(exc).__name__}: {exc}", reason=reason)
-            _mark_blocked(run, sorted(p.descendants(node_id)), reason)
-            _set_run_reason(run, reason)
-            return S.FAILED
-    step.finish(S.SUCCEEDED, outputs=outputs, reason="")
+        )
+        if upstream
+        else {}
+    )
+    node = p.nodes[node_id]
+    context = StepContext(run_id, step, p)
+    label = node.label or block_cls.label
+    BEATS.add(step.pk)
+    try:
+        params = block_cls.Params.model_validate_json(json.dumps(node.params))
+        result = block_cls().execute(context, _inputs(p, node_id, outputs), params)
+    except StepStopped as exc:
+        return _fail(run_id, p, step, context, f'Stopped at "{label}" ({node_id}): {exc}')
+    except WaitForApproval as exc:
+        return _wait_for_people(run_id, step, context, label, exc)
+    except WaitFor as exc:
+        return _wait_for_world(step, context, exc)
+    except Exception as exc:
+        if _is_transient(exc):
+            raise
+        return _fail(
+            run_id,
+            p,
+            step,
+            context,
+            f'"{label}" ({node_id}) failed: {exc}',
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    finally:
+        BEATS.remove(step.pk)
+    return _succeed(run_id, p, step, context, result)
+
+
+def _mine(step: StepRun):  # noqa: ANN202 — the step's row, while this claim still holds it
+    return StepRun.objects.filter(pk=step.pk, status=S.RUNNING, attempts=step.attempts)
+
+
+def _ended(step: StepRun, context: StepContext, status: str, **fields: Any) -> bool:
+    """Record the step's end if this claim still holds it (it may have been taken over)."""
+    now = timezone.now()
+    duration = (now - step.started_at).total_seconds() if step.started_at else None
+    done = _mine(step).update(
+        status=status,
+        finished_at=now,
+        duration_seconds=duration,
+        logs=step.logs,
+        metrics=step.metrics,
+        state=context.state,
+        **fields,
+    )
+    if not done:
+        log.warning(
+            "step %s of run %s was taken from this worker: result dropped",
+            step.node_id,
+            step.run_id,
+        )
+    return bool(done)
+
+
+def _succeed(run_id: int, p: Plan, step: StepRun, context: StepContext, outputs: Any) -> str:
+    with transaction.atomic():
+        if not _ended(step, context, S.SUCCEEDED, outputs=outputs, reason="", wake_at=None):
+            return _status(step)
+        sent = advance(run_id, p, step.node_id)
+    if not sent:
+        settle(run_id)
     return S.SUCCEEDED
+
+
+def _fail(
+    run_id: int, p: Plan, step: StepRun, context: StepContext, reason: str, error: str = ""
+) -> str:
+    with transaction.atomic():
+        if not _ended(step, context, S.FAILED, reason=reason, error=error, wake_at=None):
+            return _status(step)
+        _mark_blocked(run_id, sorted(p.descendants(step.node_id)), reason)
+        _set_run_reason(run_id, reason)
+    settle(run_id)
+    return S.FAILED
+
+
+def _wait_for_people(
+    run_id: int, step: StepRun, context: StepContext, label: str, exc: WaitForApproval
+) -> str:
+    proposal = step.proposal if step.proposal is not None else exc.proposal
+    done = _mine(step).update(
+        status=S.WAITING_APPROVAL,
+        reason=str(exc),
+        logs=step.logs,
+        metrics=step.metrics,
+        state=context.state,
+        proposal=proposal,
+    )
+    if not done:
+        return _status(step)
+    step.proposal = proposal
+    summary = (proposal or {}).get("summary", "")
+    # district staff hear of it once per step, in the app and by e-mail
+    context.notify(
+        recipients="district_staff",
+        title=f"Approval needed: {label} in {context.run.workflow.name}"[:200],
+        message=f"{summary + chr(10) if summary else ''}{exc}\n\nDecide in the approvals inbox.",
+        email=True,
+        link="/approvals/",
+    )
+    settle(run_id)
+    return S.WAITING_APPROVAL
+
+
+def _wait_for_world(step: StepRun, context: StepContext, exc: WaitFor) -> str:
+    """Release the worker; the reconciler sends the step again at wake_at."""
+    wake = timezone.now() + dt.timedelta(seconds=exc.check_after)
+    done = _mine(step).update(
+        status=S.WAITING,
+        reason=str(exc),
+        wake_at=wake,
+        claimed_by="",
+        progress=context.progress_so_far,
+        logs=step.logs,
+        metrics=step.metrics,
+        state=context.state,
+    )
+    return S.WAITING if done else _status(step)
+
+
+def _status(step: StepRun) -> str:
+    return StepRun.objects.values_list("status", flat=True).get(pk=step.pk)
+
+
+def advance(run_id: int, p: Plan, done: str) -> list[str]:
+    """In the transaction that ended `done` successfully: send the steps that are now ready,
+    skip those that lost an input to a skip. Returns what was sent."""
+    frontier = list(p.downstream[done])
+    if not frontier:
+        return []
+    known: dict[str, str] = {done: S.SUCCEEDED}
+    others = {u for d in frontier for u in p.upstream(d)} - known.keys()
+    if others:
+        # Parallel branches that end together: lock the rows they both feed, in one order, so
+        # the second to commit sees the first's result and sends the join (exactly once).
+        list(
+            StepRun.objects.select_for_update()
+            .filter(run_id=run_id, node_id__in=sorted(frontier))
+            .order_by("node_id")
+            .values_list("pk", flat=True)
+        )
+    ready: list[str] = []
+    skipped: list[str] = []
+    while frontier:
+        # a step's own status is not read: the updates below touch only queued steps
+        unknown = {u for d in frontier for u in p.upstream(d)} - known.keys()
+        if unknown:
+            known.update(
+                StepRun.objects.filter(run_id=run_id, node_id__in=unknown).values_list(
+                    "node_id", "status"
+                )
+            )
+        nxt: list[str] = []
+        for d in frontier:
+            if known.get(d, S.QUEUED) != S.QUEUED or d in ready:
+                continue
+            ups = [known.get(u) for u in p.upstream(d)]
+            if not all(u in DONE for u in ups):
+                continue  # another input is still on its way: its own end sends this step
+            if all(u == S.SUCCEEDED for u in ups):
+                ready.append(d)
+            elif not any(u in BAD_UPSTREAM for u in ups):
+                skipped.append(d)
+                known[d] = S.SKIPPED
+                nxt.extend(p.downstream[d])
+        frontier = nxt
+    if skipped:
+        StepRun.objects.filter(run_id=run_id, node_id__in=skipped, status=S.QUEUED).update(
+            status=S.SKIPPED, reason="an input was skipped"
+        )
+    if ready:
+        if others:  # exactly once even if two finishers both saw every input done
+            ready = [
+                n
+                for n in ready
+                if StepRun.objects.filter(
+                    run_id=run_id, node_id=n, status=S.QUEUED, dispatched_at__isnull=True
+                ).update(dispatched_at=timezone.now(), dispatches=1)
+            ]
+            transaction.on_commit(functools.partial(publish, run_id, ready))
+        else:
+            _dispatch(run_id, ready)
+    return ready
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -387,34 +620,37 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, OperationalError | InterfaceError | RedisConnectionError)
 
 
-def _mark_blocked(run: Run, node_ids: list[str], reason: str) -> None:
-    run.steps.filter(node_id__in=node_ids, status=S.QUEUED).update(
+def _mark_blocked(run_id: int, node_ids: list[str], reason: str) -> None:
+    StepRun.objects.filter(run_id=run_id, node_id__in=node_ids, status=S.QUEUED).update(
         status=S.BLOCKED, reason=reason, finished_at=timezone.now()
     )
 
 
-def _set_run_reason(run: Run, reason: str) -> None:
-    Run.objects.filter(pk=run.pk, reason="").update(reason=reason)
+def _set_run_reason(run_id: int, reason: str) -> None:
+    Run.objects.filter(pk=run_id, reason="").update(reason=reason)
 
 
 # --- settling the run -------------------------------------------------------------------------
 def settle(run_id: int) -> str:
-    """After a segment: decide the run's status from its steps (idempotent)."""
+    """Decide the run's status from its steps (idempotent): called when a step ends without
+    sending another, and by the reconciler."""
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.finished:
             return run.status
         p = _plan_of(run)
-        steps = {s.node_id: s for s in run.steps.all()}
+        steps = {s.node_id: s for s in run.steps.only("node_id", "status", "reason")}
         waiting = [n for n, s in steps.items() if s.status == S.WAITING_APPROVAL]
         held: set[str] = set()
         for gate in waiting:
             held |= p.descendants(gate)
         active = [
-            n for n, s in steps.items() if s.status in (S.QUEUED, S.RUNNING) and n not in held
+            n
+            for n, s in steps.items()
+            if s.status in (S.QUEUED, S.RUNNING, S.WAITING) and n not in held
         ]
         if active:
-            return run.status  # another segment is still on its way and will settle
+            return run.status  # a step is still on its way: its end settles the run
         if waiting:
             run.status = R.WAITING_APPROVAL
             run.save(update_fields=["status"])
@@ -484,24 +720,16 @@ def approve(run: Run, user: Any, comment: str, node_id: str | None = None) -> Ru
             gate.reason = f"waiting for {quorum - approvals} more approval(s) from district staff"
             gate.save(update_fields=["logs", "reason"])
             return run
-        # Resume: the gate runs again (it now sees its quorum) and releases what it held.
+        # Resume: the gate runs again, sees its quorum and applies its stored proposal; its end
+        # sends what it held.
         gate.status = S.QUEUED
         gate.save(update_fields=["status", "logs"])
         run.status = R.RUNNING
         run.save(update_fields=["status"])
-        below = p.descendants(gate.node_id)
-        waiting = set(run.steps.filter(status=S.WAITING_APPROVAL).values_list("node_id", flat=True))
-        held: set[str] = set()  # behind another gate: released by that gate's approval
-        for other in p.approval_nodes():
-            if other != gate.node_id and (other in below or other in waiting):
-                held |= p.descendants(other)
-        queued = set(run.steps.filter(status=S.QUEUED).values_list("node_id", flat=True))
-        release = [
-            n
-            for n in p.order
-            if n == gate.node_id or (n in below and n in queued and n not in held)
-        ]
-        transaction.on_commit(compile_plan(p, run.pk, only=release).apply_async)
+        failures: list[BaseException] = []
+        _dispatch(run.pk, [gate.node_id], failures)
+    if failures:
+        raise BrokerUnavailable(run, f"the approval of run {run.pk}", failures[0])
     return run
 
 
@@ -514,7 +742,7 @@ def reject(run: Run, user: Any, comment: str, node_id: str | None = None) -> Run
 
 def _end_rejected(run: Run, gate: StepRun, reason: str) -> None:
     gate.finish(S.REJECTED, reason=reason)
-    run.steps.filter(status__in=[S.QUEUED, S.WAITING_APPROVAL]).update(
+    run.steps.filter(status__in=[S.QUEUED, S.WAITING_APPROVAL, S.WAITING]).update(
         status=S.SKIPPED, reason=f"not run: {reason}"
     )
     run.end(R.REJECTED, reason)
@@ -526,7 +754,7 @@ def cancel(run: Run, user: Any) -> Run:
         if run.finished:
             raise EngineError(f"The run has already ended ({run.status}).")
         reason = f"Cancelled by {user}"
-        run.steps.filter(status__in=[S.QUEUED, S.WAITING_APPROVAL]).update(
+        run.steps.filter(status__in=[S.QUEUED, S.WAITING_APPROVAL, S.WAITING]).update(
             status=S.CANCELLED, reason=reason, finished_at=timezone.now()
         )
         run.end(R.CANCELLED, reason)
@@ -569,7 +797,12 @@ def fire_term_starts(today: Any = None) -> list[Run]:
                     workflow=workflow, node_id=node["id"], key=f"term-{term.pk}"
                 )
                 if created:
-                    run = start_run(workflow, conf={"term": term.name}, trigger_node=node["id"])
+                    try:
+                        run = start_run(
+                            workflow, conf={"term": term.name}, trigger_node=node["id"]
+                        )
+                    except BrokerUnavailable as exc:
+                        run = exc.run  # saved: the reconciler sends it
                     firing.run = run
                     firing.save(update_fields=["run"])
                     started.append(run)

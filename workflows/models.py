@@ -175,6 +175,9 @@ class StepRun(models.Model):
         BLOCKED = "blocked"
         SKIPPED = "skipped"
         WAITING_APPROVAL = "waiting_approval"
+        # waiting on the world (edge servers confirming, a pilot's minimum days): no worker is
+        # held; the reconciler sends the step again at `wake_at`
+        WAITING = "waiting"
         REJECTED = "rejected"
         CANCELLED = "cancelled"
 
@@ -194,11 +197,27 @@ class StepRun(models.Model):
     progress = models.JSONField(default=dict, blank=True)  # {"stage": ..., "fraction": 0..1}
     error = models.TextField(blank=True)
     reason = models.TextField(blank=True)
+    # The outbox: set in the transaction that made the step ready, with each (re-)send of its
+    # message; a queued step whose message is older than a grace period is sent again.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    dispatches = models.PositiveIntegerField(default=0)
+    wake_at = models.DateTimeField(null=True, blank=True)  # a waiting step's next check
+    state = models.JSONField(default=dict, blank=True)  # a waiting block's memory between checks
+    # what a step asked district staff to approve; after approval exactly this is applied
+    proposal = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "id"]
         constraints = [
             models.UniqueConstraint(fields=["run", "node_id"], name="unique_step_per_node")
+        ]
+        indexes = [
+            # the reconciler's sweep reads only unfinished steps: a small partial index
+            models.Index(
+                fields=["status"],
+                condition=Q(status__in=["queued", "running", "waiting"]),
+                name="steprun_unfinished",
+            )
         ]
 
     def __str__(self) -> str:
@@ -265,6 +284,17 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} → {self.user}"
+
+
+class EngineLease(models.Model):
+    """A named lease that one process holds at a time (the reconciler's turn)."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    holder = models.CharField(max_length=200, blank=True)
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'} until {self.until}"
 
 
 class TriggerFiring(models.Model):

@@ -1,8 +1,15 @@
-"""Thin Celery tasks: ids in, the engine does the work, nothing large through the broker."""
+"""Thin Celery tasks: ids in, the engine does the work, nothing large through the broker.
+
+Step tasks keep no result (their state is in the database). A worker also runs the reconciler
+loop (workflows.reconciler), which needs neither beat nor the broker to tick.
+"""
 
 from __future__ import annotations
 
+import random
+
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -12,30 +19,34 @@ TRANSIENT = (OperationalError, InterfaceError, RedisConnectionError)
 
 
 @shared_task(
-    name="workflows.run_step",
-    bind=True,
-    acks_late=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=8,
+    name="workflows.run_step", bind=True, acks_late=True, ignore_result=True, max_retries=8
 )
 def run_step(self, run_id: int, node_id: str) -> str:
+    task_id = self.request.id
     try:
-        return engine.execute_step(
-            run_id, node_id, me=engine.worker_id(), retrying=self.request.retries > 0
-        )
-    except engine.NotReady:
-        # an input comes from another segment still on its way: look again shortly
-        raise self.retry(countdown=2, max_retries=None) from None
+        return engine.execute_step(run_id, node_id, me=engine.worker_id(task_id), task_id=task_id)
+    except TRANSIENT as exc:
+        # Give the step back first, so that any process (not only this one) may retake it;
+        # when the retries run out the reconciler still owns the step.
+        engine.release_claim(run_id, node_id, task_id)
+        countdown = min(60, 2**self.request.retries) * (0.5 + random.random())
+        raise self.retry(exc=exc, countdown=countdown) from None
 
 
-@shared_task(
-    name="workflows.finish_segment", acks_late=True, autoretry_for=TRANSIENT, max_retries=8
-)
+@shared_task(name="workflows.finish_segment", ignore_result=True)
 def finish_segment(run_id: int) -> str:
+    """Kept for messages sent by an older version of the engine (which closed each chain with
+    it): settling is idempotent."""
     return engine.settle(run_id)
+
+
+@shared_task(name="workflows.reconcile", ignore_result=True)
+def reconcile() -> dict[str, int]:
+    """One sweep on demand (e.g. `celery call workflows.reconcile`); workers also sweep on
+    their own every few seconds."""
+    from workflows import reconciler
+
+    return reconciler.sweep()
 
 
 @shared_task(name="workflows.start_scheduled_run", autoretry_for=TRANSIENT, max_retries=3)
@@ -45,7 +56,10 @@ def start_scheduled_run(workflow_id: int, node_id: str) -> int | None:
     workflow = Workflow.objects.filter(pk=workflow_id).first()
     if workflow is None:
         return None
-    return engine.start_run(workflow, trigger_node=node_id).pk
+    try:
+        return engine.start_run(workflow, trigger_node=node_id).pk
+    except engine.BrokerUnavailable as exc:
+        return exc.run.pk  # saved: the reconciler sends it
 
 
 @shared_task(name="workflows.expire_approvals")
@@ -56,3 +70,17 @@ def expire_approvals() -> int:
 @shared_task(name="workflows.fire_term_starts")
 def fire_term_starts() -> list[int]:
     return [run.pk for run in engine.fire_term_starts()]
+
+
+@worker_ready.connect
+def _start_reconciler(**_: object) -> None:
+    from workflows import reconciler
+
+    reconciler.LOOP.start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: object) -> None:
+    from workflows import reconciler
+
+    reconciler.LOOP.stop()

@@ -54,6 +54,8 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
                     engine.reject(run, request.user, comment, request.POST.get("node_id"))
             except engine.EngineError as exc:
                 messages.error(request, str(exc))
+            except engine.BrokerUnavailable as exc:
+                messages.warning(request, str(exc))
         return redirect("run", pk=run.pk)
     p = plan(run.version.graph)
     steps = sorted(run.steps.all(), key=lambda s: p.order.index(s.node_id))
@@ -122,6 +124,8 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
                     messages.success(request, f"Rejected {node_id} of run {run.pk}.")
             except engine.EngineError as exc:
                 messages.error(request, str(exc))
+            except engine.BrokerUnavailable as exc:
+                messages.warning(request, str(exc))
         return redirect("approvals")
     waiting = (
         StepRun.objects.filter(
@@ -324,6 +328,9 @@ def workflow_run_version(request: HttpRequest, pk: int, number: int) -> HttpResp
     except engine.EngineError as exc:
         messages.error(request, str(exc))
         target = reverse("workflow-edit", args=[workflow.pk])
+    except engine.BrokerUnavailable as exc:
+        messages.warning(request, str(exc))
+        target = reverse("workflow-edit", args=[workflow.pk]) + f"?run={exc.run.pk}"
     else:
         target = reverse("workflow-edit", args=[workflow.pk]) + f"?run={run.pk}"
     if request.htmx:

@@ -78,15 +78,18 @@ def start_alert_workflows(alert_id: int) -> list[Any]:
                 workflow=workflow, node_id=node["id"], key=f"alert-{alert.pk}"
             )
             if created:
-                run = engine.start_run(
-                    workflow,
-                    conf={
-                        "alert": alert.pk,
-                        "school": alert.school_id,
-                        "summary": f"{alert.severity} {alert.monitor} alert: {alert.cause}",
-                    },
-                    trigger_node=node["id"],
-                )
+                try:
+                    run = engine.start_run(
+                        workflow,
+                        conf={
+                            "alert": alert.pk,
+                            "school": alert.school_id,
+                            "summary": f"{alert.severity} {alert.monitor} alert: {alert.cause}",
+                        },
+                        trigger_node=node["id"],
+                    )
+                except engine.BrokerUnavailable as exc:
+                    run = exc.run  # saved: the reconciler sends it once the broker is back
                 firing.run = run
                 firing.save(update_fields=["run"])
                 started.append(run)

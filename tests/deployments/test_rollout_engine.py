@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.utils import timezone
 
 from edumlops.deployments import services
 from edumlops.deployments.models import Deployment
 from edumlops.schools.models import CalendarPeriod
 from tests.registry.conftest import run_here, steps_of
 from tests.workflows.conftest import edge, node, wait_for
-from workflows import engine
+from workflows import engine, reconciler
 from workflows.compiler import validate
 from workflows.models import Notification, Run, StepRun, Workflow
 
@@ -117,17 +118,17 @@ def test_freeze_window_and_minimum_pilot_days_follow_the_clock(
 
     monkeypatch.setenv("EDUMLOPS_CLOCK_OFFSET_DAYS", "0")
     run = engine.start_run(workflow, user=staff)
-    assert run_here(run) == "failed"
+    assert run_here(run) == "running"  # the promotion waits for its days, holding no worker
     steps = steps_of(run)
     assert any("No approval was required" in line["message"] for line in steps["pilot"].logs)
+    assert steps["promote"].status == "waiting"
     assert "has run 0.0 of its 7 days" in steps["promote"].reason
+    assert steps["promote"].wake_at is not None
     assert services.resolve(school_a).model_version == v2  # the pilot stands
+    assert reconciler.sweep()["woken"] == 0  # not due yet
 
-    monkeypatch.setenv("EDUMLOPS_CLOCK_OFFSET_DAYS", "8")  # a week later, the step again
-    StepRun.objects.filter(run=run, node_id__in=["promote", "review", "back"]).update(
-        status="queued", reason=""
-    )
-    Run.objects.filter(pk=run.pk).update(status="running", reason="", finished_at=None)
+    monkeypatch.setenv("EDUMLOPS_CLOCK_OFFSET_DAYS", "8")  # a week later the check is due
+    assert reconciler.sweep(now=timezone.now() + dt.timedelta(hours=1))["woken"] == 1
     assert run_here(Run.objects.get(pk=run.pk)) == "waiting_approval"  # at the review gate
     assert steps_of(run)["promote"].status == "succeeded"
     assert services.resolve(school_a).model_version == v2

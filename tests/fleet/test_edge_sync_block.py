@@ -5,13 +5,17 @@ nodes that did not confirm and why), a share below all, no wait, and no nodes at
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+
 import pytest
+from django.utils import timezone
 
 from edumlops.fleet.models import EdgeEvent
 from tests.fleet.test_api import report_body
 from tests.registry.conftest import steps_of
 from tests.workflows.conftest import edge, node, wait_for
-from workflows import engine
+from workflows import engine, reconciler
 from workflows.compiler import validate
 from workflows.models import Run, StepRun, Workflow
 
@@ -84,7 +88,7 @@ def test_the_block_waits_on_a_worker_until_the_nodes_confirm(
     )
     assert not EdgeEvent.objects.filter(node=b1).exists()
     sync = StepRun.objects.get(run=run, node_id="sync")
-    assert sync.status == "running"
+    assert sync.status in ("running", "waiting")  # between two checks it holds no worker
     # the agents see the pilot in their manifest, download it and report serving it
     desired = a1.get("/api/edge/manifest/").json()["desired"]
     assert desired["model_version"] == champion.pk and desired["scope"] == "pilot"
@@ -94,7 +98,8 @@ def test_the_block_waits_on_a_worker_until_the_nodes_confirm(
         timeout=30,
         what="the step to show one node confirmed",
     )
-    assert StepRun.objects.get(pk=sync.pk).status == "running"
+    sync = StepRun.objects.get(pk=sync.pk)
+    assert sync.status in ("running", "waiting") and "1 of 2" in sync.reason + str(sync.progress)
     confirm(a2, champion)
     wait_for(
         lambda: Run.objects.get(pk=run.pk).status == "succeeded",
@@ -124,6 +129,13 @@ def test_at_the_timeout_the_step_names_the_nodes_that_did_not_confirm(
     ]
     assert picky.post("/api/edge/report/", refused, format="json").status_code == 200
 
+    assert step(run, "sync") == "waiting"  # released its worker until the next check
+    waiting = steps_of(run)["sync"]
+    assert "waiting for edge servers: 2 of 3 edge servers serve" not in waiting.reason
+    assert waiting.reason.startswith("waiting for edge servers: 1 of 3 edge servers serve")
+    assert waiting.state["deadline"] > 0 and waiting.wake_at is not None
+    time.sleep(1.3)  # past the 1.2 s timeout
+    assert reconciler.sweep(now=timezone.now() + dt.timedelta(seconds=2))["woken"] == 1
     assert step(run, "sync") == "failed"
     reason = steps_of(run)["sync"].reason
     assert "Only 1 of 3 edge server(s) serve" in reason and "needed 3, min share 1" in reason

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from celery.canvas import _chain, chord, group
 
-from workflows.compiler import InvalidGraph, compile_plan, plan, validate
+from workflows.compiler import InvalidGraph, plan, step_messages, validate
 
 GOLDEN = Path(__file__).parent / "golden"
 INVALID = sorted((GOLDEN / "invalid").glob("*.json"))
@@ -107,57 +106,12 @@ def test_plan_refuses_an_invalid_graph_with_all_its_errors():
     assert [e.code for e in excinfo.value.errors] == ["missing_input", "no_trigger"]
 
 
-def test_compile_runs_branches_as_a_group_and_joins_after_them():
-    sig = compile_plan(plan(diamond()), run_id=7)
-    assert isinstance(sig, _chain)
-    first, middle, rest = sig.tasks[0], sig.tasks[1], sig.tasks[2:]
-    assert (first.task, first.args) == ("workflows.run_step", (7, "start"))
-    # chain(group, task) is a chord: the join waits for both branches
-    assert isinstance(middle, chord)
-    assert [(t.task, t.args) for t in middle.tasks] == [
-        ("workflows.run_step", (7, "left")),
-        ("workflows.run_step", (7, "right")),
+def test_each_ready_step_is_one_independent_message_with_ids_only():
+    messages = step_messages(7, ["left", "right"])
+    assert [(m.task, m.args, m.immutable) for m in messages] == [
+        ("workflows.run_step", (7, "left"), True),
+        ("workflows.run_step", (7, "right"), True),
     ]
-    body = middle.body
-    flat = [body, *rest] if not isinstance(body, _chain) else [*body.tasks, *rest]
-    assert [(t.task, t.args) for t in flat] == [
-        ("workflows.run_step", (7, "join")),
-        ("workflows.finish_segment", (7,)),
-    ]
-    assert all(t.immutable for t in [first, *middle.tasks, *flat])
-
-
-def test_compile_holds_back_what_comes_after_an_approval_gate():
-    graph = {
-        "nodes": [
-            node("start", "manual_trigger"),
-            node("ok", "approval_gate"),
-            node("tell", "notify"),
-            node("side", "wait", seconds=0),
-        ],
-        "edges": [
-            edge("start", "start", "ok", "input"),
-            edge("ok", "approved", "tell", "input"),
-            edge("start", "start", "side", "input"),
-        ],
-    }
-    p = plan(graph)
-    assert p.first_segment() == ["start", "ok", "side"]
-    sig = compile_plan(p, run_id=1)
-    names = json.dumps(sig)
-    assert '"tell"' not in names and '"ok"' in names
-    rest = compile_plan(p, run_id=1, only=["tell"])
-    assert [(t.task, t.args) for t in rest.tasks] == [
-        ("workflows.run_step", (1, "tell")),
-        ("workflows.finish_segment", (1,)),
-    ]
-
-
-def test_a_straight_chain_compiles_to_a_plain_chain():
-    nodes = [node("start", "manual_trigger")] + [node(f"w{i}", "wait", seconds=0) for i in range(5)]
-    edges = [edge("start", "start", "w0", "input")] + [
-        edge(f"w{i}", "done", f"w{i + 1}", "input") for i in range(4)
-    ]
-    sig = compile_plan(plan({"nodes": nodes, "edges": edges}), run_id=3)
-    assert not any(isinstance(t, group | chord) for t in sig.tasks)
-    assert len(sig.tasks) == 7
+    # nothing of the rest of the plan travels with a message: the database holds it
+    assert json.loads(json.dumps(messages[0]))["options"] == {}
+    assert "link" not in json.dumps(messages)

@@ -96,10 +96,10 @@ def test_a_step_whose_input_is_not_done_waits_instead_of_running(
     )
     with django_capture_on_commit_callbacks(execute=False):
         run = _start(workflow, platform_admin)
-    try:
-        engine.execute_step(run.pk, "tell", me=engine.worker_id())
-    except engine.NotReady:
-        pass
-    else:
-        raise AssertionError("the step ran before its input")
-    assert _steps(run)["tell"].status == "queued"
+    # a message for a step that was not sent yet (its input is not done) does nothing
+    assert engine.execute_step(run.pk, "tell", me=engine.worker_id()) == "queued"
+    tell = _steps(run)["tell"]
+    assert (tell.status, tell.attempts, tell.dispatched_at) == ("queued", 0, None)
+    # the trigger's end sends it, in the same transaction
+    assert engine.execute_step(run.pk, "start", me=engine.worker_id()) == "succeeded"
+    assert _steps(run)["tell"].dispatched_at is not None

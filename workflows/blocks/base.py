@@ -83,13 +83,66 @@ class Context(Protocol):
     @property
     def run(self) -> Any: ...
 
+    # What this step remembers between checks of a wait (WaitFor): read and change it freely.
+    state: dict[str, Any]
+    # The proposal this step asked district staff to approve (None before it asked).
+    proposal: dict[str, Any] | None
+
 
 class StepStopped(Exception):
     """A gate decided the run stops here: everything downstream is blocked with this reason."""
 
 
 class WaitForApproval(Exception):
-    """The step pauses the run until enough approvers approve (or one rejects)."""
+    """The step pauses the run until enough approvers approve (or one rejects).
+
+    `proposal` is what exactly is being asked (a "summary" line for people, and the ids the
+    block will apply); the engine stores it on the step the first time, approvers see it, and
+    after approval the block applies the stored proposal (Context.proposal), never a new one."""
+
+    def __init__(self, message: str, proposal: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.proposal = proposal
+
+
+class WaitFor(Exception):
+    """The step waits on the world (edge servers, a pilot's minimum days, a time): it releases
+    its worker and is executed again after `check_after` seconds, with its Context.state kept.
+    `reason` is shown while it waits; the block enforces its own timeout on a later check."""
+
+    def __init__(self, reason: str, check_after: float) -> None:
+        super().__init__(reason)
+        self.check_after = max(0.0, float(check_after))
+
+
+def ask_approval(
+    context: Context,
+    message: str,
+    proposal: dict[str, Any],
+    *,
+    quorum: int = 1,
+    required: bool = True,
+) -> dict[str, Any]:
+    """The proposal to apply: the one district staff approved (stored on the step when it was
+    asked), or `proposal` itself when approval is not required. Waits otherwise.
+
+    Call it with `context.proposal or <new proposal>`, so that nothing is recomputed after
+    the approval."""
+    if not required:
+        owner = context.run.workflow.owner
+        context.log(
+            f"No approval was required for {message}: the workflow's owner"
+            f"{f' ({owner})' if owner else ''} turned it off."
+        )
+        return proposal
+    approvers = context.approvals()
+    if context.proposal is not None and len(approvers) >= quorum:
+        context.log(f"{message} approved by {', '.join(approvers)}")
+        return context.proposal
+    more = quorum - len(approvers)
+    raise WaitForApproval(
+        f"{message} waits for {more} more approval(s) from district staff", proposal=proposal
+    )
 
 
 class BlockError(Exception):

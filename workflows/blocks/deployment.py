@@ -23,27 +23,12 @@ from workflows.blocks.base import (
     Port,
     PortType,
     StepStopped,
-    WaitForApproval,
+    WaitFor,
+    ask_approval,
     output,
 )
 
 ANY = tuple(PortType)
-
-
-def _ask(context: Context, required: bool, what: str, quorum: int = 1) -> None:
-    """Wait for approval (unless it was turned off), and say which it was in the log."""
-    if not required:
-        owner = context.run.workflow.owner
-        context.log(
-            f"No approval was required for {what}: the workflow's owner"
-            f"{f' ({owner})' if owner else ''} turned it off."
-        )
-        return
-    approvers = context.approvals()
-    if len(approvers) < quorum:
-        more = quorum - len(approvers)
-        raise WaitForApproval(f"{what} waits for {more} more approval(s) from district staff")
-    context.log(f"{what} approved by {', '.join(approvers)}")
 
 
 def _deployment(context: Context, ref: Any) -> Any:
@@ -235,15 +220,17 @@ class PilotRolloutBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         from edumlops.deployments import services
-        from workflows.blocks.modelling import model_for
 
-        model = model_for(context, inputs["model"])
-        district = context.run.workflow.district
-        schools = choose_schools(district, params)
-        if not schools:
-            raise BlockError(f"No school was chosen ({params.selection}): change the selection.")
+        proposal = context.proposal or _pilot_proposal(context, inputs, params)
+        approved = ask_approval(
+            context,
+            proposal["summary"],
+            proposal,
+            quorum=params.quorum,
+            required=params.approval_required,
+        )
+        model, schools = _approved_pilot(context, approved, params)
         names = ", ".join(s.name for s in schools)
-        _ask(context, params.approval_required, f"Piloting {model} at {names}", params.quorum)
         try:
             pilot = services.roll_out(
                 model,
@@ -258,6 +245,67 @@ class PilotRolloutBlock(Block):
         context.log(f"Pilot #{pilot.pk}: {model} at {names}")
         context.metric("pilot_schools", len(schools))
         return {"deployment": {"deployment": pilot.pk, "model_version": model.pk}}
+
+
+def _pilot_proposal(context: Context, inputs: dict[str, Any], params: PilotParams) -> dict:
+    """What district staff are asked to approve: this model version at these schools."""
+    from workflows.blocks.modelling import model_for
+
+    model = model_for(context, inputs["model"])
+    schools = choose_schools(context.run.workflow.district, params)
+    if not schools:
+        raise BlockError(f"No school was chosen ({params.selection}): change the selection.")
+    names = ", ".join(s.name for s in schools)
+    return {
+        "summary": f"Piloting {model} at {names}",
+        "action": "pilot",
+        "model_version": model.pk,
+        "model": str(model),
+        "bias_outcome": model.bias_outcome,
+        "schools": [{"id": s.pk, "name": s.name} for s in schools],
+    }
+
+
+def _approved_pilot(
+    context: Context, proposal: dict[str, Any], params: PilotParams
+) -> tuple[Any, list[Any]]:
+    """The model version and schools of the approved proposal, as they are now — or a failure
+    that says what changed since the approval. Never another choice."""
+    from edumlops.registry.models import ModelVersion
+
+    district = context.run.workflow.district
+    model = ModelVersion.objects.filter(pk=proposal["model_version"], district=district).first()
+    changes = []
+    if model is None:
+        changes.append(f"{proposal['model']} was deleted")
+    elif model.bias_outcome == "fail" and proposal.get("bias_outcome") != "fail":
+        changes.append(f"{model} has failed a bias check since")
+    wanted = {s["id"]: s["name"] for s in proposal["schools"]}
+    found = {s.pk: s for s in district.schools.filter(pk__in=wanted)}
+    gone = [name for pk, name in wanted.items() if pk not in found]
+    if gone:
+        changes.append(
+            f"{', '.join(gone)} no longer {'is' if len(gone) == 1 else 'are'} a school"
+            f" of {district}"
+        )
+    if changes:
+        raise BlockError(
+            f"What was approved ({proposal['summary']}) can no longer be applied as approved: "
+            f"{'; '.join(changes)}. Nothing was deployed; run the workflow again to ask anew."
+        )
+    schools = [found[pk] for pk in wanted]
+    if not context.proposal:
+        return model, schools
+    try:  # said, not applied: the approved schools are what goes out
+        today = {s.pk for s in choose_schools(district, params)}
+    except BlockError:
+        today = set()
+    if today != set(wanted):
+        context.log(
+            "The school selection would pick other schools today; the approved "
+            f"{', '.join(s.name for s in schools)} are used."
+        )
+    return model, schools
 
 
 class PromoteParams(Params):
@@ -312,32 +360,55 @@ class PromoteBlock(Block):
         if pilot.scope != "pilot" or not pilot.active:
             raise BlockError(f"Deployment #{pilot.pk} is not an active pilot ({pilot.status}).")
         days = (clock.now() - pilot.created_at).total_seconds() / 86400
-        if days < params.min_days_in_pilot:
+        if context.proposal is None and days < params.min_days_in_pilot:
             due = pilot.created_at - clock.offset() + dt.timedelta(days=params.min_days_in_pilot)
-            raise StepStopped(
-                f"the pilot has run {days:.1f} of its {params.min_days_in_pilot} days: promote it "
-                f"from {timezone.localtime(due):%d %b %Y %H:%M} on"
+            left = (params.min_days_in_pilot - days) * 86400
+            raise WaitFor(
+                f"waiting for the pilot's minimum days: it has run {days:.1f} of its "
+                f"{params.min_days_in_pilot} days; it is checked again from "
+                f"{timezone.localtime(due):%d %b %Y %H:%M} on",
+                check_after=min(left, 3600),
             )
         from edumlops.monitoring.models import open_alerts
 
         schools = list(pilot.schools.all())
+        if context.proposal is None:
+            _check_alerts(schools)
+            if inputs.get("outcomes"):
+                _pilot_performance(context, pilot, schools, inputs["outcomes"], params)
+            elif params.require_pilot_outcomes:
+                raise StepStopped(
+                    "no outcomes from the pilot schools to compare with validation: connect a "
+                    "Dataset block with their labelled rows to 'Pilot outcomes', or turn "
+                    "'require pilot outcomes' off"
+                )
+        proposal = context.proposal or {
+            "summary": f"Promoting {pilot.model_version} to the district",
+            "action": "promote",
+            "pilot": pilot.pk,
+            "model_version": pilot.model_version_id,
+            "model": str(pilot.model_version),
+            "schools": [{"id": s.pk, "name": s.name} for s in schools],
+        }
+        approved = ask_approval(
+            context,
+            proposal["summary"],
+            proposal,
+            quorum=params.quorum,
+            required=params.approval_required,
+        )
+        changes = []
+        if pilot.model_version_id != approved["model_version"]:
+            changes.append(f"the pilot now serves {pilot.model_version}")
         alerts = list(open_alerts(schools)[:5])
-        if alerts:
-            raise StepStopped(
-                "open alert(s) on the pilot: "
-                + "; ".join(str(a) for a in alerts)
-                + ". Resolve them, then run this again."
+        if alerts and context.proposal is not None:
+            changes.append("alert(s) opened on the pilot: " + "; ".join(str(a) for a in alerts))
+        if changes:
+            raise BlockError(
+                f"What was approved ({approved['summary']}) can no longer be applied as "
+                f"approved: {'; '.join(changes)}. Nothing was promoted; resolve it and run the "
+                "workflow again."
             )
-        if inputs.get("outcomes"):
-            _pilot_performance(context, pilot, schools, inputs["outcomes"], params)
-        elif params.require_pilot_outcomes:
-            raise StepStopped(
-                "no outcomes from the pilot schools to compare with validation: connect a "
-                "Dataset block with their labelled rows to 'Pilot outcomes', or turn "
-                "'require pilot outcomes' off"
-            )
-        what = f"Promoting {pilot.model_version} to the district"
-        _ask(context, params.approval_required, what, params.quorum)
         try:
             whole = services.promote(
                 pilot,
@@ -349,6 +420,18 @@ class PromoteBlock(Block):
             raise BlockError(str(exc)) from None
         context.log(f"{whole.model_version} is the district's version (deployment #{whole.pk})")
         return {"deployment": {"deployment": whole.pk, "model_version": whole.model_version_id}}
+
+
+def _check_alerts(schools: list[Any]) -> None:
+    from edumlops.monitoring.models import open_alerts
+
+    alerts = list(open_alerts(schools)[:5])
+    if alerts:
+        raise StepStopped(
+            "open alert(s) on the pilot: "
+            + "; ".join(str(a) for a in alerts)
+            + ". Resolve them, then run this again."
+        )
 
 
 def _pilot_performance(
@@ -481,12 +564,16 @@ class EdgeSyncBlock(Block):
         import time
 
         from edumlops.deployments.services import resolve
-        from edumlops.fleet import bundles
-        from edumlops.fleet.models import EdgeEvent, EdgeNode
+        from edumlops.fleet.models import EdgeNode
         from workflows.models import Run
 
         ref = inputs["deployment"]
         deployment = _deployment(context, ref)
+        if not deployment.active and "deadline" in context.state:
+            raise BlockError(
+                f"Deployment #{deployment.pk} was {deployment.get_status_display()} while "
+                "waiting for the edge servers: they now follow the version that replaced it."
+            )
         if not deployment.active:
             raise BlockError(
                 f"Deployment #{deployment.pk} is {deployment.get_status_display()}: there is "
@@ -509,70 +596,75 @@ class EdgeSyncBlock(Block):
             .order_by("school__name", "name")
         )
         context.metric("edge_nodes", len(nodes))
+        first_check = "deadline" not in context.state
         if not nodes:
             context.log(
                 f"No edge server is registered at the {len(schools)} target school(s): nothing "
                 "to sync (register servers on the Edge page)."
             )
             return {"deployment": ref}
-        try:
-            bundles.files(model)  # the server's copy that the nodes download
-        except bundles.BundleUnavailable as exc:
-            raise BlockError(str(exc)) from None
-        now = timezone.now()
-        EdgeEvent.objects.bulk_create(
-            [
-                EdgeEvent(
-                    node=node,
-                    client_id=f"published:{context.run_id}:{context.node_id}:{model.pk}"[:80],
-                    kind=EdgeEvent.Kind.PUBLISHED,
-                    model_version=model,
-                    detail=f"workflow run {context.run_id}: deployment #{deployment.pk}",
-                    at=now,
-                )
-                for node in nodes
-            ],
-            ignore_conflicts=True,  # a redelivered step publishes once
-        )
-        context.log(
-            f"Published {model} to {len(nodes)} edge server(s) at "
-            f"{len({n.school_id for n in nodes})} school(s)"
-        )
+        if first_check:
+            _publish_to_nodes(context, deployment, model, nodes)
         need = math.ceil(params.min_share * len(nodes) - 1e-9)
         if params.timeout_minutes == 0:
             context.log("Not waiting for them to confirm (timeout 0)")
             return {"deployment": ref}
-        ids = [n.pk for n in nodes]
-        deadline = time.monotonic() + params.timeout_minutes * 60
-        while True:
-            confirmed = set(
-                EdgeNode.objects.filter(pk__in=ids, active_version=model).values_list(
-                    "pk", flat=True
-                )
+        # The wait holds no worker: each check either ends the step or asks to be run again
+        # after poll_seconds; the deadline is kept in the step's state between checks.
+        now_ts = time.time()
+        deadline = context.state.setdefault("deadline", now_ts + params.timeout_minutes * 60)
+        confirmed = set(
+            EdgeNode.objects.filter(pk__in=[n.pk for n in nodes], active_version=model).values_list(
+                "pk", flat=True
             )
-            context.progress(
-                f"{len(confirmed)} of {len(nodes)} edge servers serve {model} ({need} needed)",
-                len(confirmed) / need if need else 1.0,
-            )
-            if len(confirmed) >= need:
-                break
-            deployment.refresh_from_db(fields=["status"])
-            if not deployment.active:
-                raise BlockError(
-                    f"Deployment #{deployment.pk} was {deployment.get_status_display()} while "
-                    "waiting for the edge servers: they now follow the version that replaced it."
-                )
-            if time.monotonic() >= deadline:
+        )
+        stage = f"{len(confirmed)} of {len(nodes)} edge servers serve {model} ({need} needed)"
+        context.progress(stage, len(confirmed) / need if need else 1.0)
+        if len(confirmed) < need:
+            if now_ts >= deadline:
                 raise BlockError(_laggards(nodes, confirmed, model, need, params))
             if Run.objects.filter(pk=context.run_id, status=Run.Status.CANCELLED).exists():
                 raise StepStopped("the run was cancelled while waiting for the edge servers")
-            time.sleep(max(0.0, min(params.poll_seconds, deadline - time.monotonic())))
+            raise WaitFor(
+                f"waiting for edge servers: {stage}; gives up at "
+                f"{timezone.localtime(dt.datetime.fromtimestamp(deadline, dt.UTC)):%H:%M:%S}",
+                check_after=max(0.0, min(params.poll_seconds, deadline - now_ts)),
+            )
         context.metric("edge_nodes_confirmed", len(confirmed))
         context.log(
             f"{len(confirmed)} of {len(nodes)} edge server(s) serve {model} "
             f"(needed {need}: min share {params.min_share:g})"
         )
         return {"deployment": ref}
+
+
+def _publish_to_nodes(context: Context, deployment: Any, model: Any, nodes: list[Any]) -> None:
+    from edumlops.fleet import bundles
+    from edumlops.fleet.models import EdgeEvent
+
+    try:
+        bundles.files(model)  # the server's copy that the nodes download
+    except bundles.BundleUnavailable as exc:
+        raise BlockError(str(exc)) from None
+    now = timezone.now()
+    EdgeEvent.objects.bulk_create(
+        [
+            EdgeEvent(
+                node=node,
+                client_id=f"published:{context.run_id}:{context.node_id}:{model.pk}"[:80],
+                kind=EdgeEvent.Kind.PUBLISHED,
+                model_version=model,
+                detail=f"workflow run {context.run_id}: deployment #{deployment.pk}",
+                at=now,
+            )
+            for node in nodes
+        ],
+        ignore_conflicts=True,  # a step taken over publishes once
+    )
+    context.log(
+        f"Published {model} to {len(nodes)} edge server(s) at "
+        f"{len({n.school_id for n in nodes})} school(s)"
+    )
 
 
 def _laggards(nodes: list[Any], confirmed: set[int], model: Any, need: int, params: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import operator
 from typing import Any, Literal
 
@@ -10,12 +12,14 @@ from pydantic import Field
 from workflows.blocks.base import (
     ANY,
     Block,
+    BlockError,
     Context,
     Params,
     Port,
     PortType,
     StepStopped,
     WaitForApproval,
+    ask_approval,
     output,
 )
 
@@ -105,14 +109,13 @@ class ApprovalGate(Block):
     outputs = (output("approved", PortType.SIGNAL, "Approved"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        approvals = context.approvals()
-        if len(approvals) >= params.quorum:
-            names = ", ".join(approvals)
-            context.log(f"Approved by {names}")
-            return {"approved": {"approvers": approvals}}
-        raise WaitForApproval(
-            f"waiting for {params.quorum - len(approvals)} more approval(s) from district staff"
-        )
+        proposal = context.proposal or {
+            "summary": params.instructions or "Let the run go on past this point",
+            "action": "continue",
+            "inputs": inputs.get("input") or [],
+        }
+        ask_approval(context, "Going on", proposal, quorum=params.quorum)
+        return {"approved": {"approvers": context.approvals()}}
 
 
 class BiasGateParams(Params):
@@ -199,6 +202,8 @@ class BiasGate(Block):
         from workflows.blocks.modelling import holdout, model_for
 
         model = model_for(context, inputs["model"])
+        if context.proposal is not None:  # approved after an inconclusive check: no new report
+            return self._approved(context, model, inputs)
         frame, roles = holdout(context, inputs["model"])
         sensitive = [c for c in roles.sensitive if c in frame.columns]
         if not sensitive:
@@ -233,11 +238,40 @@ class BiasGate(Block):
         if report.outcome == "inconclusive":
             if params.if_inconclusive == "block":
                 raise StepStopped(f"bias check inconclusive: {report.summary}")
-            approvals = context.approvals()
-            if not approvals:
-                raise WaitForApproval(
-                    f"bias check inconclusive: {report.summary} District staff may approve "
-                    "after reading the report on the model's page."
-                )
-            context.log(f"Inconclusive, approved by {', '.join(approvals)}")
+            raise WaitForApproval(
+                f"bias check inconclusive: {report.summary} District staff may approve "
+                "after reading the report on the model's page.",
+                proposal={
+                    "summary": f"Going on with {model} although its bias check is "
+                    f"inconclusive: {report.summary}",
+                    "action": "accept_inconclusive_bias",
+                    "model_version": model.pk,
+                    "model": str(model),
+                    "report_sha256": report_digest(model.bias_report),
+                },
+            )
         return {"model": inputs["model"]}
+
+    @staticmethod
+    def _approved(context: Context, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Staff approved the report they were shown: go on only if it is still that report."""
+        shown = context.proposal or {}
+        if model.pk != shown.get("model_version"):
+            raise BlockError(
+                f"The approval was for {shown.get('model')}, but the input is now {model}: "
+                "run the workflow again."
+            )
+        if report_digest(model.bias_report) != shown.get("report_sha256"):
+            raise BlockError(
+                f"{model}'s bias report changed after it was shown for approval (it was "
+                "recomputed since): nothing was approved for the new report; run the workflow "
+                "again to check it."
+            )
+        approvers = ", ".join(context.approvals())
+        context.log(f"Inconclusive, approved by {approvers} on the report they were shown")
+        return {"model": inputs["model"]}
+
+
+def report_digest(report: dict[str, Any]) -> str:
+    """What identifies the report that approvers were shown."""
+    return hashlib.sha256(json.dumps(report, sort_keys=True, default=str).encode()).hexdigest()
