@@ -89,6 +89,11 @@ def database_config(url: str, var_dir: Path) -> dict:
     # with the pool that hands the connection back instead of reconnecting (~10 ms) each time.
     config["CONN_MAX_AGE"] = 0
     config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 20, "timeout": 10}
+    # The pool checks a connection before lending it (ConnectionPool.check_connection, an empty
+    # query): after a PostgreSQL restart or pg_terminate_backend it reconnects instead of handing
+    # out dead ones. Django passes check= itself from CONN_HEALTH_CHECKS; a "check" key in the
+    # pool options would be a duplicate keyword (TypeError on the first query).
+    config["CONN_HEALTH_CHECKS"] = True
     return config
 
 

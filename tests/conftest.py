@@ -17,6 +17,8 @@ from edumlops.schools.models import CalendarPeriod, District, Membership, School
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery"
 
+pytest_plugins = ["tests.faults"]  # own_redis, fault_env: fault-injection process fixtures
+
 
 def pytest_configure(config: pytest.Config) -> None:
     engine = settings.DATABASES["default"]["ENGINE"]
