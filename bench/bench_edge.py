@@ -341,9 +341,7 @@ def main() -> None:
                 f"onnxruntime + the model) | {agent_rss:.0f} | {base_rss:.0f} | "
                 f"{agent_rss / base_rss:.2f}x |"
             )
-            print(
-                f"| cold start to first prediction s, bundle cached | {warm_seconds:.2f} | | |"
-            )
+            print(f"| cold start to first prediction s, bundle cached | {warm_seconds:.2f} | | |")
             print(
                 f"| cold start to first prediction s, empty cache (download + verify) | "
                 f"{first_seconds:.2f} | | |"

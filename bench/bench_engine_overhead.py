@@ -2,7 +2,8 @@
 chain of 20 trivial tasks, on the same local Redis, each with one `-P solo` worker, in one run.
 
 The engine's run is timed from start_run() to the run's final status in the database (each step
-claims its row, loads its inputs, records logs/outputs; a closing task settles the run). The raw
+claims its row and loads its inputs in one UPDATE … RETURNING, records logs and outputs, and
+sends the next step in the transaction that ends it; the last step settles the run). The raw
 chain is a bare Celery app (no Django) timed from apply_async() to .get().
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/edumlops_bench,
@@ -108,15 +109,15 @@ def raw_chain_ms(tmp: Path) -> list[float]:
     return json.loads(done.stdout)
 
 
-def engine_ms(tmp: Path) -> list[float]:
+def fresh_database(env: dict[str, str]) -> None:
+    """Create and migrate the bench database, then set Django up on it in this process."""
     import psycopg
 
     admin_url = DB_URL.rsplit("/", 1)[0] + "/postgres"
     name = DB_URL.rsplit("/", 1)[1]
     with psycopg.connect(admin_url.replace("postgres://", "postgresql://"), autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{name}"')
-    env = _env(DATABASE_URL=DB_URL, REDIS_URL=REDIS, EDUMLOPS_VAR_DIR=str(tmp / "var"))
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "edumlops.settings"
@@ -124,6 +125,11 @@ def engine_ms(tmp: Path) -> list[float]:
     import django
 
     django.setup()
+
+
+def engine_ms(tmp: Path) -> list[float]:
+    env = _env(DATABASE_URL=DB_URL, REDIS_URL=REDIS, EDUMLOPS_VAR_DIR=str(tmp / "var"))
+    fresh_database(env)
     from django.contrib.auth import get_user_model
 
     from edumlops.schools.models import District, Membership

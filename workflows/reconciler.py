@@ -22,6 +22,7 @@ older engine, a version that can no longer be planned) and repairs or ends them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -152,7 +153,8 @@ def _act(row: dict[str, Any], now: dt.datetime) -> str | None:
 
 
 def _send(row: dict[str, Any], action: str) -> str:
-    engine.publish(row["run_id"], [row["node_id"]])
+    # outside a transaction this sends at once; in a test's transaction it is captured
+    transaction.on_commit(functools.partial(engine.publish, row["run_id"], [row["node_id"]]))
     return action
 
 
@@ -244,6 +246,14 @@ def take_turn(me: str, now: dt.datetime | None = None) -> bool:
     )
     if held:
         return True
+    holder = EngineLease.objects.filter(name="reconciler").values_list("holder", flat=True)
+    for old in holder:  # a holder on this host whose process is gone (a killed worker) lets go
+        if old and _holder_gone(old, now, now):
+            return bool(
+                EngineLease.objects.filter(name="reconciler", holder=old).update(
+                    holder=me, until=until
+                )
+            )
     try:
         with transaction.atomic():
             _, created = EngineLease.objects.get_or_create(

@@ -25,7 +25,7 @@ const ICONS = {
 };
 const STATE_SYMBOLS = {
   not_configured: "○", invalid: "✕", ready: "●", queued: "…", running: "▶", succeeded: "✓",
-  failed: "✕", blocked: "⊘", waiting_approval: "⏸", skipped: "–", cancelled: "⊘",
+  failed: "✕", blocked: "⊘", waiting_approval: "⏸", waiting: "◔", skipped: "–", cancelled: "⊘",
   rejected: "✕",
 };
 const FINISHED = new Set(["succeeded", "failed", "rejected", "cancelled"]);

@@ -176,6 +176,7 @@ export const STATE_LABELS = {
   failed: "failed",
   blocked: "blocked",
   waiting_approval: "waiting for approval",
+  waiting: "waiting",
   skipped: "skipped",
   cancelled: "cancelled",
   rejected: "rejected",
