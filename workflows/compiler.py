@@ -393,4 +393,9 @@ def step_messages(run_id: int, node_ids: Iterable[str]) -> list[Signature]:
     sends the steps it made ready (workflows.engine.advance), so a lost message or a restarted
     broker loses no more than what the reconciler sends again.
     """
-    return [signature(RUN_STEP, args=(run_id, node_id), immutable=True) for node_id in node_ids]
+    # ignore_result: a step's state is in the database; the sender neither waits for nor
+    # subscribes to a result (which would also need the result backend to be up)
+    return [
+        signature(RUN_STEP, args=(run_id, node_id), immutable=True, options={"ignore_result": True})
+        for node_id in node_ids
+    ]

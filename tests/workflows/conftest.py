@@ -20,9 +20,13 @@ from workflows.models import Workflow
 class Worker:
     """A `celery worker` subprocess; start/stop/kill it like an operator would."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, *, pool: str = "threads", concurrency: int = 4
+    ) -> None:
         self.env = env
         self.log = log
+        self.pool = pool
+        self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -35,9 +39,9 @@ class Worker:
                 "edumlops",
                 "worker",
                 "-P",
-                "threads",
+                self.pool,
                 "-c",
-                "4",
+                str(self.concurrency),
                 "--without-gossip",
                 "--without-mingle",
                 "-l",

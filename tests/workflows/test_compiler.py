@@ -113,5 +113,5 @@ def test_each_ready_step_is_one_independent_message_with_ids_only():
         ("workflows.run_step", (7, "right"), True),
     ]
     # nothing of the rest of the plan travels with a message: the database holds it
-    assert json.loads(json.dumps(messages[0]))["options"] == {}
+    assert json.loads(json.dumps(messages[0]))["options"] == {"ignore_result": True}
     assert "link" not in json.dumps(messages)
