@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
@@ -161,7 +162,7 @@ def start_run(
             f"Version {version.number} is a draft with {len(version.errors)} error(s): fix them "
             "on the canvas and save a new version to run it."
         )
-    p = plan(version.graph)
+    p = _plan_of_version(version.pk)  # versions are immutable: planned once per process
     triggers = [n for n in p.order if p.block(n).is_trigger]
     if trigger_node is None:
         manual = [n for n in triggers if p.nodes[n].kind == "manual_trigger"]
@@ -309,26 +310,43 @@ _CLAIM_FIELDS = (
 )
 
 
-def _claim(run_id: int, node_id: str, me: str, task_id: str | None) -> StepRun | None:
-    """Take a step that was sent (queued and dispatched) in one UPDATE … RETURNING; a retry of
-    the same task (same task id, any process) takes back its own claim. None: not ours to run
-    (done, running elsewhere, cancelled, not ready yet, or a redelivered message)."""
+def _claim(
+    run_id: int, node_id: str, me: str, task_id: str | None, *, fresh: bool = False
+) -> StepRun | None:
+    """Take a step in one UPDATE … RETURNING. A step that was sent (queued, dispatched), or with
+    `fresh` one just made ready by this worker's previous step (queued, not yet sent: it is
+    marked sent and taken in the same statement); a retry of the same task (same task id, any
+    process) takes back its own claim. None: not ours to run (done, running elsewhere,
+    cancelled, not ready yet, or a redelivered message)."""
     now = timezone.now()
     table = StepRun._meta.db_table
     retry = f"%:{task_id}" if task_id else ""  # a running step always names its holder
+    sent = "dispatched_at IS NULL" if fresh else "dispatched_at IS NOT NULL"
     sql = (
         f"UPDATE {table} SET status = %s, started_at = COALESCE(started_at, %s), "
-        "heartbeat_at = %s, attempts = attempts + 1, claimed_by = %s "
+        "heartbeat_at = %s, attempts = attempts + 1, claimed_by = %s, "
+        "dispatched_at = COALESCE(dispatched_at, %s), dispatches = GREATEST(dispatches, 1) "
         "WHERE run_id = %s AND node_id = %s AND ("
-        "(status = %s AND dispatched_at IS NOT NULL) OR (status = %s AND claimed_by LIKE %s)) "
+        f"(status = %s AND {sent}) OR (status = %s AND claimed_by LIKE %s)) "
         f"RETURNING {_CLAIM_FIELDS}"
     )
+    if connection.vendor == "sqlite":
+        sql = sql.replace("GREATEST(", "MAX(")
     rows = list(
         StepRun.objects.raw(
-            sql, [S.RUNNING, now, now, me, run_id, node_id, S.QUEUED, S.RUNNING, retry]
+            sql, [S.RUNNING, now, now, me, now, run_id, node_id, S.QUEUED, S.RUNNING, retry]
         )
     )
     return rows[0] if rows else None
+
+
+class Interrupted(Exception):
+    """A transient error (database or broker connection) in `node_id`, which may be a step this
+    task went on to after the one it was sent for: the task releases and retries that one."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+        self.node_id = node_id
 
 
 def release_claim(run_id: int, node_id: str, task_id: str | None) -> bool:
@@ -407,53 +425,79 @@ def _inputs(p: Plan, node_id: str, outputs: dict[str, dict[str, Any]]) -> dict[s
     return values
 
 
-def execute_step(run_id: int, node_id: str, *, me: str, task_id: str | None = None) -> str:
-    """Run one step if it was sent and nobody else holds it; returns its status afterwards."""
+def execute_step(
+    run_id: int, node_id: str, *, me: str, task_id: str | None = None, follow: bool = False
+) -> str:
+    """Run one step if it was sent and nobody else holds it; returns its status afterwards.
+
+    With `follow` (the Celery task), the worker goes on with one of the steps its step made
+    ready — claimed in the transaction that ends the step, so the database still holds every
+    hand-over — and sends the others; a chain costs one message, not one per step."""
     step = _claim(run_id, node_id, me, task_id)
     if step is None:
         found = StepRun.objects.filter(run_id=run_id, node_id=node_id).values_list("status")
         return found[0][0] if found else "missing"
+    known: dict[str, Any] = {}  # outputs of the steps this call ran: no need to read them
+    first = None
+    while step is not None:
+        try:
+            status, step = _execute_claimed(run_id, step, me if follow else None, known)
+        except Exception as exc:
+            if _is_transient(exc) and step.node_id != node_id:
+                raise Interrupted(step.node_id) from exc
+            raise
+        first = first or status
+    return first
+
+
+def _execute_claimed(
+    run_id: int, step: StepRun, follower: str | None, known: dict[str, Any]
+) -> tuple[str, StepRun | None]:
+    node_id = step.node_id
     p = _plan_of(run_id)
     block_cls = p.block(node_id)
     if block_cls.is_trigger:
         Run.objects.filter(pk=run_id, status=R.QUEUED).update(status=R.RUNNING)
-    upstream = p.upstream(node_id)
-    outputs = (
-        dict(
-            StepRun.objects.filter(run_id=run_id, node_id__in=upstream).values_list(
+    missing = [u for u in p.upstream(node_id) if u not in known]
+    outputs = {u: known[u] for u in p.upstream(node_id) if u in known}
+    if missing:
+        outputs.update(
+            StepRun.objects.filter(run_id=run_id, node_id__in=missing).values_list(
                 "node_id", "outputs"
             )
         )
-        if upstream
-        else {}
-    )
     node = p.nodes[node_id]
     context = StepContext(run_id, step, p)
     label = node.label or block_cls.label
     BEATS.add(step.pk)
     try:
-        params = block_cls.Params.model_validate_json(json.dumps(node.params))
+        params = _params(block_cls, node)
         result = block_cls().execute(context, _inputs(p, node_id, outputs), params)
     except StepStopped as exc:
-        return _fail(run_id, p, step, context, f'Stopped at "{label}" ({node_id}): {exc}')
+        return _fail(run_id, p, step, context, f'Stopped at "{label}" ({node_id}): {exc}'), None
     except WaitForApproval as exc:
-        return _wait_for_people(run_id, step, context, label, exc)
+        return _wait_for_people(run_id, step, context, label, exc), None
     except WaitFor as exc:
-        return _wait_for_world(step, context, exc)
+        return _wait_for_world(step, context, exc), None
     except Exception as exc:
         if _is_transient(exc):
             raise
-        return _fail(
-            run_id,
-            p,
-            step,
-            context,
-            f'"{label}" ({node_id}) failed: {exc}',
-            error=f"{type(exc).__name__}: {exc}",
-        )
+        reason = f'"{label}" ({node_id}) failed: {exc}'
+        return _fail(run_id, p, step, context, reason, f"{type(exc).__name__}: {exc}"), None
     finally:
         BEATS.remove(step.pk)
-    return _succeed(run_id, p, step, context, result)
+    known[node_id] = result
+    return _succeed(run_id, p, step, context, result, follower)
+
+
+@functools.lru_cache(maxsize=1024)
+def _params_of(block_cls: type, params_json: str) -> Any:
+    return block_cls.Params.model_validate_json(params_json)
+
+
+def _params(block_cls: type, node: Any) -> Any:
+    """Validated parameters (immutable pydantic models, cached per block and parameters)."""
+    return _params_of(block_cls, json.dumps(node.params, sort_keys=True)).model_copy(deep=True)
 
 
 def _mine(step: StepRun):  # noqa: ANN202 — the step's row, while this claim still holds it
@@ -482,14 +526,21 @@ def _ended(step: StepRun, context: StepContext, status: str, **fields: Any) -> b
     return bool(done)
 
 
-def _succeed(run_id: int, p: Plan, step: StepRun, context: StepContext, outputs: Any) -> str:
+def _succeed(
+    run_id: int,
+    p: Plan,
+    step: StepRun,
+    context: StepContext,
+    outputs: Any,
+    follower: str | None = None,
+) -> tuple[str, StepRun | None]:
     with transaction.atomic():
         if not _ended(step, context, S.SUCCEEDED, outputs=outputs, reason="", wake_at=None):
-            return _status(step)
-        sent = advance(run_id, p, step.node_id)
-    if not sent:
+            return _status(step), None
+        ready, nxt = advance(run_id, p, step.node_id, follower)
+    if not ready:
         settle(run_id)
-    return S.SUCCEEDED
+    return S.SUCCEEDED, nxt
 
 
 def _fail(
@@ -552,12 +603,16 @@ def _status(step: StepRun) -> str:
     return StepRun.objects.values_list("status", flat=True).get(pk=step.pk)
 
 
-def advance(run_id: int, p: Plan, done: str) -> list[str]:
+def advance(
+    run_id: int, p: Plan, done: str, follower: str | None = None
+) -> tuple[list[str], StepRun | None]:
     """In the transaction that ended `done` successfully: send the steps that are now ready,
-    skip those that lost an input to a skip. Returns what was sent."""
+    skip those that lost an input to a skip. With a `follower`, it claims the first ready step
+    itself (the caller runs it next) and sends the others. Returns what is ready, and the step
+    claimed."""
     frontier = list(p.downstream[done])
     if not frontier:
-        return []
+        return [], None
     known: dict[str, str] = {done: S.SUCCEEDED}
     others = {u for d in frontier for u in p.upstream(d)} - known.keys()
     if others:
@@ -598,19 +653,23 @@ def advance(run_id: int, p: Plan, done: str) -> list[str]:
         StepRun.objects.filter(run_id=run_id, node_id__in=skipped, status=S.QUEUED).update(
             status=S.SKIPPED, reason="an input was skipped"
         )
-    if ready:
+    nxt = None
+    if ready and follower:
+        nxt = _claim(run_id, ready[0], follower, None, fresh=True)
+    rest = ready[1:] if nxt is not None else ready
+    if rest:
         if others:  # exactly once even if two finishers both saw every input done
-            ready = [
+            rest = [
                 n
-                for n in ready
+                for n in rest
                 if StepRun.objects.filter(
                     run_id=run_id, node_id=n, status=S.QUEUED, dispatched_at__isnull=True
                 ).update(dispatched_at=timezone.now(), dispatches=1)
             ]
-            transaction.on_commit(functools.partial(publish, run_id, ready))
+            transaction.on_commit(functools.partial(publish, run_id, rest))
         else:
-            _dispatch(run_id, ready)
-    return ready
+            _dispatch(run_id, rest)
+    return ready, nxt
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -639,7 +698,12 @@ def settle(run_id: int) -> str:
         if run.finished:
             return run.status
         p = _plan_of(run)
-        steps = {s.node_id: s for s in run.steps.only("node_id", "status", "reason")}
+        steps = {
+            node_id: SimpleNamespace(status=status, reason=reason)
+            for node_id, status, reason in StepRun.objects.filter(run_id=run_id).values_list(
+                "node_id", "status", "reason"
+            )
+        }
         waiting = [n for n, s in steps.items() if s.status == S.WAITING_APPROVAL]
         held: set[str] = set()
         for gate in waiting:
@@ -798,9 +862,7 @@ def fire_term_starts(today: Any = None) -> list[Run]:
                 )
                 if created:
                     try:
-                        run = start_run(
-                            workflow, conf={"term": term.name}, trigger_node=node["id"]
-                        )
+                        run = start_run(workflow, conf={"term": term.name}, trigger_node=node["id"])
                     except BrokerUnavailable as exc:
                         run = exc.run  # saved: the reconciler sends it
                     firing.run = run

@@ -24,13 +24,17 @@ TRANSIENT = (OperationalError, InterfaceError, RedisConnectionError)
 def run_step(self, run_id: int, node_id: str) -> str:
     task_id = self.request.id
     try:
-        return engine.execute_step(run_id, node_id, me=engine.worker_id(task_id), task_id=task_id)
-    except TRANSIENT as exc:
+        return engine.execute_step(
+            run_id, node_id, me=engine.worker_id(task_id), task_id=task_id, follow=True
+        )
+    except (*TRANSIENT, engine.Interrupted) as exc:
         # Give the step back first, so that any process (not only this one) may retake it;
-        # when the retries run out the reconciler still owns the step.
-        engine.release_claim(run_id, node_id, task_id)
+        # when the retries run out the reconciler still owns the step. A step this task went
+        # on to (follow) was claimed under this task's id too.
+        failed = exc.node_id if isinstance(exc, engine.Interrupted) else node_id
+        engine.release_claim(run_id, failed, task_id)
         countdown = min(60, 2**self.request.retries) * (0.5 + random.random())
-        raise self.retry(exc=exc, countdown=countdown) from None
+        raise self.retry(args=(run_id, failed), exc=exc, countdown=countdown) from None
 
 
 @shared_task(name="workflows.finish_segment", ignore_result=True)
