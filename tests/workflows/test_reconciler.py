@@ -142,3 +142,10 @@ def test_one_process_sweeps_at_a_time(db):
     assert not reconciler.take_turn("b")
     assert reconciler.take_turn("a")  # renewed
     assert reconciler.take_turn("b", now=_later(60))  # a's lease ran out
+
+
+def test_a_killed_holder_on_this_host_lets_go_of_the_lease_at_once(db):
+    gone = f"{socket.gethostname()}:{_dead_pid()}:reconciler"
+    assert reconciler.take_turn(gone)
+    assert reconciler.take_turn("b")  # before its lease ran out: its process is gone
+    assert not reconciler.take_turn(f"{socket.gethostname()}:{os.getpid()}:reconciler")
