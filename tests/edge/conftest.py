@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,7 @@ from edumlops.ml.serving_core import linear_terms
 from edumlops.registry.models import ModelVersion
 from tests.conftest import ROOT, clean_env
 from tests.deployments.conftest import rows_for, train_and_log  # noqa: F401  (rows_for: tests)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.faults import free_port
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import clean_env
 from tests.deployments.conftest import make_model
 from tests.deployments.test_rollout_engine import save  # a new workflow name each time
 from tests.fleet.test_edge_sync_block import confirm, sync_graph
-from tests.workflows.conftest import Worker, edge, node, wait_for
+from tests.workflows.conftest import Worker, edge, node, wait_for, worker_env
 from workflows import engine
 from workflows.compiler import validate
 from workflows.models import Run, StepRun
@@ -24,14 +23,7 @@ ENDED = {"succeeded", "failed", "blocked", "rejected", "cancelled", "skipped"}
 @pytest.fixture
 def one_process(transactional_db, test_database_url, broker_url, tmp_path):
     """A real worker with a single prefork child: one step at a time, ever."""
-    env = clean_env(
-        DATABASE_URL=test_database_url,
-        REDIS_URL=broker_url,
-        EDUMLOPS_VAR_DIR=str(tmp_path),
-        CELERY_VISIBILITY_TIMEOUT="4",
-        CELERY_UNACKED_RESTORE_INTERVAL="1",
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-    )
+    env = worker_env(test_database_url, broker_url, tmp_path)
     w = Worker(env, tmp_path / "worker.log", pool="prefork", concurrency=1)
     w.start()
     yield w

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,62 +10,19 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT, clean_env
+from tests.conftest import clean_env
+from tests.faults import WorkerGroup
 from workflows.models import Workflow
 
 
-class Worker:
-    """A `celery worker` subprocess; start/stop/kill it like an operator would."""
+class Worker(WorkerGroup):
+    """A `celery worker` (threads, 4 by default) in its own process group; start/stop/kill it
+    like an operator would."""
 
     def __init__(
         self, env: dict[str, str], log: Path, *, pool: str = "threads", concurrency: int = 4
     ) -> None:
-        self.env = env
-        self.log = log
-        self.pool = pool
-        self.concurrency = concurrency
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "edumlops",
-                "worker",
-                "-P",
-                self.pool,
-                "-c",
-                str(self.concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "info",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__(env, log, concurrency=concurrency, pool=pool)
 
 
 @pytest.fixture
@@ -78,9 +32,8 @@ def broker_url() -> str:
     return url
 
 
-@pytest.fixture
-def worker(transactional_db, test_database_url, broker_url, tmp_path):
-    env = clean_env(
+def worker_env(test_database_url: str, broker_url: str, tmp_path: Path) -> dict[str, str]:
+    return clean_env(
         DATABASE_URL=test_database_url,
         REDIS_URL=broker_url,
         EDUMLOPS_VAR_DIR=str(tmp_path),
@@ -88,7 +41,11 @@ def worker(transactional_db, test_database_url, broker_url, tmp_path):
         CELERY_UNACKED_RESTORE_INTERVAL="1",
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
     )
-    w = Worker(env, tmp_path / "worker.log")
+
+
+@pytest.fixture
+def worker(transactional_db, test_database_url, broker_url, tmp_path):
+    w = Worker(worker_env(test_database_url, broker_url, tmp_path), tmp_path / "worker.log")
     w.start()
     yield w
     w.stop()
