@@ -1,6 +1,6 @@
 """Takeover after SIGKILL: how long a step stands still when its worker dies.
 
-A run's step waits 60 s inside a worker (`-P prefork -c 2`, the shipped defaults, local Redis and
+A run's step waits 30 s inside a worker (`-P prefork -c 2`, the shipped defaults, local Redis and
 PostgreSQL); once it runs, the worker's whole process group is SIGKILLed and a new worker started
 at once. Timed from the kill to the step running again on the new worker (claimed a second
 time), over BENCH_KILLS kills (20). The anchor is what the broker alone would do: Redis hands an
@@ -76,7 +76,7 @@ def takeovers(tmp: Path) -> list[float]:
     graph = {
         "nodes": [
             {"id": "start", "kind": "manual_trigger"},
-            {"id": "work", "kind": "wait", "params": {"seconds": 60}},
+            {"id": "work", "kind": "wait", "params": {"seconds": 30}},
         ],
         "edges": [
             {"source": "start", "source_port": "start", "target": "work", "target_port": "input"}

@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from workflows import engine
 from workflows.compiler import InvalidGraph
-from workflows.models import EngineLease, Run, StepRun
+from workflows.models import TERMINAL_RUN, EngineLease, Run, StepRun
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _holder_gone(claimed_by: str, heartbeat_at: dt.datetime | None, now: dt.date
 def sweep(now: dt.datetime | None = None) -> dict[str, int]:
     """One pass; returns what it did (for logs and tests)."""
     now = now or timezone.now()
-    done = {"resent": 0, "taken_over": 0, "woken": 0, "failed": 0}
+    done = {"resent": 0, "taken_over": 0, "woken": 0, "failed": 0, "ended": 0}
     missed_beats = now - dt.timedelta(seconds=2 * engine.HEARTBEAT_SECONDS)
     rows = list(
         StepRun.objects.filter(status__in=[S.QUEUED, S.RUNNING, S.WAITING])
@@ -135,6 +135,16 @@ def _act(row: dict[str, Any], now: dt.datetime) -> str | None:
             step = StepRun.objects.select_for_update().get(pk=row["pk"])
             if step.status != S.RUNNING or step.attempts != row["attempts"]:
                 return None
+            run_status = Run.objects.values_list("status", flat=True).get(pk=row["run_id"])
+            if run_status in TERMINAL_RUN:  # e.g. cancelled while it ran: not run again
+                StepRun.objects.filter(pk=step.pk).update(
+                    status=S.CANCELLED,
+                    claimed_by="",
+                    finished_at=now,
+                    reason=f"not run again: the run was {run_status} while this step ran, "
+                    "and its worker stopped",
+                )
+                return "ended"
             step.logs.append(
                 {
                     "at": now.isoformat(),

@@ -69,6 +69,17 @@ def test_a_step_whose_worker_went_silent_is_taken_over_and_runs_once_more(run):
     assert reconciler.sweep()["taken_over"] == 0
 
 
+def test_a_step_of_a_cancelled_run_whose_worker_died_is_not_run_again(run, platform_admin):
+    stale = timezone.now() - dt.timedelta(seconds=engine.lease_seconds() + 5)
+    StepRun.objects.filter(pk=_step(run).pk).update(
+        status="running", claimed_by="elsewhere:1:t", heartbeat_at=stale, attempts=1
+    )
+    engine.cancel(run, platform_admin)
+    assert reconciler.sweep()["ended"] == 1
+    step = _step(run)
+    assert step.status == "cancelled" and "the run was cancelled while this step ran" in step.reason
+
+
 def test_on_the_same_host_a_dead_holder_is_gone_after_two_missed_beats(run):
     host = socket.gethostname()
     missed = timezone.now() - dt.timedelta(seconds=2 * engine.HEARTBEAT_SECONDS + 1)
