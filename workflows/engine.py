@@ -534,6 +534,19 @@ def _succeed(
     outputs: Any,
     follower: str | None = None,
 ) -> tuple[str, StepRun | None]:
+    after = p.downstream[step.node_id]
+    if (
+        follower
+        and connection.vendor == "postgresql"
+        and len(after) == 1
+        and p.upstream(after[0]) == [step.node_id]
+    ):  # a link of a chain: end this step and take the next in one statement
+        ended, nxt = _hand_over(step, context, outputs, after[0], follower)
+        if not ended:
+            return _status(step), None
+        if nxt is None:  # the next step was cancelled meanwhile
+            settle(run_id)
+        return S.SUCCEEDED, nxt
     with transaction.atomic():
         if not _ended(step, context, S.SUCCEEDED, outputs=outputs, reason="", wake_at=None):
             return _status(step), None
@@ -541,6 +554,45 @@ def _succeed(
     if not ready:
         settle(run_id)
     return S.SUCCEEDED, nxt
+
+
+def _hand_over(
+    step: StepRun, context: StepContext, outputs: Any, next_node: str, follower: str
+) -> tuple[bool, StepRun | None]:
+    """PostgreSQL, one statement (so one round trip, atomic): record this step's success if
+    this claim still holds it and, only then, claim the one step it feeds alone. The same as
+    _ended + advance in a transaction, without BEGIN and COMMIT."""
+    now = timezone.now()
+    table = StepRun._meta.db_table
+
+    def js(name: str, value: Any) -> Any:
+        return StepRun._meta.get_field(name).get_db_prep_save(value, connection)
+
+    duration = (now - step.started_at).total_seconds() if step.started_at else None
+    sql = (
+        f"WITH done AS (UPDATE {table} SET status = %s, finished_at = %s, "
+        "duration_seconds = %s, logs = %s, metrics = %s, state = %s, outputs = %s, "
+        "reason = '', wake_at = NULL WHERE id = %s AND status = %s AND attempts = %s "
+        "RETURNING id), "
+        f"nxt AS (UPDATE {table} SET status = %s, started_at = COALESCE(started_at, %s), "
+        "heartbeat_at = %s, attempts = attempts + 1, claimed_by = %s, "
+        "dispatched_at = COALESCE(dispatched_at, %s), dispatches = GREATEST(dispatches, 1) "
+        "WHERE run_id = %s AND node_id = %s AND status = %s AND dispatched_at IS NULL "
+        f"AND EXISTS (SELECT 1 FROM done) RETURNING {_CLAIM_FIELDS}) "
+        "SELECT (SELECT count(*) FROM done) AS ended, nxt.* FROM (SELECT 1) AS one "
+        "LEFT JOIN nxt ON TRUE"
+    )
+    params = [
+        S.SUCCEEDED, now, duration, js("logs", step.logs), js("metrics", step.metrics),
+        js("state", context.state), js("outputs", outputs), step.pk, S.RUNNING, step.attempts,
+        S.RUNNING, now, now, follower, now, step.run_id, next_node, S.QUEUED,
+    ]  # fmt: skip
+    row = list(StepRun.objects.raw(sql, params))[0]
+    if not row.ended:
+        log.warning("step %s of run %s was taken from this worker: result dropped",
+                    step.node_id, step.run_id)  # fmt: skip
+        return False, None
+    return True, (row if row.pk is not None else None)
 
 
 def _fail(
