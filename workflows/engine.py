@@ -53,6 +53,7 @@ DONE = BAD_UPSTREAM | {S.SUCCEEDED, S.SKIPPED}
 HEARTBEAT_SECONDS = 5
 HEARTBEAT_AFTER = 1.0  # steps shorter than this never beat: their claim is their heartbeat
 PROGRESS_INTERVAL = 0.25  # seconds between two progress writes of one step
+FOLLOW_SECONDS = 10  # a task goes on with the next step of its chain for this long at most
 
 
 def lease_seconds() -> int:
@@ -439,9 +440,12 @@ def execute_step(
         return found[0][0] if found else "missing"
     known: dict[str, Any] = {}  # outputs of the steps this call ran: no need to read them
     first = None
+    began = time.monotonic()
     while step is not None:
+        # go on only for a while: a warm shutdown or the next run's steps wait no longer
+        follower = me if follow and time.monotonic() - began < FOLLOW_SECONDS else None
         try:
-            status, step = _execute_claimed(run_id, step, me if follow else None, known)
+            status, step = _execute_claimed(run_id, step, follower, known)
         except Exception as exc:
             if _is_transient(exc) and step.node_id != node_id:
                 raise Interrupted(step.node_id) from exc

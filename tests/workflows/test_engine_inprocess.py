@@ -103,3 +103,50 @@ def test_a_step_whose_input_is_not_done_waits_instead_of_running(
     # the trigger's end sends it, in the same transaction
     assert engine.execute_step(run.pk, "start", me=engine.worker_id()) == "succeeded"
     assert _steps(run)["tell"].dispatched_at is not None
+
+
+CHAIN = {
+    "nodes": [
+        node("start", "manual_trigger"),
+        node("a", "wait", seconds=0),
+        node("b", "wait", seconds=0),
+        node("left", "notify", title="L"),
+        node("right", "notify", title="R"),
+    ],
+    "edges": [
+        edge("start", "start", "a"),
+        edge("a", "done", "b"),
+        edge("b", "done", "left"),
+        edge("b", "done", "right"),
+    ],
+}
+
+
+def test_a_task_goes_on_along_its_chain_and_sends_the_other_branches(
+    make_workflow, platform_admin, staff, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        run = _start(make_workflow(CHAIN), platform_admin)
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        status = engine.execute_step(run.pk, "start", me="h:1:task", task_id="task", follow=True)
+    assert status == "succeeded"
+    steps = _steps(run)
+    # one branch was taken by this task, the other sent as its own message
+    assert [steps[n].status for n in ("start", "a", "b", "left")] == ["succeeded"] * 4
+    assert steps["right"].status == "queued" and steps["right"].dispatched_at is not None
+    assert len(sent) == 1
+    assert {steps[n].claimed_by for n in ("a", "b", "left")} == {"h:1:task"}
+
+
+def test_a_task_stops_following_after_its_time_and_sends_the_next_step(
+    make_workflow, platform_admin, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(engine, "FOLLOW_SECONDS", 0)
+    with django_capture_on_commit_callbacks(execute=False):
+        run = _start(make_workflow(CHAIN), platform_admin)
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        engine.execute_step(run.pk, "start", me="h:1:task", task_id="task", follow=True)
+    steps = _steps(run)
+    assert steps["start"].status == "succeeded"
+    assert steps["a"].status == "queued" and steps["a"].dispatched_at is not None
+    assert len(sent) == 1
