@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import http.client
 import os
 import signal
 import socket
@@ -52,7 +53,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "") 
     while time.monotonic() < deadline:
         try:
             last = predicate()
-        except OSError as exc:  # connection refused/reset while a process comes up
+        # refused/reset while a process comes up, or half an answer (HTTP, JSON) meanwhile
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             last = exc
         else:
             if last:

@@ -11,8 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +22,7 @@ from edumlops.ml.serving_core import linear_terms
 from edumlops.registry.models import ModelVersion
 from tests.conftest import ROOT, clean_env
 from tests.deployments.conftest import rows_for, train_and_log  # noqa: F401  (rows_for: tests)
-from tests.faults import free_port
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what or predicate} (last: {last!r})")
+from tests.faults import free_port, wait_for  # noqa: F401  (wait_for: the edge tests)
 
 
 def edge_model(
