@@ -196,3 +196,36 @@ def test_runs_end_and_healthz_answers_when_every_database_connection_is_terminat
         assert status == 200  # the very next request
     wait_for(all_ended(runs), timeout=300, what=f"every run to end\n{stack.logs()}")
     assert set(statuses(runs).values()) == {"succeeded"}, (statuses(runs), stack.logs())
+
+
+def test_an_approval_given_while_the_broker_is_down_answers_503_and_the_run_goes_on_after(
+    stack, own_redis, token, make_workflow, staff
+):
+    workflow = make_workflow(
+        {
+            "nodes": [
+                node("start", "manual_trigger"),
+                node("ok", "approval_gate"),
+                node("tell", "notify", title="Approved"),
+            ],
+            "edges": [edge("start", "start", "ok"), edge("ok", "approved", "tell")],
+        }
+    )
+    staff_token = Token.objects.create(user=staff).key
+    run_id = start(stack, token, workflow)
+    wait_for(
+        lambda: Run.objects.get(pk=run_id).status == "waiting_approval",
+        timeout=60,
+        what=f"the run to wait for approval\n{stack.logs()}",
+    )
+    own_redis.shutdown_nosave()
+    status, body = post(
+        stack.web, f"/api/runs/{run_id}/approve/", staff_token, {"comment": "fine", "node_id": "ok"}
+    )
+    assert status == 503, (status, body)
+    assert set(body) == {"detail"} and "approval" in body["detail"]
+    assert StepRun.objects.get(run_id=run_id, node_id="ok").status == "queued"  # recorded
+    own_redis.start()
+    own_redis.wait_ready()
+    wait_for(all_ended([run_id]), timeout=120, what=f"the run to end\n{stack.logs()}")
+    assert Run.objects.get(pk=run_id).status == "succeeded"
