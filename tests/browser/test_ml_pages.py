@@ -3,10 +3,12 @@ train a model from the page, watch the run and read the model card."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from edumlops.ml.synth import generate_district
 from edumlops.registry.models import ModelVersion
@@ -84,11 +86,23 @@ def test_staff_upload_profile_mark_roles_train_and_read_the_card(page, live_serv
     assert "fitting" in page.get_by_test_id("progress").inner_text()
     StepRun.objects.filter(pk=train.pk).update(status="queued", progress={})
 
+    # a step waiting on the world says why and when it is checked again, holding no worker
+    wake = timezone.now() + dt.timedelta(minutes=5)
+    StepRun.objects.filter(pk=train.pk).update(
+        status="waiting", reason="waiting for edge servers: 1 of 2", wake_at=wake
+    )
+    page.wait_for_selector("li.step[data-node=train] [data-testid=wake]")
+    waiting = page.locator("li.step[data-node=train]").inner_text()
+    assert "waiting for edge servers: 1 of 2" in waiting and "Holds no worker" in waiting
+    StepRun.objects.filter(pk=train.pk).update(status="queued", reason="", wake_at=None)
+
     # four sensitive attributes and their pairs on 625 held-out rows: some groups are too small
     # to judge, so the gate pauses the run for district staff instead of deciding alone
     assert run_here(run) == "waiting_approval"
     page.wait_for_selector("[data-testid=run-status]:has-text('waiting_approval')")
     assert "inconclusive" in page.locator("li.step[data-node=bias]").inner_text()
+    shown = page.locator("li.step[data-node=bias] [data-testid=proposal]").inner_text()
+    assert f"Asked for approval: Going on with {ModelVersion.objects.get()}" in shown
     page.get_by_test_id("decision").get_by_label("Comment").fill("Small groups read by hand.")
     page.get_by_test_id("decision").get_by_role("button", name="Approve").click()
     assert run_here(run) == "succeeded"
