@@ -309,6 +309,16 @@ _CLAIM_FIELDS = (
     "id, run_id, node_id, kind, status, attempts, claimed_by, started_at, heartbeat_at, logs, "
     "metrics, state, proposal"
 )
+# what taking a step writes (one definition for _claim and _hand_over); _claim_params fills it
+_CLAIM_SET = (
+    "status = %s, started_at = COALESCE(started_at, %s), heartbeat_at = %s, "
+    "attempts = attempts + 1, claimed_by = %s, dispatched_at = COALESCE(dispatched_at, %s), "
+    "dispatches = GREATEST(dispatches, 1)"
+)
+
+
+def _claim_params(now: dt.datetime, me: str) -> list[Any]:
+    return [S.RUNNING, now, now, me, now]
 
 
 def _claim(
@@ -324,20 +334,14 @@ def _claim(
     retry = f"%:{task_id}" if task_id else ""  # a running step always names its holder
     sent = "dispatched_at IS NULL" if fresh else "dispatched_at IS NOT NULL"
     sql = (
-        f"UPDATE {table} SET status = %s, started_at = COALESCE(started_at, %s), "
-        "heartbeat_at = %s, attempts = attempts + 1, claimed_by = %s, "
-        "dispatched_at = COALESCE(dispatched_at, %s), dispatches = GREATEST(dispatches, 1) "
-        "WHERE run_id = %s AND node_id = %s AND ("
+        f"UPDATE {table} SET {_CLAIM_SET} WHERE run_id = %s AND node_id = %s AND ("
         f"(status = %s AND {sent}) OR (status = %s AND claimed_by LIKE %s)) "
         f"RETURNING {_CLAIM_FIELDS}"
     )
     if connection.vendor == "sqlite":
         sql = sql.replace("GREATEST(", "MAX(")
-    rows = list(
-        StepRun.objects.raw(
-            sql, [S.RUNNING, now, now, me, now, run_id, node_id, S.QUEUED, S.RUNNING, retry]
-        )
-    )
+    params = [*_claim_params(now, me), run_id, node_id, S.QUEUED, S.RUNNING, retry]
+    rows = list(StepRun.objects.raw(sql, params))
     return rows[0] if rows else None
 
 
@@ -522,12 +526,14 @@ def _ended(step: StepRun, context: StepContext, status: str, **fields: Any) -> b
         **fields,
     )
     if not done:
-        log.warning(
-            "step %s of run %s was taken from this worker: result dropped",
-            step.node_id,
-            step.run_id,
-        )
+        _dropped(step)
     return bool(done)
+
+
+def _dropped(step: StepRun) -> None:
+    log.warning(
+        "step %s of run %s was taken from this worker: result dropped", step.node_id, step.run_id
+    )
 
 
 def _succeed(
@@ -578,9 +584,7 @@ def _hand_over(
         "duration_seconds = %s, logs = %s, metrics = %s, state = %s, outputs = %s, "
         "reason = '', wake_at = NULL WHERE id = %s AND status = %s AND attempts = %s "
         "RETURNING id), "
-        f"nxt AS (UPDATE {table} SET status = %s, started_at = COALESCE(started_at, %s), "
-        "heartbeat_at = %s, attempts = attempts + 1, claimed_by = %s, "
-        "dispatched_at = COALESCE(dispatched_at, %s), dispatches = GREATEST(dispatches, 1) "
+        f"nxt AS (UPDATE {table} SET {_CLAIM_SET} "
         "WHERE run_id = %s AND node_id = %s AND status = %s AND dispatched_at IS NULL "
         f"AND EXISTS (SELECT 1 FROM done) RETURNING {_CLAIM_FIELDS}) "
         "SELECT (SELECT count(*) FROM done) AS ended, nxt.* FROM (SELECT 1) AS one "
@@ -589,12 +593,11 @@ def _hand_over(
     params = [
         S.SUCCEEDED, now, duration, js("logs", step.logs), js("metrics", step.metrics),
         js("state", context.state), js("outputs", outputs), step.pk, S.RUNNING, step.attempts,
-        S.RUNNING, now, now, follower, now, step.run_id, next_node, S.QUEUED,
+        *_claim_params(now, follower), step.run_id, next_node, S.QUEUED,
     ]  # fmt: skip
     row = list(StepRun.objects.raw(sql, params))[0]
     if not row.ended:
-        log.warning("step %s of run %s was taken from this worker: result dropped",
-                    step.node_id, step.run_id)  # fmt: skip
+        _dropped(step)
         return False, None
     return True, (row if row.pk is not None else None)
 

@@ -117,9 +117,9 @@ class WaitFor(Exception):
 
 def ask_approval(
     context: Context,
-    message: str,
     proposal: dict[str, Any],
     *,
+    message: str = "",
     quorum: int = 1,
     required: bool = True,
 ) -> dict[str, Any]:
@@ -127,7 +127,8 @@ def ask_approval(
     asked), or `proposal` itself when approval is not required. Waits otherwise.
 
     Call it with `context.proposal or <new proposal>`, so that nothing is recomputed after
-    the approval."""
+    the approval. `message` defaults to the proposal's summary."""
+    message = message or proposal["summary"]
     if not required:
         owner = context.run.workflow.owner
         context.log(

@@ -223,11 +223,7 @@ class PilotRolloutBlock(Block):
 
         proposal = context.proposal or _pilot_proposal(context, inputs, params)
         approved = ask_approval(
-            context,
-            proposal["summary"],
-            proposal,
-            quorum=params.quorum,
-            required=params.approval_required,
+            context, proposal, quorum=params.quorum, required=params.approval_required
         )
         model, schools = _approved_pilot(context, approved, params)
         names = ", ".join(s.name for s in schools)
@@ -391,11 +387,7 @@ class PromoteBlock(Block):
             "schools": [{"id": s.pk, "name": s.name} for s in schools],
         }
         approved = ask_approval(
-            context,
-            proposal["summary"],
-            proposal,
-            quorum=params.quorum,
-            required=params.approval_required,
+            context, proposal, quorum=params.quorum, required=params.approval_required
         )
         changes = []
         if pilot.model_version_id != approved["model_version"]:

@@ -114,7 +114,7 @@ class ApprovalGate(Block):
             "action": "continue",
             "inputs": inputs.get("input") or [],
         }
-        ask_approval(context, "Going on", proposal, quorum=params.quorum)
+        ask_approval(context, proposal, message="Going on", quorum=params.quorum)
         return {"approved": {"approvers": context.approvals()}}
 
 
