@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "edumlops.core",
+    "edumlops.site",
     "edumlops.schools",
     "edumlops.datasets",
     "edumlops.registry",
@@ -95,7 +96,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "edumlops.core.context_processors.navigation",
+                "edumlops.site.context_processors.navigation",
             ],
         },
     },
@@ -250,10 +251,14 @@ LOGGING = {
 # Raw prediction rows are kept this many days; daily aggregates stay.
 PREDICTION_RETENTION_DAYS = env_int("PREDICTION_RETENTION_DAYS", 30)
 
+# How far back each trigger scan looks, so a late or missed beat still fires a schedule once.
+EDUMLOPS_TRIGGER_WINDOW_MINUTES = env_int("EDUMLOPS_TRIGGER_WINDOW_MINUTES", 10)
+
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "edumlops.heartbeat", "schedule": 60.0},
     "expire-approvals": {"task": "workflows.expire_approvals", "schedule": 60.0},
-    "term-start-triggers": {"task": "workflows.fire_term_starts", "schedule": 3600.0},
+    # every time and calendar trigger (schedules, term starts): see workflows/triggers.py
+    "scan-triggers": {"task": "workflows.scan_triggers", "schedule": 60.0},
     "aggregate-and-prune-predictions": {
         "task": "monitoring.aggregate_and_prune",
         "schedule": 3600.0,

@@ -4,7 +4,6 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from edumlops.audit import views as audit_views
-from edumlops.core import views as core_views
 from edumlops.datasets import api as datasets_api
 from edumlops.datasets import views as datasets_views
 from edumlops.deployments import api as deployments_api
@@ -16,6 +15,7 @@ from edumlops.monitoring import views as monitoring_views
 from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
+from edumlops.site import views as core_views
 from workflows import gallery_views, threshold_views
 from workflows import views as workflow_views
 

@@ -355,9 +355,6 @@ class Plan:
                     frontier.append(prev)
         return seen
 
-    def approval_nodes(self) -> list[str]:
-        return [n for n in self.order if self.nodes[n].kind == "approval_gate"]
-
 
 def plan(data: Any) -> Plan:
     graph, errors = parse(data)

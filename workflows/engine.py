@@ -38,7 +38,6 @@ from workflows.models import (
     Notification,
     Run,
     StepRun,
-    TriggerFiring,
     Workflow,
     WorkflowVersion,
     approval_deadline,
@@ -166,7 +165,7 @@ def start_run(
     p = _plan_of_version(version.pk)  # versions are immutable: planned once per process
     triggers = [n for n in p.order if p.block(n).is_trigger]
     if trigger_node is None:
-        manual = [n for n in triggers if p.nodes[n].kind == "manual_trigger"]
+        manual = [n for n in triggers if p.block(n).starts_by_hand]
         if not manual:
             raise EngineError(
                 'The workflow has no "Start by hand" trigger: add one to run it from here.'
@@ -899,32 +898,3 @@ def expire_approvals() -> int:
                     _end_rejected(run, step, f"No decision within {hours:g} hours")
                     expired += 1
     return expired
-
-
-def fire_term_starts(today: Any = None) -> list[Run]:
-    """Start every workflow whose latest version has a term-start trigger due today."""
-    today = today or timezone.localdate()
-    started = []
-    for workflow in Workflow.objects.select_related("district"):
-        version = workflow.runnable_version()
-        if version is None:
-            continue
-        for node in version.graph.get("nodes", []):
-            if node.get("kind") != "term_start_trigger":
-                continue
-            offset = dt.timedelta(days=node.get("params", {}).get("days_after_start", 0))
-            for term in workflow.district.terms():
-                if term.start + offset != today:
-                    continue
-                firing, created = TriggerFiring.objects.get_or_create(
-                    workflow=workflow, node_id=node["id"], key=f"term-{term.pk}"
-                )
-                if created:
-                    try:
-                        run = start_run(workflow, conf={"term": term.name}, trigger_node=node["id"])
-                    except BrokerUnavailable as exc:
-                        run = exc.run  # saved: the reconciler sends it
-                    firing.run = run
-                    firing.save(update_fields=["run"])
-                    started.append(run)
-    return started

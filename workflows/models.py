@@ -86,7 +86,6 @@ class Workflow(models.Model):
             },
             reason=message,
         )
-        transaction.on_commit(lambda: sync_schedules(self))
         return version
 
 
@@ -315,40 +314,16 @@ class TriggerFiring(models.Model):
         return f"{self.workflow} {self.node_id} fired for {self.key}"
 
 
-def sync_schedules(workflow: Workflow) -> None:
-    """Make celery beat's periodic tasks match the schedule triggers of the latest version."""
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+def models_of(run: Run) -> list:
+    """The model versions a run works on: made by it, or named in its steps' outputs."""
+    from edumlops.registry.models import ModelVersion
 
-    version = workflow.runnable_version()
-    wanted: dict[str, str] = {}
-    if version is not None:
-        for node in version.graph.get("nodes", []):
-            if node.get("kind") == "schedule_trigger":
-                wanted[f"workflow-{workflow.pk}-{node['id']}"] = node.get("params", {}).get(
-                    "cron", "0 6 * * 1"
-                )
-    prefix = f"workflow-{workflow.pk}-"
-    PeriodicTask.objects.filter(name__startswith=prefix).exclude(name__in=wanted).delete()
-    for name, cron in wanted.items():
-        minute, hour, day, month, weekday = cron.split()
-        schedule, _ = CrontabSchedule.objects.get_or_create(
-            minute=minute,
-            hour=hour,
-            day_of_month=day,
-            month_of_year=month,
-            day_of_week=weekday,
-            timezone=settings.TIME_ZONE,
-        )
-        node_id = name[len(prefix) :]
-        PeriodicTask.objects.update_or_create(
-            name=name,
-            defaults={
-                "task": "workflows.start_scheduled_run",
-                "crontab": schedule,
-                "args": f"[{workflow.pk}, {node_id!r}]".replace("'", '"'),
-                "enabled": True,
-            },
-        )
+    ids = set(ModelVersion.objects.filter(workflow_run=run).values_list("pk", flat=True))
+    for outputs in run.steps.values_list("outputs", flat=True):
+        for value in (outputs or {}).values():
+            if isinstance(value, dict) and isinstance(value.get("model_version"), int):
+                ids.add(value["model_version"])
+    return list(ModelVersion.objects.filter(pk__in=ids, district=run.workflow.district))
 
 
 def approval_deadline(step: StepRun, timeout_hours: float) -> dt.datetime | None:

@@ -53,27 +53,17 @@ def reconcile() -> dict[str, int]:
     return reconciler.sweep()
 
 
-@shared_task(name="workflows.start_scheduled_run", autoretry_for=TRANSIENT, max_retries=3)
-def start_scheduled_run(workflow_id: int, node_id: str) -> int | None:
-    from workflows.models import Workflow
-
-    workflow = Workflow.objects.filter(pk=workflow_id).first()
-    if workflow is None:
-        return None
-    try:
-        return engine.start_run(workflow, trigger_node=node_id).pk
-    except engine.BrokerUnavailable as exc:
-        return exc.run.pk  # saved: the reconciler sends it
-
-
 @shared_task(name="workflows.expire_approvals")
 def expire_approvals() -> int:
     return engine.expire_approvals()
 
 
-@shared_task(name="workflows.fire_term_starts")
-def fire_term_starts() -> list[int]:
-    return [run.pk for run in engine.fire_term_starts()]
+@shared_task(name="workflows.scan_triggers", ignore_result=True)
+def scan_triggers() -> list[int]:
+    """Sent by celery beat every minute: starts the runs of time and calendar triggers."""
+    from workflows import triggers
+
+    return [run.pk for run in triggers.scan()]
 
 
 @worker_ready.connect

@@ -20,10 +20,10 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from edumlops.schools.permissions import Action, can, visible_districts
 from workflows import engine
-from workflows.blocks import CATEGORY_LABELS, catalog
+from workflows.blocks import CATEGORY_LABELS, REGISTRY, catalog
 from workflows.compiler import plan
 from workflows.graph import Graph, diff
-from workflows.models import Run, Workflow, WorkflowVersion
+from workflows.models import Run, Workflow, WorkflowVersion, models_of
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
@@ -75,18 +75,6 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
             "live": not run.finished and run.status != Run.Status.WAITING_APPROVAL,
         },
     )
-
-
-def _models_of(run: Run) -> list:
-    """The model versions a run works on: made by it, or named in its steps' outputs."""
-    from edumlops.registry.models import ModelVersion
-
-    ids = set(ModelVersion.objects.filter(workflow_run=run).values_list("pk", flat=True))
-    for outputs in run.steps.values_list("outputs", flat=True):
-        for value in (outputs or {}).values():
-            if isinstance(value, dict) and isinstance(value.get("model_version"), int):
-                ids.add(value["model_version"])
-    return list(ModelVersion.objects.filter(pk__in=ids, district=run.workflow.district))
 
 
 def _pilots_of(run: Run) -> list:
@@ -147,7 +135,7 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
                 "quorum": node.params.get("quorum", 1),
                 "approved": [a for a in decided if a.decision == "approve"],
                 "mine": decided.filter(user=request.user).exists(),
-                "models": _models_of(step.run),
+                "models": models_of(step.run),
                 "pilots": _pilots_of(step.run),
             }
         )
@@ -341,19 +329,15 @@ def workflow_run_version(request: HttpRequest, pk: int, number: int) -> HttpResp
 @login_required
 def run_step_partial(request: HttpRequest, pk: int, node_id: str) -> HttpResponse:
     """One step of a run for the canvas's side panel: state, progress, reason, logs, metrics,
-    outputs, and the reports it made (the bias gate's table and chart)."""
-    from edumlops.registry.views import fairness_charts
-
+    outputs, and what the block itself adds (the bias gate's table and chart)."""
     run = _get_run_for_user(request, pk)
     step = get_object_or_404(run.steps, node_id=node_id)
-    fairness = []
-    if step.kind == "bias_gate" and step.status not in ("queued", "skipped", "blocked"):
-        for model in _models_of(run):
-            if model.bias_report:
-                card = model.card()
-                fairness.append((model, card, fairness_charts(card)))
+    node = next((n for n in run.version.graph.get("nodes", []) if n["id"] == node_id), {})
+    block = REGISTRY.get((step.kind, node.get("version", 1)))
+    panel = block.panel_template if block else None
+    extra = block.panel_context(run, step) if panel else {}
     return TemplateResponse(
         request,
         "workflows/_step.html",
-        {"run": run, "step": step, "fairness": fairness, "models": _models_of(run)},
+        {"run": run, "step": step, "panel": panel, "models": models_of(run), **extra},
     )

@@ -2,9 +2,8 @@ from django.apps import AppConfig
 
 
 class CoreConfig(AppConfig):
+    """Small pieces every app may use (machine keys, the clock, chart geometry, platform
+    tasks); it imports no other app of the project."""
+
     name = "edumlops.core"
     verbose_name = "Core"
-
-    def ready(self) -> None:
-        # the project's Celery app, so @shared_task binds to it in every Django process
-        import edumlops.celery  # noqa: F401

@@ -6,15 +6,25 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from edumlops.audit import models as audit
+from edumlops.core.hooks import Hook
 from edumlops.monitoring.models import Alert
 from edumlops.schools.models import District, School
 
 
 class AlertError(ValueError):
     pass
+
+
+# Sent once the new alert is committed, with `alert=`: the workflows app starts the workflows
+# whose "on alert" trigger matches (a domain app never imports the engine).
+alert_raised = Signal()
+
+# {alert id: [what was started because of it]} for the alerts page; registered by workflows
+alert_followups: Hook[dict[int, list[Any]]] = Hook("alert_followups", lambda alert_ids: {})
 
 
 def raise_alert(
@@ -49,51 +59,8 @@ def raise_alert(
                 )
         except IntegrityError:  # raised by a parallel check a moment ago
             return Alert.objects.exclude(status=Alert.Status.RESOLVED).get(**lookup), False
-        transaction.on_commit(lambda: start_alert_workflows(alert.pk))
+        transaction.on_commit(lambda: alert_raised.send(sender=Alert, alert=alert))
     return alert, True
-
-
-SEVERITY = {"info": 0, "warning": 1, "critical": 2}
-
-
-def start_alert_workflows(alert_id: int) -> list[Any]:
-    """Start every workflow of the district whose latest version has an 'on alert' trigger that
-    matches this alert (once per workflow and alert)."""
-    from workflows import engine
-    from workflows.models import TriggerFiring, Workflow
-
-    alert = Alert.objects.select_related("school").get(pk=alert_id)
-    started = []
-    for workflow in Workflow.objects.filter(district=alert.district):
-        version = workflow.runnable_version()
-        for node in version.graph.get("nodes", []) if version else []:
-            if node.get("kind") != "on_alert_trigger":
-                continue
-            params = node.get("params", {})
-            if params.get("monitor", "drift") not in ("any", alert.monitor):
-                continue
-            if SEVERITY[alert.severity] < SEVERITY[params.get("min_severity", "critical")]:
-                continue
-            firing, created = TriggerFiring.objects.get_or_create(
-                workflow=workflow, node_id=node["id"], key=f"alert-{alert.pk}"
-            )
-            if created:
-                try:
-                    run = engine.start_run(
-                        workflow,
-                        conf={
-                            "alert": alert.pk,
-                            "school": alert.school_id,
-                            "summary": f"{alert.severity} {alert.monitor} alert: {alert.cause}",
-                        },
-                        trigger_node=node["id"],
-                    )
-                except engine.BrokerUnavailable as exc:
-                    run = exc.run  # saved: the reconciler sends it once the broker is back
-                firing.run = run
-                firing.save(update_fields=["run"])
-                started.append(run)
-    return started
 
 
 def decide(alert: Alert, user: Any, status: str, comment: str) -> Alert:

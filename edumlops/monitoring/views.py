@@ -32,12 +32,7 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
     if shown != "all":
         alerts = alerts.filter(status=shown)
     shown_alerts = list(alerts[:200])
-    from workflows.models import TriggerFiring
-
-    firings: dict[int, list] = {}
-    keys = [f"alert-{a.pk}" for a in shown_alerts]
-    for f in TriggerFiring.objects.filter(key__in=keys).select_related("run", "workflow"):
-        firings.setdefault(int(f.key.split("-")[1]), []).append(f)
+    firings = services.alert_followups([a.pk for a in shown_alerts])
     rows = [
         (a, can(request.user, Action.EDIT_THRESHOLDS, a), firings.get(a.pk, []))
         for a in shown_alerts

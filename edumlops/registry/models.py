@@ -12,7 +12,11 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from edumlops.core.hooks import Hook
 from edumlops.schools.models import District
+
+# [{by, decision, comment, at, step}] of a workflow run, oldest first; registered by workflows
+run_approvals: Hook[list[dict[str, Any]]] = Hook("run_approvals", lambda run_id: [])
 
 
 def mlflow_ready() -> None:
@@ -120,22 +124,10 @@ class ModelVersion(models.Model):
             self.save(update_fields=["aliases"])
 
     def approvals(self) -> list[dict[str, Any]]:
-        from workflows.models import Approval
-
+        """Who approved the run that made this version (the workflows app answers)."""
         if self.workflow_run_id is None:
             return []
-        return [
-            {
-                "by": a.user.get_username(),
-                "decision": a.decision,
-                "comment": a.comment,
-                "at": a.created_at.isoformat(),
-                "step": a.node_id,
-            }
-            for a in Approval.objects.filter(run_id=self.workflow_run_id)
-            .select_related("user")
-            .order_by("created_at")
-        ]
+        return run_approvals(self.workflow_run_id)
 
     def card(self) -> dict[str, Any]:
         from edumlops.ml.model_card import build_card

@@ -7,6 +7,7 @@ outputs as references (ids, URIs, small JSON) — never pickles.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -155,6 +156,25 @@ class Outputs:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Firing:
+    """A trigger due to fire: `key` makes it fire once (e.g. "term-12"), `conf` is the run's."""
+
+    key: str
+    conf: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TriggerScan:
+    """What a trigger sees when the scanner asks whether it is due."""
+
+    workflow: Any  # workflows.models.Workflow
+    node_id: str
+    now: dt.datetime  # aware
+    since: dt.datetime  # aware: the scan covers (since, now]
+    saved_at: dt.datetime  # when the version that holds the trigger was saved
+
+
 class Block:
     kind: ClassVar[str]
     version: ClassVar[int] = 1
@@ -166,9 +186,31 @@ class Block:
     outputs: ClassVar[tuple[Port, ...]] = ()
     Params: ClassVar[type[Params]] = NoParams
     is_trigger: ClassVar[bool] = False
+    # -- triggers declare how they fire (workflows/triggers.py asks them) --
+    starts_by_hand: ClassVar[bool] = False  # the Run button and POST /runs/ start it
+    listens_to: ClassVar[str | None] = None  # an event name, e.g. "alert"
+    # -- what the step's side panel shows besides state, logs and metrics --
+    panel_template: ClassVar[str | None] = None  # included with the context of panel_context()
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         raise NotImplementedError
+
+    # --- triggers --------------------------------------------------------------------------
+    @classmethod
+    def due(cls, params: Params, scan: TriggerScan) -> list[Firing]:
+        """The firings of a time- or calendar-based trigger in the scan's window."""
+        return []
+
+    @classmethod
+    def matches(cls, params: Params, event: dict[str, Any]) -> Firing | None:
+        """The firing for an event this trigger `listens_to`, or None when it does not match."""
+        return None
+
+    # --- side panel --------------------------------------------------------------------------
+    @classmethod
+    def panel_context(cls, run: Any, step: Any) -> dict[str, Any]:
+        """Extra context for `panel_template` (the run and the StepRun are given)."""
+        return {}
 
     # --- catalog -------------------------------------------------------------------------
     @classmethod

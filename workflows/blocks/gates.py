@@ -193,6 +193,18 @@ class BiasGate(Block):
     Params = BiasGateParams
     inputs = (Port("model", (PortType.MODEL,), "Model version"),)
     outputs = (output("model", PortType.MODEL, "Model that passed"),)
+    panel_template = "workflows/panels/fairness.html"
+
+    @classmethod
+    def panel_context(cls, run: Any, step: Any) -> dict[str, Any]:
+        """The fairness table and chart of each model the run works on, once the gate ran."""
+        from edumlops.registry.views import fairness_charts
+        from workflows.models import models_of
+
+        if step.status in ("queued", "skipped", "blocked"):
+            return {"fairness": []}
+        cards = [(m, m.card()) for m in models_of(run) if m.bias_report]
+        return {"fairness": [(m, card, fairness_charts(card)) for m, card in cards]}
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         from edumlops.ml import tracking

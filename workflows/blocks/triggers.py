@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
+from celery.schedules import crontab
+from django.utils import timezone
 from pydantic import Field, field_validator
 
-from workflows.blocks.base import Block, Context, Params, PortType, output
+from workflows.blocks.base import Block, Context, Firing, Params, PortType, TriggerScan, output
 
 
 class ManualTrigger(Block):
@@ -19,6 +22,7 @@ class ManualTrigger(Block):
     )
     icon = "play"
     is_trigger = True
+    starts_by_hand = True
     outputs = (output("start", PortType.TRIGGER, "Start"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
@@ -42,8 +46,6 @@ class ScheduleParams(Params):
     @field_validator("cron")
     @classmethod
     def _five_fields(cls, value: str) -> str:
-        from celery.schedules import crontab
-
         fields = value.split()
         if len(fields) != 5:
             raise ValueError(
@@ -66,6 +68,20 @@ class ScheduleTrigger(Block):
     is_trigger = True
     Params = ScheduleParams
     outputs = (output("start", PortType.TRIGGER, "Start"),)
+
+    @classmethod
+    def due(cls, params: Params, scan: TriggerScan) -> list[Firing]:
+        """One firing per minute of the window that the cron line matches (local time)."""
+        minute, hour, day, month, weekday = params.cron.split()
+        cron = crontab(minute, hour, day_of_week=weekday, day_of_month=day, month_of_year=month)
+        since = max(scan.since, scan.saved_at)  # not for ticks before the schedule existed
+        tick = timezone.localtime(since).replace(second=0, microsecond=0)
+        firings = []
+        while tick <= scan.now:
+            if tick > since and _cron_matches(cron, tick):
+                firings.append(Firing(f"cron-{tick:%Y-%m-%dT%H:%M}"))
+            tick += dt.timedelta(minutes=1)
+        return firings
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         context.log(f"Started by the schedule '{params.cron}'")
@@ -95,6 +111,18 @@ class TermStartTrigger(Block):
     Params = TermStartParams
     outputs = (output("start", PortType.TRIGGER, "Start"),)
 
+    @classmethod
+    def due(cls, params: Params, scan: TriggerScan) -> list[Firing]:
+        """A firing for each term of the district whose start (+ the offset) is in the window."""
+        first = timezone.localdate(scan.since)
+        last = timezone.localdate(scan.now)
+        offset = dt.timedelta(days=params.days_after_start)
+        return [
+            Firing(f"term-{term.pk}", {"term": term.name})
+            for term in scan.workflow.district.terms()
+            if first <= term.start + offset <= last
+        ]
+
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         term = (context.run.conf or {}).get("term")
         context.log(f"Started for {term or 'a term'} (+{params.days_after_start} days)")
@@ -122,10 +150,40 @@ class OnAlertTrigger(Block):
     icon = "bell"
     is_trigger = True
     Params = OnAlertParams
+    listens_to = "alert"
     outputs = (output("start", PortType.TRIGGER, "Start"),)
+
+    @classmethod
+    def matches(cls, params: Params, event: dict[str, Any]) -> Firing | None:
+        """The alert event is {alert, school, monitor, severity, cause}."""
+        if params.monitor not in ("any", event["monitor"]):
+            return None
+        if SEVERITY[event["severity"]] < SEVERITY[params.min_severity]:
+            return None
+        return Firing(
+            f"alert-{event['alert']}",
+            {
+                "alert": event["alert"],
+                "school": event["school"],
+                "summary": f"{event['severity']} {event['monitor']} alert: {event['cause']}",
+            },
+        )
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         conf = context.run.conf or {}
         alert = conf.get("alert")
         context.log(f"Started by alert {alert}: {conf.get('summary', '')}".strip())
         return {"start": {"run": context.run_id, "alert": alert, "school": conf.get("school")}}
+
+
+SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _cron_matches(cron: crontab, at: dt.datetime) -> bool:
+    return (
+        at.minute in cron.minute
+        and at.hour in cron.hour
+        and at.day in cron.day_of_month
+        and at.month in cron.month_of_year
+        and at.isoweekday() % 7 in cron.day_of_week  # celery counts Sunday as 0
+    )

@@ -19,7 +19,7 @@ from typing import IO
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from edumlops.schools.management.commands.seed_demo import DEMO_PASSWORD_DEFAULT, USERS
+from edumlops.site.management.commands.seed_demo import DEMO_PASSWORD_DEFAULT, USERS
 
 
 def _write(out: IO[str], lock: threading.Lock, text: str) -> None:
