@@ -14,6 +14,7 @@ bench:  ## run every benchmark under bench/ and print the table
 lint:
 	@bash scripts/bootstrap.sh test
 	@.venv/bin/ruff check .
+	@.venv/bin/lint-imports --no-cache
 
 clean:
 	rm -rf var .venv

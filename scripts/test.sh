@@ -10,4 +10,5 @@ export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/13}"
 export EDUMLOPS_VAR_DIR="${EDUMLOPS_VAR_DIR:-$PWD/var/test}"
 unset CELERY_BROKER_URL CELERY_RESULT_BACKEND DJANGO_ENV
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache  # the layers of ARCHITECTURE.md §4 ([tool.importlinter])
 exec .venv/bin/python -m pytest "$@"
