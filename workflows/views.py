@@ -18,12 +18,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from edumlops.datasets.models import DatasetVersion
+from edumlops.deployments.models import Deployment, Prediction
+from edumlops.registry.models import ModelVersion
 from edumlops.schools.permissions import Action, can, visible_districts
 from workflows import engine
 from workflows.blocks import CATEGORY_LABELS, REGISTRY, catalog
 from workflows.compiler import plan
 from workflows.graph import Graph, diff
-from workflows.models import Run, Workflow, WorkflowVersion, models_of
+from workflows.models import Approval, Run, StepRun, Workflow, WorkflowVersion, models_of
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
@@ -60,7 +63,6 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
     p = plan(run.version.graph)
     steps = sorted(run.steps.all(), key=lambda s: p.order.index(s.node_id))
     labels = {n: (p.nodes[n].label or p.block(n).label) for n in p.order}
-    from edumlops.registry.models import ModelVersion
 
     return TemplateResponse(
         request,
@@ -78,7 +80,6 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _pilots_of(run: Run) -> list:
-    from edumlops.deployments.models import Deployment, Prediction
 
     pilots = list(
         Deployment.objects.filter(workflow_run=run, scope="pilot").prefetch_related("schools")
@@ -91,7 +92,6 @@ def _pilots_of(run: Run) -> list:
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
     """Everything waiting for this person's decision, with what they need to decide."""
-    from workflows.models import Approval, StepRun
 
     districts = [d for d in visible_districts(request.user) if can(request.user, Action.APPROVE, d)]
     if not districts:
@@ -154,7 +154,6 @@ def _get_workflow(request: HttpRequest, pk: int) -> Workflow:
 
 
 def _dataset_choices(district: Any) -> list[dict[str, Any]]:
-    from edumlops.datasets.models import DatasetVersion
 
     versions = DatasetVersion.objects.filter(district=district).select_related("dataset")
     return [

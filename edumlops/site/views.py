@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
+from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from edumlops.core.charts import column_bars, time_chart
+from edumlops.deployments.models import Prediction
+from edumlops.deployments.services import resolve
+from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck, PerformanceCheck
 from edumlops.schools.models import CalendarPeriod, District, School
 from edumlops.schools.permissions import Action, can, visible_districts, visible_schools
 
@@ -141,14 +148,6 @@ def school_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
 def _monitoring(school) -> dict:  # noqa: ANN001
     """The school's monitoring at a glance: drift per feature over time (terms and breaks
     shaded, alerts marked), prediction volume per day, risk bands, open alerts."""
-    import datetime as dt
-
-    from django.db.models import Count, Sum
-    from django.db.models.functions import TruncDate
-
-    from edumlops.core.charts import column_bars, time_chart
-    from edumlops.deployments.models import Prediction
-    from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck, PerformanceCheck
 
     checks = list(DriftCheck.objects.filter(school=school).order_by("-checked_at")[:30])
     series: dict[str, list] = {}
@@ -219,14 +218,6 @@ def _monitoring(school) -> dict:  # noqa: ANN001
 def _district_monitoring(district) -> dict:  # noqa: ANN001
     """Per school: the version in use, open alerts, the last drift check; and p95 latency per
     device profile over time."""
-    import datetime as dt
-    import statistics
-
-    from django.db.models import Count, OuterRef, Subquery
-
-    from edumlops.core.charts import time_chart
-    from edumlops.deployments.services import resolve
-    from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck
 
     open_alerts = dict(
         Alert.objects.filter(district=district)
@@ -265,7 +256,6 @@ def _district_monitoring(district) -> dict:  # noqa: ANN001
 
 
 def _resolve(school):  # noqa: ANN001, ANN202
-    from edumlops.deployments.services import resolve
 
     return resolve(school)
 
