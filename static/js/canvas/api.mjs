@@ -19,7 +19,10 @@ export function validationErrors(body, ok) {
 }
 
 export function networkError(error) {
-  return { message: `Could not reach the server to check the workflow: ${error}.`, code: "network" };
+  return {
+    message: `Could not reach the server to check the workflow: ${error}.`,
+    code: "network",
+  };
 }
 
 export function makeApi({ fetch, csrfToken, urls }) {
@@ -46,14 +49,16 @@ export function makeApi({ fetch, csrfToken, urls }) {
     async saveVersion({ graph, message, draft }) {
       const response = await post(urls.versionsUrl, { graph, message, draft });
       const body = await response.json();
-      return response.ok ? { ok: true, version: body } : { ok: false, message: saveErrorText(body) };
+      if (!response.ok) return { ok: false, message: saveErrorText(body) };
+      return { ok: true, version: body };
     },
 
     /** Start a run of a saved version: {ok: true, run} or {ok: false, message}. */
     async startRun(version) {
       const response = await post(urls.runsUrl, { version });
       const body = await response.json();
-      return response.ok ? { ok: true, run: body } : { ok: false, message: runErrorText(body) };
+      if (!response.ok) return { ok: false, message: runErrorText(body) };
+      return { ok: true, run: body };
     },
 
     /** A run with its steps; throws on an HTTP error or a network failure. */

@@ -153,7 +153,8 @@ export class Canvas {
   }
 
   fit() {
-    this.view = fitView(bounds(this.editor.graph, NODE_SIZE), this.viewport.getBoundingClientRect());
+    const box = bounds(this.editor.graph, NODE_SIZE);
+    this.view = fitView(box, this.viewport.getBoundingClientRect());
     this.applyView();
   }
 }

@@ -56,8 +56,9 @@ export function bindViewport(canvas) {
   vp.addEventListener("pointerdown", (event) => pointerDown(canvas, event));
   canvas.nodeLayer.addEventListener("focusin", (event) => {
     const element = event.target.closest("[data-node-id]");
-    if (element && event.target === element && !canvas.selection.nodes.has(element.dataset.nodeId)) {
-      canvas.select({ nodes: [element.dataset.nodeId] });
+    const id = element?.dataset.nodeId;
+    if (element && event.target === element && !canvas.selection.nodes.has(id)) {
+      canvas.select({ nodes: [id] });
     }
   });
 }
@@ -120,7 +121,10 @@ function startMove(canvas, event) {
       const now = canvas.toWorld(e.clientX, e.clientY);
       for (const item of items) {
         const o = origin.get(item.id);
-        item.position = { x: Math.round(o.x + now.x - start.x), y: Math.round(o.y + now.y - start.y) };
+        item.position = {
+          x: Math.round(o.x + now.x - start.x),
+          y: Math.round(o.y + now.y - start.y),
+        };
         const element = canvas.nodeLayer.querySelector(
           `[data-node-id="${CSS.escape(item.id)}"], [data-note-id="${CSS.escape(item.id)}"]`,
         );
@@ -196,8 +200,12 @@ function startConnection(canvas, event, sourceId, sourcePort) {
   const verdicts = new Map();
   for (const port of canvas.nodeLayer.querySelectorAll(".port.in")) {
     const target = port.closest("[data-node-id]").dataset.nodeId;
-    const edge = { source: sourceId, source_port: sourcePort, target, target_port: port.dataset.port };
-    const verdict = canConnect(canvas.editor.graph, canvas.catalog, edge);
+    const verdict = canConnect(canvas.editor.graph, canvas.catalog, {
+      source: sourceId,
+      source_port: sourcePort,
+      target,
+      target_port: port.dataset.port,
+    });
     verdicts.set(port, verdict);
     port.classList.add(verdict.ok ? "compatible" : "incompatible");
     port.dataset.titleBefore = port.title;
@@ -228,13 +236,28 @@ function startConnection(canvas, event, sourceId, sourcePort) {
         target_port: port.dataset.port,
       };
       const verdict = canvas.editor.connect(edge);
-      if (verdict.ok) canvas.announce(`Connected ${edge.source}.${edge.source_port} to ${edge.target}.${edge.target_port}.`);
-      else showRefusal(canvas, verdict.reason, e.clientX, e.clientY);
+      if (!verdict.ok) {
+        showRefusal(canvas, verdict.reason, e.clientX, e.clientY);
+        return;
+      }
+      canvas.announce(
+        `Connected ${edge.source}.${edge.source_port} to ${edge.target}.${edge.target_port}.`,
+      );
     },
   );
 }
 
 export function bindKeyboard(canvas) {
+  const commands = {
+    undo: () => canvas.editor.undo(),
+    redo: () => canvas.editor.redo(),
+    delete: () => canvas.deleteSelection(),
+    duplicate: () => canvas.duplicateSelection(),
+    move: ({ dx, dy }) => canvas.editor.moveNodes([...canvas.selection.nodes], dx, dy),
+    "zoom-in": () => canvas.zoomBy(1.2),
+    "zoom-out": () => canvas.zoomBy(1 / 1.2),
+    deselect: () => canvas.select(),
+  };
   document.addEventListener("keydown", (event) => {
     const command = keyCommand(event, {
       typing: Boolean(event.target.closest?.("input, textarea, select, [contenteditable]")),
@@ -243,13 +266,6 @@ export function bindKeyboard(canvas) {
     });
     if (!command) return;
     if (command.prevent) event.preventDefault();
-    if (command.name === "undo") canvas.editor.undo();
-    else if (command.name === "redo") canvas.editor.redo();
-    else if (command.name === "delete") canvas.deleteSelection();
-    else if (command.name === "duplicate") canvas.duplicateSelection();
-    else if (command.name === "move") canvas.editor.moveNodes([...canvas.selection.nodes], command.dx, command.dy);
-    else if (command.name === "zoom-in") canvas.zoomBy(1.2);
-    else if (command.name === "zoom-out") canvas.zoomBy(1 / 1.2);
-    else if (command.name === "deselect") canvas.select();
+    commands[command.name](command);
   });
 }

@@ -27,7 +27,8 @@ export function renderPanel(canvas) {
   if (key === canvas.panelKey && !canvas.run?.overlay) return;
   canvas.panelKey = key;
   if (!node) {
-    panel.replaceChildren(el("p", { class: "muted", text: panelHint(canvas.selection.nodes.size + canvas.selection.edges.size) }));
+    const selected = canvas.selection.nodes.size + canvas.selection.edges.size;
+    panel.replaceChildren(el("p", { class: "muted", text: panelHint(selected) }));
     return;
   }
   const { editor, readOnly } = canvas;
@@ -35,14 +36,29 @@ export function renderPanel(canvas) {
   const parts = [el("h2", { id: "panel-title", text: node.label || block?.label || node.kind })];
   if (block) parts.push(el("p", { class: "help", text: block.help }));
   const state = nodeState(canvas, node);
-  parts.push(el("p", { "data-testid": "panel-state" }, el("span", { class: `node-state state-${state}`, text: stateText(state) })));
+  parts.push(
+    el("p", { "data-testid": "panel-state" },
+      el("span", { class: `node-state state-${state}`, text: stateText(state) })),
+  );
   const labelId = `label-${node.id}`;
-  const labelInput = el("input", { id: labelId, value: node.label || "", placeholder: block?.label || "", disabled: readOnly, maxlength: "200" });
-  labelInput.addEventListener("change", () => fromPanelDo(canvas, () => editor.setLabel(node.id, labelInput.value)));
-  parts.push(el("div", { class: "field" }, el("label", { for: labelId, text: "Name on the canvas" }), labelInput));
+  const labelInput = el("input", {
+    id: labelId,
+    value: node.label || "",
+    placeholder: block?.label || "",
+    disabled: readOnly,
+    maxlength: "200",
+  });
+  labelInput.addEventListener("change", () =>
+    fromPanelDo(canvas, () => editor.setLabel(node.id, labelInput.value)));
+  parts.push(
+    el("div", { class: "field" },
+      el("label", { for: labelId, text: "Name on the canvas" }), labelInput),
+  );
   const errors = canvas.placed.nodes[node.id] || [];
   const missing = block ? missingParams(block, node.params) : [];
-  if (missing.length) parts.push(el("p", { class: "warn", text: `Not configured: set ${missing.join(", ")}.` }));
+  if (missing.length) {
+    parts.push(el("p", { class: "warn", text: `Not configured: set ${missing.join(", ")}.` }));
+  }
   if (errors.length) parts.push(errorList(errors));
   if (block) {
     parts.push(
@@ -72,7 +88,12 @@ function connectionsSection(canvas, node, block) {
   box.append(el("h3", { text: "Connections" }));
   const list = el("ul", { class: "edge-list" });
   for (const { edge, text } of connectionsOf(editor.graph, catalog, node.id)) {
-    const remove = el("button", { type: "button", class: "link", text: "Disconnect", "aria-label": `Disconnect ${text}` });
+    const remove = el("button", {
+      type: "button",
+      class: "link",
+      text: "Disconnect",
+      "aria-label": `Disconnect ${text}`,
+    });
     remove.addEventListener("click", () => {
       editor.remove({ edges: [edge] });
       canvas.announce(`Disconnected ${text}.`);
@@ -93,8 +114,10 @@ function connectionsSection(canvas, node, block) {
     button.addEventListener("click", () => {
       if (!select.value) return;
       const [target, targetPort] = select.value.split("|");
-      const verdict = editor.connect({ source: node.id, source_port: port.name, target, target_port: targetPort });
-      canvas.announce(verdict.ok ? `Connected ${port.label} to ${nodeTitle(catalog, editor.node(target))}.` : verdict.reason);
+      const edge = { source: node.id, source_port: port.name, target, target_port: targetPort };
+      const verdict = editor.connect(edge);
+      const to = nodeTitle(catalog, editor.node(target));
+      canvas.announce(verdict.ok ? `Connected ${port.label} to ${to}.` : verdict.reason);
     });
     box.append(
       el("div", { class: "field connect" },
@@ -102,7 +125,9 @@ function connectionsSection(canvas, node, block) {
         el("span", { class: "connect-row" }, select, button)),
     );
   }
-  if (box.children.length === 1) box.append(el("p", { class: "muted small", text: "No compatible input to connect to yet." }));
+  if (box.children.length === 1) {
+    box.append(el("p", { class: "muted small", text: "No compatible input to connect to yet." }));
+  }
   return box;
 }
 
@@ -150,5 +175,6 @@ export function renderPanelErrors(canvas) {
 export function loadStepDetail(canvas, nodeId) {
   const box = canvas.$("#step-detail");
   if (!box || !canvas.run?.overlay || !canvas.run.steps[nodeId]) return;
-  window.htmx.ajax("GET", canvas.api.stepUrl(canvas.run.id, nodeId), { target: box, swap: "innerHTML" });
+  const url = canvas.api.stepUrl(canvas.run.id, nodeId);
+  window.htmx.ajax("GET", url, { target: box, swap: "innerHTML" });
 }

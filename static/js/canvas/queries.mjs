@@ -41,7 +41,12 @@ export function connectTargets(graph, catalog, nodeId, portName) {
   const targets = [];
   for (const other of graph.nodes) {
     for (const input of catalog.get(other.kind, other.version)?.inputs || []) {
-      const edge = { source: nodeId, source_port: portName, target: other.id, target_port: input.name };
+      const edge = {
+        source: nodeId,
+        source_port: portName,
+        target: other.id,
+        target_port: input.name,
+      };
       if (canConnect(graph, catalog, edge).ok) {
         targets.push({
           target: other.id,

@@ -30,7 +30,10 @@ function renderPort(canvas, node, port, side) {
       "data-types": port.types.join(" "),
       title: portTitle(port, errors),
     },
-    el("span", { class: `dot type-${port.types.length > 1 ? "any" : port.types[0]}`, "aria-hidden": "true" }),
+    el("span", {
+      class: `dot type-${port.types.length > 1 ? "any" : port.types[0]}`,
+      "aria-hidden": "true",
+    }),
     el("span", { class: "port-name", text: port.label }),
   );
 }

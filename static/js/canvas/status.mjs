@@ -21,7 +21,8 @@ export function renderStatus(canvas) {
   if (save) save.textContent = saveButtonText(canvas.errors.length, pending(canvas));
   const run = canvas.$("#run");
   if (run) {
-    const why = runBlocker({ dirty: canvas.dirty, version: config.version, versionDraft: config.versionDraft });
+    const { version, versionDraft } = config;
+    const why = runBlocker({ dirty: canvas.dirty, version, versionDraft });
     run.disabled = Boolean(why);
     run.title = why || `Run version ${config.version}`;
     const hint = canvas.$("#run-hint");
