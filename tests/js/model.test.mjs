@@ -1,6 +1,6 @@
 // Tests of the canvas's model (static/js/canvas/model.mjs) under Node's own test runner:
-// `node --test tests/js/`. tests/workflows/test_canvas_js.py runs them inside pytest, with the
-// real block catalog that GET /api/blocks/ serves (written to EDUMLOPS_CATALOG by that test).
+// `node --test tests/js/*.test.mjs`. tests/workflows/test_canvas_js.py runs them inside pytest,
+// with the real block catalog that GET /api/blocks/ serves (written to EDUMLOPS_CATALOG by it).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -18,17 +18,7 @@ import {
   placeErrors,
   unconnectedInputs,
 } from "../../static/js/canvas/model.mjs";
-
-const ANY = ["trigger", "signal", "dataset", "model", "report", "deployment"];
-const port = (name, types, extra = {}) => ({ name, types, label: name, required: true, many: false, ...extra });
-
-// a small catalog of the same shape as the server's; the real one is checked at the end
-const SMALL = [
-  { kind: "manual_trigger", version: 1, category: "trigger", label: "Start by hand", help: "Start a run.", icon: "play", inputs: [], outputs: [port("start", ["trigger"])], params_schema: { properties: {} } },
-  { kind: "dataset", version: 1, category: "data", label: "Dataset", help: "A dataset version.", icon: "database", inputs: [port("start", ["trigger", "signal"])], outputs: [port("dataset", ["dataset"])], params_schema: { properties: { dataset_version: { type: "integer" } }, required: ["dataset_version"] } },
-  { kind: "train_model", version: 1, category: "model", label: "Train a model", help: "Fit.", icon: "cpu", inputs: [port("train", ["dataset"]), port("test", ["dataset"], { required: false })], outputs: [port("model", ["model"])], params_schema: { properties: {} } },
-  { kind: "notify", version: 1, category: "notify", label: "Notify people", help: "Tell staff.", icon: "bell", inputs: [port("input", ANY, { many: true })], outputs: [port("done", ["signal"])], params_schema: { properties: { title: { type: "string", default: "Hi" } } } },
-];
+import { ANY, SMALL } from "./fixtures.mjs";
 
 function editorWith(...kinds) {
   const editor = new Editor(new Catalog(SMALL));

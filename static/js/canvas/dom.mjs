@@ -13,3 +13,10 @@ export function el(tag, attrs = {}, ...children) {
   for (const child of children) if (child) node.append(child);
   return node;
 }
+
+/** An SVG element: svg("path", {class: "edge-line", d}). */
+export function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
