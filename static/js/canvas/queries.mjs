@@ -59,7 +59,8 @@ export function connectTargets(graph, catalog, nodeId, portName) {
   return targets;
 }
 
-/** The columns of the dataset version that feeds a node (walking edges back), or []. */
+/** The columns of the dataset version that feeds a node (walking edges back to the nearest node
+ * with a `dataset_version` parameter, whatever its kind), or []. */
 export function columnsFor(graph, datasetVersions, nodeId) {
   const nodes = new Map(graph.nodes.map((n) => [n.id, n]));
   const seen = new Set();
@@ -69,7 +70,7 @@ export function columnsFor(graph, datasetVersions, nodeId) {
     if (seen.has(id)) continue;
     seen.add(id);
     const node = nodes.get(id);
-    if (node?.kind === "dataset" && node.params.dataset_version) {
+    if (node?.params?.dataset_version) {  // any block that picks a dataset version
       const version = datasetVersions.find((v) => v.id === node.params.dataset_version);
       if (version) return version.columns;
     }
