@@ -325,11 +325,12 @@ def load_all() -> dict[str, Template]:
     return {path.stem: load(path.stem) for path in sorted(TEMPLATE_DIR.glob("*.json"))}
 
 
+ALL = load_all()
 # the gallery's cards, in their order; a template without a place there (Train a model) has a
 # page of its own
 TEMPLATES: dict[str, Template] = {
     t.key: t
-    for t in sorted(load_all().values(), key=lambda t: t.gallery_order or 0)
+    for t in sorted(ALL.values(), key=lambda t: t.gallery_order or 0)
     if t.gallery_order is not None
 }
 WATCH_MODEL = TEMPLATES["watch-model"]  # the demo's monitoring workflow (seed_demo)

@@ -11,10 +11,10 @@ from django.db import transaction
 from edumlops.datasets.models import DatasetVersion
 from workflows import engine
 from workflows.compiler import validate
-from workflows.gallery import load
+from workflows.gallery import ALL
 from workflows.models import Run, Workflow
 
-TRAIN_MODEL = load("train-model")
+TRAIN_MODEL = ALL["train-model"]
 
 # What the page's form and the API ask for (the template's choices, typed); everything else
 # takes the blocks' defaults.
