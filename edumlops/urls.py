@@ -16,7 +16,7 @@ from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
 from edumlops.site import views as core_views
-from workflows import gallery_views, threshold_views
+from workflows import gallery_views, threshold_views, training_views
 from workflows import views as workflow_views
 
 urlpatterns = [
@@ -27,7 +27,7 @@ urlpatterns = [
     path("datasets/", datasets_views.dataset_list, name="datasets"),
     path("datasets/versions/<int:pk>/", datasets_views.version_profile, name="dataset-version"),
     path("models/", registry_views.model_list, name="models"),
-    path("models/train/", registry_views.train, name="model-train"),
+    path("models/train/", training_views.train, name="model-train"),
     path("models/<int:pk>/", registry_views.model_card_page, name="model-card"),
     path(
         "models/<int:pk>/card.<str:fmt>",
@@ -119,7 +119,7 @@ urlpatterns = [
     path("api/datasets/<int:pk>/", datasets_api.dataset_detail, name="api-dataset"),
     path("api/dataset-versions/<int:pk>/", datasets_api.version_detail, name="api-dataset-version"),
     path("api/models/", registry_api.model_list, name="api-models"),
-    path("api/models/train/", registry_api.model_train, name="api-model-train"),
+    path("api/models/train/", training_views.model_train, name="api-model-train"),
     path("api/models/<int:pk>/", registry_api.model_detail, name="api-model"),
     path("api/models/<int:pk>/card.json", registry_api.model_card_json, name="api-model-card"),
     path("api/models/<int:pk>/card.md", registry_api.model_card_markdown, name="api-model-card-md"),

@@ -26,9 +26,8 @@ from edumlops.schools.models import District, School
 from edumlops.schools.permissions import Action, can, require
 from workflows.blocks import REGISTRY
 from workflows.compiler import validate
+from workflows.forms import Bounds, FormField, Number, fmt
 from workflows.models import Workflow, WorkflowVersion
-
-Number = int | float
 
 
 class ThresholdError(Exception):
@@ -41,58 +40,6 @@ class ThresholdError(Exception):
 
 class StaleForm(ThresholdError):
     """The workflow got a new version after the form was shown."""
-
-
-def fmt(value: Number | None) -> str:
-    if value is None:
-        return "—"
-    return str(value) if isinstance(value, int) else f"{value:.10g}"
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The allowed range of a parameter, read from its JSON Schema."""
-
-    minimum: Number | None = None
-    maximum: Number | None = None
-    exclusive_minimum: bool = False
-    exclusive_maximum: bool = False
-    integer: bool = False
-
-    @classmethod
-    def of(cls, prop: Mapping[str, Any]) -> Bounds:
-        return cls(
-            minimum=prop.get("exclusiveMinimum", prop.get("minimum")),
-            maximum=prop.get("exclusiveMaximum", prop.get("maximum")),
-            exclusive_minimum="exclusiveMinimum" in prop,
-            exclusive_maximum="exclusiveMaximum" in prop,
-            integer=prop.get("type") == "integer",
-        )
-
-    def admits(self, value: Number) -> bool:
-        low, high = self.minimum, self.maximum
-        too_low = low is not None and (value < low or (self.exclusive_minimum and value == low))
-        too_high = high is not None and (value > high or (self.exclusive_maximum and value == high))
-        return not (too_low or too_high)
-
-    def text(self) -> str:
-        """In words: "from 0 to 1", "more than 0 and at most 2"."""
-        low, high = fmt(self.minimum), fmt(self.maximum)
-        if self.minimum is not None and self.maximum is not None:
-            if not self.exclusive_minimum and not self.exclusive_maximum:
-                return f"from {low} to {high}"
-            first = f"more than {low}" if self.exclusive_minimum else f"at least {low}"
-            second = f"less than {high}" if self.exclusive_maximum else f"at most {high}"
-            return f"{first} and {second}"
-        if self.minimum is not None:
-            return f"more than {low}" if self.exclusive_minimum else f"at least {low}"
-        if self.maximum is not None:
-            return f"less than {high}" if self.exclusive_maximum else f"at most {high}"
-        return "any number"
-
-    @property
-    def step(self) -> str:
-        return "1" if self.integer else "any"
 
 
 @dataclass
@@ -206,17 +153,18 @@ def thresholds_of(version: WorkflowVersion, school: School | None, may: bool) ->
         per_school: dict[str, dict[str, Number]] = getattr(params, "school_thresholds", {})
         for name, prop in marked.items():
             own = per_school.get(school.code, {}).get(name) if school is not None else None
+            form = FormField.of(name, prop)
             found.append(
                 Threshold(
                     node=node["id"],
                     node_label=node.get("label") or block.label,
                     name=name,
-                    label=prop.get("label") or prop.get("title") or name,
-                    help=prop.get("description", ""),
+                    label=form.label,
+                    help=form.help,
                     unit=prop.get("unit", ""),
                     scope=prop["threshold"],
-                    bounds=Bounds.of(prop),
-                    default=prop.get("default"),
+                    bounds=form.bounds,
+                    default=form.default,
                     district_value=getattr(params, name),
                     school_value=own,
                     overrides={

@@ -1,22 +1,19 @@
-"""REST API of the model registry: list and read model versions, their cards, move aliases,
-start a training run."""
+"""REST API of the model registry: list and read model versions, their cards, move aliases.
+(POST /api/models/train/ starts a workflow: workflows/training_views.py.)"""
 
 from __future__ import annotations
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
-from pydantic import ValidationError as PydanticError
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from edumlops.datasets.models import DatasetVersion
 from edumlops.ml import model_card
 from edumlops.ml.tracking import ALIASES
 from edumlops.registry.models import ModelVersion, mlflow_ready
-from edumlops.registry.training import TrainingError, TrainingRequest, start_training
 from edumlops.schools.permissions import Action, require, visible_districts
 
 
@@ -109,38 +106,3 @@ def model_alias(request: Request, pk: int) -> Response:
     mlflow_ready()
     model.set_alias(alias, actor=request.user)
     return Response(ModelOut(model).data)
-
-
-@extend_schema(
-    request=inline_serializer(
-        "TrainIn",
-        {
-            "dataset_version": serializers.IntegerField(),
-            "model_name": serializers.CharField(required=False),
-            "algorithm": serializers.CharField(required=False),
-            "split_method": serializers.CharField(required=False),
-        },
-    ),
-    responses={201: None},
-)
-@api_view(["POST"])
-def model_train(request: Request) -> Response:
-    """Start the ready-made training workflow on a dataset version; 201 with the run's id."""
-    try:
-        wanted = TrainingRequest.model_validate(dict(request.data))
-    except PydanticError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return Response({"detail": problems}, status=status.HTTP_400_BAD_REQUEST)
-    version = get_object_or_404(
-        DatasetVersion.objects.filter(district__in=visible_districts(request.user)),
-        pk=wanted.dataset_version,
-    )
-    require(request.user, Action.MANAGE_DATA, version)
-    try:
-        run = start_training(version, wanted, request.user)
-    except TrainingError as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-    return Response(
-        {"run": run.pk, "workflow": run.workflow_id, "url": f"/runs/{run.pk}/"},
-        status=status.HTTP_201_CREATED,
-    )

@@ -1,4 +1,5 @@
-"""Model pages: the registry list, a version's model card, and the "Train a model" form."""
+"""Model pages: the registry list and a version's model card. (The "Train a model" form starts a
+workflow: workflows/training_views.py.)"""
 
 from __future__ import annotations
 
@@ -8,15 +9,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from pydantic import ValidationError as PydanticError
 
 from edumlops.core.charts import calibration_points, group_bars
-from edumlops.datasets.models import DatasetVersion
 from edumlops.ml import model_card
 from edumlops.ml.fairness import METRICS
-from edumlops.ml.training import ALGORITHMS
 from edumlops.registry.models import ModelVersion, mlflow_ready
-from edumlops.registry.training import TrainingError, TrainingRequest, start_training
 from edumlops.schools.permissions import Action, can, visible_districts
 
 
@@ -97,51 +94,3 @@ def model_card_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse
     )
     response["Content-Disposition"] = f'attachment; filename="{filename}.md"'
     return response
-
-
-@login_required
-def train(request: HttpRequest) -> HttpResponse:
-    """Pick a dataset version and a few choices; the ready-made training workflow runs."""
-    districts = [
-        d for d in visible_districts(request.user) if can(request.user, Action.MANAGE_DATA, d)
-    ]
-    if not districts:
-        raise PermissionDenied("Only district staff and admins train models.")
-    versions = [
-        v
-        for v in DatasetVersion.objects.filter(district__in=districts).select_related("dataset")
-        if v.role_set.label and v.role_set.positive
-    ]
-    error, code = "", 200
-    if request.method == "POST":
-        data = {k: v for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken",)}
-        data["bias_metrics"] = request.POST.getlist("bias_metrics") or ["false_negative_rate"]
-        data["balanced"] = "balanced" in request.POST
-        data["intersections"] = "intersections" in request.POST
-        try:
-            wanted = TrainingRequest.model_validate(data)
-            version = next((v for v in versions if v.pk == wanted.dataset_version), None)
-            if version is None:
-                raise TrainingError("Pick a dataset version with its label marked.")
-            run = start_training(version, wanted, request.user)
-        except PydanticError as exc:
-            error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            code = 400
-        except TrainingError as exc:
-            error, code = str(exc), 400
-        else:
-            return redirect("run", pk=run.pk)
-    selected = request.POST.get("dataset_version") or request.GET.get("dataset_version")
-    return TemplateResponse(
-        request,
-        "registry/train.html",
-        {
-            "versions": versions,
-            "selected": int(selected) if selected and str(selected).isdigit() else None,
-            "algorithms": ALGORITHMS,
-            "metrics": METRICS,
-            "defaults": TrainingRequest.model_fields,
-            "error": error,
-        },
-        status=code,
-    )

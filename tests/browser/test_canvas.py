@@ -384,7 +384,7 @@ def test_drafts_versions_diff_and_read_only_old_versions(page, live_server, demo
 
 
 def test_district_staff_see_the_canvas_read_only(page, live_server, demo, errors_of):
-    from workflows.recipes import training_graph
+    from workflows.training import TRAIN_MODEL
 
     admin = get_user_model().objects.get(username="admin")
     from edumlops.schools.models import District
@@ -392,7 +392,7 @@ def test_district_staff_see_the_canvas_read_only(page, live_server, demo, errors
     workflow = Workflow.objects.create(
         district=District.objects.get(), name="Training", owner=admin
     )
-    workflow.save_version(training_graph({}), "from the recipe", admin, errors=[{"message": "x"}])
+    workflow.save_version(TRAIN_MODEL.build(), "from the recipe", admin, errors=[{"message": "x"}])
     _log_in(page, live_server.url, "dana")
     page.goto(f"{live_server.url}/workflows/{workflow.pk}/")
     page.locator("#nodes [data-node-id]").nth(9).wait_for()

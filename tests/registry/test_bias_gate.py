@@ -11,9 +11,9 @@ from edumlops.datasets.models import ingest, store_generated
 from edumlops.ml.datasets import Roles
 from edumlops.ml.synth import Bias, generate_district
 from edumlops.registry.models import ModelVersion
-from edumlops.registry.training import TrainingRequest, start_training
 from tests.registry.conftest import run_here, steps_of
 from workflows import engine
+from workflows.training import TrainingRequest, start_training
 
 pytestmark = pytest.mark.django_db
 

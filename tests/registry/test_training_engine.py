@@ -13,9 +13,9 @@ from edumlops.ml import onnx_bundle, signing, tracking
 from edumlops.ml.datasets import Roles
 from edumlops.ml.synth import generate_district
 from edumlops.registry.models import ModelVersion, mlflow_ready
-from edumlops.registry.training import TrainingRequest, start_training
 from tests.workflows.conftest import wait_for
 from workflows.models import Run
+from workflows.training import TrainingRequest, start_training
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
