@@ -5,7 +5,6 @@ of the same locality or reported as insufficient data, never as "no drift"."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,14 +17,19 @@ from edumlops.deployments.models import Prediction
 from edumlops.deployments.services import resolve
 from edumlops.ml import drift
 from edumlops.monitoring.checks.params import SCHOOL_THRESHOLDS_HELP, CheckError, PerSchoolParams
-from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck
+from edumlops.monitoring.checks.windows import (
+    Data,
+    Window,
+    baseline_window,
+    count,
+    recorded_rows,
+    summed_aggregates,
+)
+from edumlops.monitoring.models import Alert, DriftCheck
 from edumlops.monitoring.services import raise_alert
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District, School
 
-# What a window holds: raw rows (one column per feature, plus "__prediction__"), or the
-# histograms edge nodes and the daily job keep, per feature on the model's reference bins.
-Data = pd.DataFrame | dict[str, list[int]]
 Reference = dict[str, drift.FeatureReference]
 
 
@@ -112,8 +116,7 @@ class GroupDrift:
 
 @dataclass
 class DriftResult:
-    start: dt.date
-    end: dt.date
+    window: Window
     groups: list[GroupDrift] = field(default_factory=list)
     log: list[str] = field(default_factory=list)  # what a person reads, in order
 
@@ -123,28 +126,12 @@ class DriftResult:
 
     def report(self) -> dict[str, Any]:
         return {
-            "window": [self.start.isoformat(), self.end.isoformat()],
+            "window": [self.window.start.isoformat(), self.window.end.isoformat()],
             "results": [g.as_dict() for g in self.groups],
         }
 
 
 # --- the check --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Window:
-    """The days checked, and the calendar's breaks and testing weeks (left out of every
-    window)."""
-
-    start: dt.date
-    end: dt.date
-    periods: list[drift.Period]
-
-    @classmethod
-    def ending_today(cls, district: District, days: int) -> Window:
-        end = clock.today()
-        periods = [drift.Period(p.kind, p.name, p.start, p.end) for p in district.calendar.all()]
-        return cls(end - dt.timedelta(days=days - 1), end, periods)
-
-
 def check_drift(
     district: District, params: DriftParams, *, run_id: int | None = None
 ) -> DriftResult:
@@ -154,12 +141,15 @@ def check_drift(
     deployed = deployed_models(district)
     if not deployed:
         raise CheckError("No model is deployed in this district: nothing to monitor.")
-    result = DriftResult(window.start, window.end)
+    result = DriftResult(window)
     for model, schools in deployed:
         if not model.drift_reference:
             result.log.append(f"{model} has no drift reference (retrain it to monitor drift).")
             continue
-        check = _ModelCheck(district, model, _reference(model), window, params, run_id)
+        reference = {
+            k: drift.FeatureReference.from_dict(v) for k, v in model.drift_reference.items()
+        }
+        check = _ModelCheck(district, model, reference, window, params, run_id)
         for group, members in groups(schools, window, params).items():
             checked = check.group(group, members)
             result.groups.append(checked)
@@ -217,7 +207,7 @@ class _ModelCheck:
         ]
         status = _status(reports, drifted)
         checked = GroupDrift(
-            name, members, self.model, status, drifted, label, _count(current), features
+            name, members, self.model, status, drifted, label, count(current), features
         )
         for part, report in reports:
             for feature in (f for f in report.features if f.drifted):
@@ -227,24 +217,22 @@ class _ModelCheck:
 
     def _current(self, members: list[School]) -> Data:
         """The window's rows; where too few, the edge nodes' aggregates (they send no rows)."""
-        w = self.window
-        rows = _rows(members, w.start, w.end, w.periods)
+        rows = recorded_rows(members, self.window)
         if len(rows) >= self.params.min_count:
             return rows
-        summed = _aggregated(members, self.model, w.start, w.end, w.periods, edge_only=True)
+        summed = summed_aggregates(members, self.model, self.window, edge_only=True)
         return summed or rows
 
     def _baseline(self, members: list[School], current: Data) -> tuple[Data | None, str]:
         """What the window is compared with (None: the training data), and its name."""
-        dates, label = baseline_window(self.params.baseline, self.window)
-        if dates is None:
+        days, label = baseline_window(self.params.baseline, self.window)
+        if days is None:
             return None, label
-        periods = self.window.periods
-        baseline: Data = _rows(members, *dates, periods)
+        baseline: Data = recorded_rows(members, days)
         if len(baseline) < self.params.min_count or isinstance(current, dict):
             # raw rows older than the retention window are gone: their aggregates
-            baseline = _aggregated(members, self.model, *dates, periods)
-        if _count(baseline) < self.params.min_count:
+            baseline = summed_aggregates(members, self.model, days)
+        if count(baseline) < self.params.min_count:
             return None, "the training data (no baseline rows)"
         return baseline, label
 
@@ -283,18 +271,6 @@ class _ModelCheck:
             )
             for school in checked.schools
         )
-
-
-def baseline_window(kind: str, window: Window) -> tuple[tuple[dt.date, dt.date] | None, str]:
-    """The baseline's days for this kind of baseline (None: the training data), and its name.
-    A seasonal baseline keeps its name when the calendar has no matching term."""
-    if kind == "seasonal":
-        dates = drift.seasonal_baseline(window.start, window.end, window.periods)
-        return dates, "the same weeks of last year"
-    if kind == "previous":
-        dates = drift.previous_window(window.start, window.end, window.periods)
-        return dates, "the previous window"
-    return None, "the training data"
 
 
 # --- comparing --------------------------------------------------------------------------------
@@ -354,56 +330,3 @@ def _status(reports: list[tuple[str, drift.DriftReport]], drifted: list[str]) ->
     if all(r.status == "insufficient_data" for _, r in reports):
         return "insufficient_data"
     return "drift" if drifted else "no_drift"
-
-
-# --- reading the windows ----------------------------------------------------------------------
-def _reference(model: ModelVersion) -> Reference:
-    return {k: drift.FeatureReference.from_dict(v) for k, v in model.drift_reference.items()}
-
-
-def _rows(
-    schools: list[School], start: dt.date, end: dt.date, periods: list[drift.Period]
-) -> pd.DataFrame:
-    """The recorded predictions of these schools in the window, one row each (features and
-    "__prediction__"); breaks and testing weeks left out."""
-    rows = []
-    found = Prediction.objects.filter(
-        school__in=schools, created_at__date__gte=start, created_at__date__lte=end
-    ).values("features", "probability", "created_at")
-    for p in found.iterator(chunk_size=2000):
-        if drift.masked(p["created_at"].date(), periods):
-            continue  # breaks and testing weeks are left out of both windows
-        rows.append({**p["features"], "__prediction__": p["probability"]})
-    return pd.DataFrame(rows)
-
-
-def _aggregated(
-    schools: list[School],
-    model: ModelVersion,
-    start: dt.date,
-    end: dt.date,
-    periods: list[drift.Period],
-    edge_only: bool = False,
-) -> dict[str, list[int]]:
-    """Daily aggregates of these schools and this model in the window, summed per feature (the
-    same reference bins, so histograms add up); breaks and testing weeks left out."""
-    found = DailyAggregate.objects.filter(
-        school__in=schools, model_version=model, day__gte=start, day__lte=end
-    )
-    if edge_only:
-        found = found.exclude(source="central")
-    summed: dict[str, list[int]] = {}
-    for row in (r for r in found if not drift.masked(r.day, periods)):
-        for name, counts in row.histograms.items():
-            if name in summed and len(summed[name]) == len(counts):
-                summed[name] = [a + b for a, b in zip(summed[name], counts, strict=True)]
-            else:
-                summed.setdefault(name, list(counts))
-    return summed
-
-
-def _count(data: Data) -> int:
-    """How many predictions a window holds."""
-    if isinstance(data, dict):
-        return int(sum(next(iter(data.values()), [])))
-    return len(data)
