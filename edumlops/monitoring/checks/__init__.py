@@ -1,0 +1,39 @@
+"""The monitors' rules, one module per check: drift per group of schools (with the calendar's
+baselines and the edge nodes' aggregates), performance once outcomes arrive, and device latency.
+Each check takes the district, typed parameters and its data, raises or refreshes alerts through
+`edumlops.monitoring.services`, stores its reports, and returns a result object (verdicts, what
+to log, the alerts and reports it made). The workflow blocks are typed parameters plus one call
+here, so a page or the API calling the same function applies the same rule."""
+
+from edumlops.monitoring.checks.drift import DriftParams, DriftResult, GroupDrift, check_drift
+from edumlops.monitoring.checks.latency import (
+    LatencyParams,
+    LatencyResult,
+    ProfileLatency,
+    check_latency,
+)
+from edumlops.monitoring.checks.params import CheckError, CheckParams, PerSchoolParams
+from edumlops.monitoring.checks.performance import (
+    PerformanceParams,
+    PerformanceResult,
+    SchoolPerformance,
+    check_performance,
+)
+
+__all__ = [
+    "CheckError",
+    "CheckParams",
+    "DriftParams",
+    "DriftResult",
+    "GroupDrift",
+    "LatencyParams",
+    "LatencyResult",
+    "PerSchoolParams",
+    "PerformanceParams",
+    "PerformanceResult",
+    "ProfileLatency",
+    "SchoolPerformance",
+    "check_drift",
+    "check_latency",
+    "check_performance",
+]
