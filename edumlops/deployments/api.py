@@ -12,7 +12,7 @@ from rest_framework.decorators import api_view, authentication_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from edumlops.deployments import services, serving
+from edumlops.deployments import rollout, services, serving
 from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
 from edumlops.deployments.tokens import IntegrationTokenAuthentication
 from edumlops.ml import onnx_bundle
@@ -102,7 +102,7 @@ def deployment_list(request: Request) -> Response:
     if missing:
         return _error(ValueError(f"No such school in {model.district}: {sorted(missing)}."))
     try:
-        new = services.roll_out(
+        new = rollout.roll_out(
             model,
             scope=body.get("scope", ""),
             schools=schools,
@@ -142,7 +142,7 @@ def deployment_rollback(request: Request, pk: int) -> Response:
             pk=request.data["target_version"],
         )
     try:
-        now = services.rollback(
+        now = rollout.rollback(
             deployment, user=request.user, reason=request.data.get("reason", ""), target=target
         )
     except services.DeploymentError as exc:
@@ -153,9 +153,12 @@ def deployment_rollback(request: Request, pk: int) -> Response:
 @extend_schema(request=ReasonIn, responses=DeploymentOut)
 @api_view(["POST"])
 def deployment_promote(request: Request, pk: int) -> Response:
+    """Make an active pilot's version the district's, once its conditions hold: it has run
+    its minimum days and no alert is open on a pilot school. Otherwise 400, naming each unmet
+    condition and what to do."""
     pilot = _deployment(request, pk, Action.PROMOTE)
     try:
-        new = services.promote(pilot, user=request.user, reason=request.data.get("reason", ""))
+        new = rollout.promote(pilot, user=request.user, reason=request.data.get("reason", ""))
     except services.DeploymentError as exc:
         return _error(exc)
     return Response(DeploymentOut(new).data, status=status.HTTP_201_CREATED)
@@ -173,7 +176,7 @@ def school_rollback(request: Request, pk: int) -> Response:
     """Put this school alone back on its previous version (teachers, when the district allows)."""
     school = _school(request, pk, Action.ROLL_BACK)
     try:
-        now = services.rollback_school(
+        now = rollout.rollback_school(
             school, user=request.user, reason=request.data.get("reason", "")
         )
     except services.DeploymentError as exc:

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 
-from edumlops.deployments import services, tokens
+from edumlops.deployments import rollout, services, tokens
 from edumlops.deployments.models import Deployment, IntegrationToken
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District, School
@@ -55,12 +55,12 @@ def _handle_post(request: HttpRequest, district: District) -> None:
         if what == "rollback":
             deployment = get_object_or_404(Deployment, pk=request.POST.get("deployment"))
             require(request.user, Action.ROLL_BACK, deployment)
-            services.rollback(deployment, user=request.user, reason=reason)
+            rollout.rollback(deployment, user=request.user, reason=reason)
             messages.success(request, f"Rolled back deployment #{deployment.pk}.")
         elif what == "promote":
             pilot = get_object_or_404(Deployment, pk=request.POST.get("deployment"))
             require(request.user, Action.PROMOTE, pilot)
-            services.promote(pilot, user=request.user, reason=reason)
+            rollout.promote(pilot, user=request.user, reason=reason)
             messages.success(request, f"{pilot.model_version} is now the district's version.")
         elif what == "token":
             require(request.user, Action.MANAGE_DATA, district)
@@ -87,7 +87,7 @@ def _handle_post(request: HttpRequest, district: District) -> None:
             schools = School.objects.filter(
                 district=district, pk__in=request.POST.getlist("schools")
             )
-            services.roll_out(
+            rollout.roll_out(
                 model,
                 scope=request.POST.get("scope", ""),
                 schools=schools,
@@ -150,7 +150,7 @@ def school_rollback(request: HttpRequest, pk: int) -> HttpResponse:
     require(request.user, Action.ROLL_BACK, school)
     if request.method == "POST":
         try:
-            services.rollback_school(
+            rollout.rollback_school(
                 school, user=request.user, reason=request.POST.get("reason", "")
             )
             messages.success(request, f"{school} is back on its previous version.")

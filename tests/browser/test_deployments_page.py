@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from edumlops.deployments import services
+from edumlops.deployments import rollout, services
 from edumlops.schools.models import District, School
 from tests.deployments.conftest import make_model
 
@@ -15,7 +15,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def demo(transactional_db, ml_stores):
+def demo(transactional_db, ml_stores, monkeypatch):
+    # the platform clock runs ahead: a pilot started on the page has run its minimum days
+    monkeypatch.setenv("EDUMLOPS_CLOCK_OFFSET_DAYS", str(rollout.DEFAULT_MIN_PILOT_DAYS + 1))
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
     district = District.objects.get(slug="riverside")
     return district, make_model(district, seed=0), make_model(district, seed=1)

@@ -1,6 +1,7 @@
 """Rolling out: a registered model version as input, pilot schools, promotion to the district,
-rollback, and freeze windows. The work lives in edumlops.deployments.services; these blocks pick
-the schools, check the conditions and ask for approval.
+rollback, and freeze windows. The rules (which schools pilot, when a pilot may be promoted) live
+in edumlops.deployments.rollout, which the API and the deployments page call too; these blocks
+map their parameters onto it, ask for approval and wait.
 
 Every rollout to a wider scope waits for district staff to approve it unless the workflow's
 owner turned `approval_required` off; the step's log then says that no approval was required.
@@ -9,12 +10,15 @@ owner turned `approval_required` off; the step's log then says that no approval 
 from __future__ import annotations
 
 import datetime as dt
-import random
 from typing import Any, Literal
 
 from django.utils import timezone
 from pydantic import Field
 
+from edumlops.datasets.models import load_reference
+from edumlops.deployments import rollout
+from edumlops.deployments.models import Deployment
+from edumlops.ml.naming import MODEL_NAME_PATTERN
 from workflows.blocks.base import (
     Block,
     BlockError,
@@ -27,13 +31,13 @@ from workflows.blocks.base import (
     ask_approval,
     output,
 )
+from workflows.blocks.data import pseudonym_key, version_for
+from workflows.blocks.modelling import model_for
 
 ANY = tuple(PortType)
 
 
-def _deployment(context: Context, ref: Any) -> Any:
-    from edumlops.deployments.models import Deployment
-
+def _deployment(context: Context, ref: Any) -> Deployment:
     if not isinstance(ref, dict) or "deployment" not in ref:
         raise BlockError("The input is not a deployment: connect a Pilot rollout block.")
     found = Deployment.objects.filter(
@@ -47,7 +51,7 @@ def _deployment(context: Context, ref: Any) -> Any:
 class RegisteredModelParams(Params):
     model_name: str = Field(
         "at-risk",
-        pattern=r"^[a-z0-9][a-z0-9-]{0,60}$",
+        pattern=MODEL_NAME_PATTERN,
         description="The model's name in the registry (as on the Models page).",
     )
     alias: Literal["challenger", "champion"] = Field(
@@ -179,29 +183,10 @@ class PilotParams(Params):
     )
     quorum: int = Field(1, ge=1, le=10, description="How many district staff must approve.")
 
-
-def choose_schools(district: Any, params: PilotParams) -> list[Any]:
-    schools = list(district.schools.order_by("name"))
-    if params.selection == "names":
-        wanted = {s.strip().lower() for s in params.schools if s.strip()}
-        chosen = [s for s in schools if s.name.lower() in wanted or s.code.lower() in wanted]
-        found = {s.name.lower() for s in chosen} | {s.code.lower() for s in chosen}
-        unknown = sorted(wanted - found)
-        if unknown:
-            raise BlockError(
-                f"No school named {', '.join(unknown)} in {district}: use names or codes from "
-                "the district page."
-            )
-        return chosen
-    if params.selection == "tag":
-        return [s for s in schools if params.tag in (s.tags or [])]
-    cells: dict[tuple[str, str], list[Any]] = {}
-    for s in schools:
-        cells.setdefault((s.size_band, s.locality), []).append(s)
-    rng = random.Random(params.seed)
-    picks = [rng.choice(group) for _, group in sorted(cells.items())]
-    rng.shuffle(picks)
-    return sorted(picks[: params.sample_size], key=lambda s: s.name)
+    def choice(self) -> rollout.SchoolChoice:
+        return rollout.SchoolChoice(
+            self.selection, tuple(self.schools), self.tag, self.sample_size, self.seed
+        )
 
 
 class PilotRolloutBlock(Block):
@@ -219,41 +204,55 @@ class PilotRolloutBlock(Block):
     outputs = (output("deployment", PortType.DEPLOYMENT, "Pilot deployment"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.deployments import services
-
+        district = context.run.workflow.district
         proposal = context.proposal or _pilot_proposal(context, inputs, params)
         approved = ask_approval(
             context, proposal, quorum=params.quorum, required=params.approval_required
         )
-        model, schools = _approved_pilot(context, approved, params)
-        names = ", ".join(s.name for s in schools)
+        wanted = {s["id"]: s["name"] for s in approved["schools"]}
+        found = rollout.pilot_as_approved(
+            district, approved["model_version"], approved["model"], approved.get("bias_outcome"),
+            wanted,
+        )  # fmt: skip
+        if found.changes:
+            raise BlockError(
+                f"What was approved ({approved['summary']}) can no longer be applied as approved: "
+                f"{'; '.join(found.changes)}. Nothing was deployed; run the workflow again to ask "
+                "anew."
+            )
+        names = ", ".join(s.name for s in found.schools)
+        if context.proposal and _chosen_ids(district, params) != set(wanted):
+            context.log(
+                "The school selection would pick other schools today; the approved "
+                f"{names} are used."
+            )  # said, not applied: the approved schools are what goes out
         try:
-            pilot = services.roll_out(
-                model,
+            pilot = rollout.roll_out(
+                found.model,
                 scope="pilot",
-                schools=schools,
+                schools=found.schools,
                 user=context.run.started_by,
                 reason=f"workflow run {context.run_id}, step {context.node_id}",
                 run=context.run,
             )
-        except services.DeploymentError as exc:
+        except rollout.DeploymentError as exc:
             raise BlockError(str(exc)) from None
-        context.log(f"Pilot #{pilot.pk}: {model} at {names}")
-        context.metric("pilot_schools", len(schools))
-        return {"deployment": {"deployment": pilot.pk, "model_version": model.pk}}
+        context.log(f"Pilot #{pilot.pk}: {found.model} at {names}")
+        context.metric("pilot_schools", len(found.schools))
+        return {"deployment": {"deployment": pilot.pk, "model_version": found.model.pk}}
 
 
 def _pilot_proposal(context: Context, inputs: dict[str, Any], params: PilotParams) -> dict:
     """What district staff are asked to approve: this model version at these schools."""
-    from workflows.blocks.modelling import model_for
-
     model = model_for(context, inputs["model"])
-    schools = choose_schools(context.run.workflow.district, params)
+    try:
+        schools = rollout.choose_schools(context.run.workflow.district, params.choice())
+    except rollout.DeploymentError as exc:
+        raise BlockError(str(exc)) from None
     if not schools:
         raise BlockError(f"No school was chosen ({params.selection}): change the selection.")
-    names = ", ".join(s.name for s in schools)
     return {
-        "summary": f"Piloting {model} at {names}",
+        "summary": f"Piloting {model} at {', '.join(s.name for s in schools)}",
         "action": "pilot",
         "model_version": model.pk,
         "model": str(model),
@@ -262,51 +261,20 @@ def _pilot_proposal(context: Context, inputs: dict[str, Any], params: PilotParam
     }
 
 
-def _approved_pilot(
-    context: Context, proposal: dict[str, Any], params: PilotParams
-) -> tuple[Any, list[Any]]:
-    """The model version and schools of the approved proposal, as they are now — or a failure
-    that says what changed since the approval. Never another choice."""
-    from edumlops.registry.models import ModelVersion
-
-    district = context.run.workflow.district
-    model = ModelVersion.objects.filter(pk=proposal["model_version"], district=district).first()
-    changes = []
-    if model is None:
-        changes.append(f"{proposal['model']} was deleted")
-    elif model.bias_outcome == "fail" and proposal.get("bias_outcome") != "fail":
-        changes.append(f"{model} has failed a bias check since")
-    wanted = {s["id"]: s["name"] for s in proposal["schools"]}
-    found = {s.pk: s for s in district.schools.filter(pk__in=wanted)}
-    gone = [name for pk, name in wanted.items() if pk not in found]
-    if gone:
-        changes.append(
-            f"{', '.join(gone)} no longer {'is' if len(gone) == 1 else 'are'} a school"
-            f" of {district}"
-        )
-    if changes:
-        raise BlockError(
-            f"What was approved ({proposal['summary']}) can no longer be applied as approved: "
-            f"{'; '.join(changes)}. Nothing was deployed; run the workflow again to ask anew."
-        )
-    schools = [found[pk] for pk in wanted]
-    if not context.proposal:
-        return model, schools
-    try:  # said, not applied: the approved schools are what goes out
-        today = {s.pk for s in choose_schools(district, params)}
-    except BlockError:
-        today = set()
-    if today != set(wanted):
-        context.log(
-            "The school selection would pick other schools today; the approved "
-            f"{', '.join(s.name for s in schools)} are used."
-        )
-    return model, schools
+def _chosen_ids(district: Any, params: PilotParams) -> set[int]:
+    """The schools the selection picks today (none when it no longer can)."""
+    try:
+        return {s.pk for s in rollout.choose_schools(district, params.choice())}
+    except rollout.DeploymentError:
+        return set()
 
 
 class PromoteParams(Params):
     min_days_in_pilot: int = Field(
-        14, ge=0, le=365, description="The pilot must have run at least this many days."
+        rollout.DEFAULT_MIN_PILOT_DAYS,
+        ge=0,
+        le=365,
+        description="The pilot must have run at least this many days.",
     )
     require_pilot_outcomes: bool = Field(
         True,
@@ -349,35 +317,13 @@ class PromoteBlock(Block):
     outputs = (output("deployment", PortType.DEPLOYMENT, "District deployment"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.core import clock
-        from edumlops.deployments import services
-
         pilot = _deployment(context, inputs["deployment"])
         if pilot.scope != "pilot" or not pilot.active:
             raise BlockError(f"Deployment #{pilot.pk} is not an active pilot ({pilot.status}).")
-        days = (clock.now() - pilot.created_at).total_seconds() / 86400
-        if context.proposal is None and days < params.min_days_in_pilot:
-            due = pilot.created_at - clock.offset() + dt.timedelta(days=params.min_days_in_pilot)
-            left = (params.min_days_in_pilot - days) * 86400
-            raise WaitFor(
-                f"waiting for the pilot's minimum days: it has run {days:.1f} of its "
-                f"{params.min_days_in_pilot} days; it is checked again from "
-                f"{timezone.localtime(due):%d %b %Y %H:%M} on",
-                check_after=min(left, 3600),
-            )
-        from edumlops.monitoring.models import open_alerts
-
+        age = rollout.pilot_age(pilot, params.min_days_in_pilot)
         schools = list(pilot.schools.all())
-        if context.proposal is None:
-            _check_alerts(schools)
-            if inputs.get("outcomes"):
-                _pilot_performance(context, pilot, schools, inputs["outcomes"], params)
-            elif params.require_pilot_outcomes:
-                raise StepStopped(
-                    "no outcomes from the pilot schools to compare with validation: connect a "
-                    "Dataset block with their labelled rows to 'Pilot outcomes', or turn "
-                    "'require pilot outcomes' off"
-                )
+        if context.proposal is None:  # asked once: after approval they are not judged anew
+            _check_conditions(context, pilot, schools, age, inputs.get("outcomes"), params)
         proposal = context.proposal or {
             "summary": f"Promoting {pilot.model_version} to the district",
             "action": "promote",
@@ -392,9 +338,8 @@ class PromoteBlock(Block):
         changes = []
         if pilot.model_version_id != approved["model_version"]:
             changes.append(f"the pilot now serves {pilot.model_version}")
-        alerts = list(open_alerts(schools)[:5])
-        if alerts and context.proposal is not None:
-            changes.append("alert(s) opened on the pilot: " + "; ".join(str(a) for a in alerts))
+        if context.proposal is not None:
+            changes += [u.condition for u in rollout.checks_unmet(pilot, schools)]
         if changes:
             raise BlockError(
                 f"What was approved ({approved['summary']}) can no longer be applied as "
@@ -402,70 +347,62 @@ class PromoteBlock(Block):
                 "workflow again."
             )
         try:
-            whole = services.promote(
+            whole = rollout.promote(
                 pilot,
+                min_days=params.min_days_in_pilot,
                 user=context.run.started_by,
-                reason=f"workflow run {context.run_id}: pilot ran {days:.1f} days",
+                reason=f"workflow run {context.run_id}: pilot ran {age.days:.1f} days",
                 run=context.run,
             )
-        except services.DeploymentError as exc:
+        except rollout.DeploymentError as exc:
             raise BlockError(str(exc)) from None
         context.log(f"{whole.model_version} is the district's version (deployment #{whole.pk})")
         return {"deployment": {"deployment": whole.pk, "model_version": whole.model_version_id}}
 
 
-def _check_alerts(schools: list[Any]) -> None:
-    from edumlops.monitoring.models import open_alerts
-
-    alerts = list(open_alerts(schools)[:5])
-    if alerts:
+def _check_conditions(
+    context: Context,
+    pilot: Any,
+    schools: list[Any],
+    age: rollout.PilotAge,
+    outcomes: Any,
+    params: PromoteParams,
+) -> None:
+    """Before asking: wait for the minimum days (holding no worker), stop on an unmet check
+    (an open alert), then compare the pilot's outcomes with validation."""
+    if not age.enough:
+        raise WaitFor(
+            f"waiting for the pilot's minimum days: it has run {age.days:.1f} of its "
+            f"{params.min_days_in_pilot} days; it is checked again from {age.due_text} on",
+            check_after=min(age.seconds_left, 3600),
+        )
+    unmet = rollout.checks_unmet(pilot, schools)
+    if unmet:
+        raise StepStopped(" ".join(u.sentence("run this again") for u in unmet))
+    if outcomes:
+        _judge_outcomes(context, pilot, outcomes, params)
+    elif params.require_pilot_outcomes:
         raise StepStopped(
-            "open alert(s) on the pilot: "
-            + "; ".join(str(a) for a in alerts)
-            + ". Resolve them, then run this again."
+            "no outcomes from the pilot schools to compare with validation: connect a "
+            "Dataset block with their labelled rows to 'Pilot outcomes', or turn "
+            "'require pilot outcomes' off"
         )
 
 
-def _pilot_performance(
-    context: Context, pilot: Any, schools: list[Any], ref: Any, params: PromoteParams
-) -> None:
-    """Score the pilot schools' labelled rows with the pilot's model; stop when its metric is
-    more than `max_drop` below the one measured in validation."""
-    from edumlops.datasets.models import load_reference
-    from edumlops.ml import evaluation
-    from edumlops.ml.training import binary_target
-    from workflows.blocks.data import pseudonym_key, version_for
-
+def _judge_outcomes(context: Context, pilot: Any, ref: Any, params: PromoteParams) -> None:
+    """Stop when the pilot's metric on its schools' labelled rows is more than `max_drop`
+    below the one measured in validation."""
     version_for(context, ref)
     frame, roles = load_reference(ref, pseudonym_key())
-    if not roles.label:
-        raise BlockError("The pilot outcomes have no label marked: mark it on the dataset page.")
-    if roles.school and roles.school in frame:
-        names = {s.name for s in schools} | {s.code for s in schools}
-        frame = frame[frame[roles.school].astype(str).isin(names)]
-    if len(frame) < 30:
-        raise StepStopped(
-            f"only {len(frame)} labelled row(s) from the pilot schools: too few to judge; wait "
-            "for more outcomes"
-        )
-    model = pilot.model_version
-    y = binary_target(frame[roles.label], roles.positive)
-    pilot_metrics = evaluation.evaluate(y, model.predict_proba(frame), threshold=model.threshold)
-    validated = ((model.validation or {}).get("metrics") or {}).get(params.pilot_metric)
-    observed = pilot_metrics.get(params.pilot_metric)
-    if validated is None or observed is None:
-        raise StepStopped(
-            f"{params.pilot_metric} cannot be compared: the model was not validated, or the "
-            "pilot's rows hold one class only"
-        )
-    context.metric(f"pilot_{params.pilot_metric}", observed)
-    verdict = (
-        f"{params.pilot_metric} on {len(frame)} pilot rows {observed:.3f} vs {validated:.3f} in "
-        f"validation"
-    )
-    if validated - observed > params.max_drop:
-        raise StepStopped(f"{verdict}: more than {params.max_drop:g} lower")
-    context.log(f"{verdict}: within {params.max_drop:g}")
+    try:
+        verdict = rollout.judge_outcomes(pilot, frame, roles, params.pilot_metric, params.max_drop)
+    except rollout.DeploymentError as exc:
+        raise BlockError(str(exc)) from None
+    if verdict.observed is not None:
+        context.metric(f"pilot_{params.pilot_metric}", verdict.observed)
+    if not verdict.held:
+        raise StepStopped(verdict.message)
+    context.log(verdict.message)
 
 
 class RollbackParams(Params):
@@ -492,18 +429,16 @@ class RollbackBlock(Block):
     outputs = (output("deployment", PortType.DEPLOYMENT, "What answers now"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.deployments import services
-
         deployment = _deployment(context, inputs["deployment"])
         alert = inputs["deployment"].get("alert") or (context.run.conf or {}).get("alert")
         cause = f", alert {alert}" if alert else ""
         try:
-            now = services.rollback(
+            now = rollout.rollback(
                 deployment,
                 user=context.run.started_by,
                 reason=f"{params.reason} (workflow run {context.run_id}{cause})",
             )
-        except services.DeploymentError as exc:
+        except rollout.DeploymentError as exc:
             raise BlockError(str(exc)) from None
         if now is None:
             context.log("Rolled back; no version is active on this scope now.")
