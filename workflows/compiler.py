@@ -18,7 +18,7 @@ from celery.canvas import Signature
 from pydantic import ValidationError
 
 from workflows.blocks import REGISTRY, versions_of
-from workflows.blocks.base import Block
+from workflows.blocks.base import Block, Port
 from workflows.graph import Edge, Graph, Node
 
 RUN_STEP = "workflows.run_step"
@@ -212,6 +212,31 @@ def validate(data: Any) -> list[GraphError]:
 
 def _validate(graph: Graph) -> list[GraphError]:
     errors: list[GraphError] = []
+    nodes = _unique_nodes(graph, errors)
+    blocks: dict[str, type[Block]] = {}
+    for node in nodes.values():
+        block = _block_for(node, errors)
+        if block is not None:
+            blocks[node.id] = block
+            _check_params(node, block, errors)
+    upstream = _check_edges(graph, nodes, blocks, errors)
+    cycle = _find_cycle(upstream)
+    if cycle:
+        errors.append(
+            GraphError(
+                f"Cycle: {' → '.join(cycle)}. Remove one of these edges so the workflow flows "
+                "one way.",
+                "cycle",
+                node=cycle[0],
+            )
+        )
+    triggers = _check_triggers(nodes, blocks, errors)
+    if triggers and not cycle:
+        _check_reachable(triggers, nodes, blocks, upstream, errors)
+    return errors
+
+
+def _unique_nodes(graph: Graph, errors: list[GraphError]) -> dict[str, Node]:
     nodes: dict[str, Node] = {}
     for node in graph.nodes:
         if node.id in nodes:
@@ -223,58 +248,56 @@ def _validate(graph: Graph) -> list[GraphError]:
                 )
             )
         nodes[node.id] = node
-    blocks: dict[str, type[Block]] = {}
-    for node in nodes.values():
-        block = _block_for(node, errors)
-        if block is not None:
-            blocks[node.id] = block
-            _check_params(node, block, errors)
+    return nodes
 
+
+def _check_edges(
+    graph: Graph,
+    nodes: dict[str, Node],
+    blocks: dict[str, type[Block]],
+    errors: list[GraphError],
+) -> dict[str, set[str]]:
+    """Each edge, then each input's edge count; returns each node's upstream nodes."""
     upstream: dict[str, set[str]] = {node_id: set() for node_id in nodes}
     connected: dict[tuple[str, str], int] = {}
     for index, edge in enumerate(graph.edges):
         if _check_edge(index, edge, nodes, blocks, errors):
-            connected[(edge.target, edge.target_port)] = (
-                connected.get((edge.target, edge.target_port), 0) + 1
-            )
+            key = (edge.target, edge.target_port)
+            connected[key] = connected.get(key, 0) + 1
         if edge.source in nodes and edge.target in nodes:
             upstream[edge.target].add(edge.source)
-
     for node_id, block in blocks.items():
         for port in block.inputs:
-            count = connected.get((node_id, port.name), 0)
-            if port.required and count == 0:
-                errors.append(
-                    GraphError(
-                        f'Node "{node_id}": required input "{port.name}" is not connected. '
-                        f"Connect an output of type {_types(port.accepts)} to it.",
-                        "missing_input",
-                        node=node_id,
-                        port=port.name,
-                    )
-                )
-            if count > 1 and not port.many:
-                errors.append(
-                    GraphError(
-                        f'Node "{node_id}": input "{port.name}" takes one edge but has {count}. '
-                        "Remove all but one.",
-                        "too_many_inputs",
-                        node=node_id,
-                        port=port.name,
-                    )
-                )
+            _check_input_count(node_id, port, connected.get((node_id, port.name), 0), errors)
+    return upstream
 
-    cycle = _find_cycle(upstream)
-    if cycle:
+
+def _check_input_count(node_id: str, port: Port, count: int, errors: list[GraphError]) -> None:
+    if port.required and count == 0:
         errors.append(
             GraphError(
-                f"Cycle: {' → '.join(cycle)}. Remove one of these edges so the workflow flows "
-                "one way.",
-                "cycle",
-                node=cycle[0],
+                f'Node "{node_id}": required input "{port.name}" is not connected. '
+                f"Connect an output of type {_types(port.accepts)} to it.",
+                "missing_input",
+                node=node_id,
+                port=port.name,
+            )
+        )
+    if count > 1 and not port.many:
+        errors.append(
+            GraphError(
+                f'Node "{node_id}": input "{port.name}" takes one edge but has {count}. '
+                "Remove all but one.",
+                "too_many_inputs",
+                node=node_id,
+                port=port.name,
             )
         )
 
+
+def _check_triggers(
+    nodes: dict[str, Node], blocks: dict[str, type[Block]], errors: list[GraphError]
+) -> list[str]:
     triggers = [n for n, b in blocks.items() if b.is_trigger]
     if nodes and not triggers and not any(e.code == "unknown_kind" for e in errors):
         starters = ", ".join(f'"{b.label}"' for b in REGISTRY.values() if b.is_trigger)
@@ -285,29 +308,37 @@ def _validate(graph: Graph) -> list[GraphError]:
         errors.append(
             GraphError("The workflow is empty. Add a trigger block to start.", "no_trigger")
         )
-    if triggers and not cycle:
-        downstream: dict[str, set[str]] = {n: set() for n in nodes}
-        for target, sources in upstream.items():
-            for source in sources:
-                downstream[source].add(target)
-        reached = set(triggers)
-        frontier = list(triggers)
-        while frontier:
-            for nxt in downstream[frontier.pop()]:
-                if nxt not in reached:
-                    reached.add(nxt)
-                    frontier.append(nxt)
-        for node_id in nodes:
-            if node_id not in reached and node_id in blocks:
-                errors.append(
-                    GraphError(
-                        f'Node "{node_id}": it is not reachable from any trigger. Connect it '
-                        "downstream of a trigger or remove it.",
-                        "unreachable",
-                        node=node_id,
-                    )
+    return triggers
+
+
+def _check_reachable(
+    triggers: list[str],
+    nodes: dict[str, Node],
+    blocks: dict[str, type[Block]],
+    upstream: dict[str, set[str]],
+    errors: list[GraphError],
+) -> None:
+    downstream: dict[str, set[str]] = {n: set() for n in nodes}
+    for target, sources in upstream.items():
+        for source in sources:
+            downstream[source].add(target)
+    reached = set(triggers)
+    frontier = list(triggers)
+    while frontier:
+        for nxt in downstream[frontier.pop()]:
+            if nxt not in reached:
+                reached.add(nxt)
+                frontier.append(nxt)
+    for node_id in nodes:
+        if node_id not in reached and node_id in blocks:
+            errors.append(
+                GraphError(
+                    f'Node "{node_id}": it is not reachable from any trigger. Connect it '
+                    "downstream of a trigger or remove it.",
+                    "unreachable",
+                    node=node_id,
                 )
-    return errors
+            )
 
 
 # --- plan -----------------------------------------------------------------------------------
