@@ -231,6 +231,32 @@ def apply_changes(
     the runnable version is no longer `base_version`."""
     _check_scope(user, workflow, school)
     Workflow.objects.select_for_update().filter(pk=workflow.pk).first()  # one writer at a time
+    version = _current_version(workflow, base_version)
+    known = {t.key: t for t in thresholds_of(version, school, may=True)}
+    parsed = _parse_changes(workflow, version, school, known, changes)
+    graph = copy.deepcopy(version.graph)
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    done = [
+        change
+        for key, value in parsed.items()
+        if (change := _set_value(nodes, known[key], school, value)) is not None
+    ]
+    if not done:
+        return None, []
+    problems = validate(graph)
+    if problems:
+        raise ThresholdError({"": " ".join(p.message for p in problems)})
+    where = school.name if school is not None else "the district"
+    message = f"Thresholds: {', '.join(c.describe() for c in done)} for {where}"
+    if len(message) > 500:
+        message = message[:499] + "…"
+    new = workflow.save_version(graph, message, user)
+    for change in done:
+        _audit_change(workflow, user, school, change, version.number, new.number, reason)
+    return new, done
+
+
+def _current_version(workflow: Workflow, base_version: int | None) -> WorkflowVersion:
     version = workflow.runnable_version()
     if version is None:
         raise ThresholdError({"": f"{workflow} has no version that can run yet."})
@@ -241,7 +267,17 @@ def apply_changes(
                 "opened: look at the values again and save once more."
             }
         )
-    known = {t.key: t for t in thresholds_of(version, school, may=True)}
+    return version
+
+
+def _parse_changes(
+    workflow: Workflow,
+    version: WorkflowVersion,
+    school: School | None,
+    known: Mapping[str, Threshold],
+    changes: Mapping[str, Any],
+) -> dict[str, Number | None]:
+    """The posted values checked and parsed, or ThresholdError with a message per key."""
     errors: dict[str, str] = {}
     parsed: dict[str, Number | None] = {}
     for key, raw in changes.items():
@@ -265,63 +301,62 @@ def apply_changes(
             )
     if errors:
         raise ThresholdError(errors)
+    return parsed
 
-    graph = copy.deepcopy(version.graph)
-    nodes = {n["id"]: n for n in graph["nodes"]}
-    done: list[Change] = []
-    for key, value in parsed.items():
-        t = known[key]
-        params = nodes[t.node].setdefault("params", {})
-        if school is None:
-            if value != t.district_value:
-                params[t.name] = value
-                done.append(Change(t.node, t.name, t.label, t.district_value, value))
-            continue
-        own = t.school_value is not None
-        if (value is None and not own) or (value is not None and value == t.value):
-            continue  # unchanged (an empty box where the district's value applies already)
-        values = params.setdefault("school_thresholds", {}).setdefault(school.code, {})
-        if value is None:
-            values.pop(t.name)
-        else:
-            values[t.name] = float(value)
-        if not values:
-            del params["school_thresholds"][school.code]
-        if not params["school_thresholds"]:
-            del params["school_thresholds"]
-        new_value = t.district_value if value is None else value
-        done.append(Change(t.node, t.name, t.label, t.value, new_value, own, value is not None))
-    if not done:
-        return None, []
-    problems = validate(graph)
-    if problems:
-        raise ThresholdError({"": " ".join(p.message for p in problems)})
 
-    where = school.name if school is not None else "the district"
-    message = f"Thresholds: {', '.join(c.describe() for c in done)} for {where}"
-    if len(message) > 500:
-        message = message[:499] + "…"
-    new = workflow.save_version(graph, message, user)
+def _set_value(
+    nodes: dict[str, dict[str, Any]], t: Threshold, school: School | None, value: Number | None
+) -> Change | None:
+    """Write one value into the graph's node parameters; the Change, or None if unchanged."""
+    params = nodes[t.node].setdefault("params", {})
+    if school is None:
+        if value == t.district_value:
+            return None
+        params[t.name] = value
+        return Change(t.node, t.name, t.label, t.district_value, value)
+    own = t.school_value is not None
+    if (value is None and not own) or (value is not None and value == t.value):
+        return None  # unchanged (an empty box where the district's value applies already)
+    values = params.setdefault("school_thresholds", {}).setdefault(school.code, {})
+    if value is None:
+        values.pop(t.name)
+    else:
+        values[t.name] = float(value)
+    if not values:
+        del params["school_thresholds"][school.code]
+    if not params["school_thresholds"]:
+        del params["school_thresholds"]
+    new_value = t.district_value if value is None else value
+    return Change(t.node, t.name, t.label, t.value, new_value, own, value is not None)
+
+
+def _audit_change(
+    workflow: Workflow,
+    user: Any,
+    school: School | None,
+    change: Change,
+    before_version: int,
+    after_version: int,
+    reason: str,
+) -> None:
     code = school.code if school is not None else None
-    for change in done:
-        common = {"node": change.node, "field": change.name, "label": change.label, "school": code}
-        audit.record(
-            action=audit.AuditRecord.Action.THRESHOLD,
-            actor=user,
-            target=workflow,
-            target_label=f"{workflow} — {school.name if school is not None else 'district'}",
-            before={
-                **common,
-                "value": change.old,
-                "version": version.number,
-                **({"own": change.old_own} if school is not None else {}),
-            },
-            after={
-                **common,
-                "value": change.new,
-                "version": new.number,
-                **({"own": change.new_own} if school is not None else {}),
-            },
-            reason=reason,
-        )
-    return new, done
+    common = {"node": change.node, "field": change.name, "label": change.label, "school": code}
+    audit.record(
+        action=audit.AuditRecord.Action.THRESHOLD,
+        actor=user,
+        target=workflow,
+        target_label=f"{workflow} — {school.name if school is not None else 'district'}",
+        before={
+            **common,
+            "value": change.old,
+            "version": before_version,
+            **({"own": change.old_own} if school is not None else {}),
+        },
+        after={
+            **common,
+            "value": change.new,
+            "version": after_version,
+            **({"own": change.new_own} if school is not None else {}),
+        },
+        reason=reason,
+    )
