@@ -6,7 +6,8 @@ file back, checking the bytes still hash to it. The caller names the folder (no 
 
 Writing goes to a temporary file in the same folder, renamed into place once complete, so a
 reader never sees half a file. Reading raises FrameError when the file is missing or does not
-match its hash: the caller rebuilds the rows from their source.
+match its hash: the caller rebuilds the rows from their source. Writing raises FrameError when
+the rows cannot be stored: the caller goes on without (a later reader rebuilds them).
 """
 
 from __future__ import annotations
@@ -35,16 +36,22 @@ def path_for(folder: Path, sha256: str) -> Path:
 
 
 def write(frame: pd.DataFrame, folder: Path) -> str:
-    """Store the rows (without their index) and return their hash. The same rows written by the
-    same library versions give the same bytes, so writing them again is harmless."""
+    """Store the rows (without their index) and return their hash; FrameError when they cannot
+    be stored. The same rows written by the same library versions give the same bytes, so
+    writing them again is harmless."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".frame-", suffix=".tmp")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".frame-", suffix=".tmp")
+    except OSError as exc:
+        raise FrameError(f"the rows cannot be stored in {folder} ({exc})") from exc
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False, engine="pyarrow")
         sha256 = _sha256_of(Path(tmp))
         os.replace(tmp, path_for(folder, sha256))
+    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+        raise FrameError(f"the rows cannot be stored in {folder} ({exc})") from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
     return sha256

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from edumlops.ml import frames
@@ -79,9 +78,15 @@ def test_a_name_that_is_not_a_hash_is_refused(tmp_path, name):
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
     bad = pd.DataFrame({"mixed": [1, "two", 3.0]})  # pyarrow cannot store mixed objects
-    with pytest.raises(pa.ArrowException):
+    with pytest.raises(frames.FrameError, match="cannot be stored"):
         frames.write(bad, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_made_raises_frame_error(rows, tmp_path):
+    (tmp_path / "var").write_text("a file where the folder should be")
+    with pytest.raises(frames.FrameError, match="cannot be stored"):
+        frames.write(rows, tmp_path / "var" / "frames")
 
 
 def test_frames_imports_no_django():

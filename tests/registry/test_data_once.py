@@ -165,3 +165,16 @@ def test_outputs_of_runs_from_before_stored_parts_still_work(frames_dir, version
     # every reader rebuilds its rows from the version, as runs did before
     assert loads == {"read": 5, "hash": 5}
     assert all(not rebuilt(s) for s in steps_of(second).values())
+
+
+def test_a_run_goes_on_when_the_parts_cannot_be_stored(ml_stores, settings, version, staff, loads):
+    settings.VAR_DIR = ml_stores / "not-a-folder"
+    settings.VAR_DIR.write_text("var/frames/ cannot be made below a file")
+    run = start(version, staff)
+    assert run_here(run) == "succeeded", {n: s.reason for n, s in steps_of(run).items()}
+    split = steps_of(run)["split"]
+    assert "frame" not in split.outputs["train"] and "frame" not in split.outputs["test"]
+    assert any(
+        line["message"].startswith("Could not store the training rows") for line in split.logs
+    )
+    assert loads == {"read": 5, "hash": 5}  # each reader rebuilds its rows, as before

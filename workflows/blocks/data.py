@@ -86,8 +86,8 @@ def _store(context: Context, ref: dict[str, Any], frame: pd.DataFrame) -> str | 
     """Store rows for later steps; a failure only costs them a rebuild, never the run."""
     try:
         return frames.write(frame, frames_dir())
-    except OSError as exc:
-        context.log(f"Could not store {_part(ref)} ({exc}): later steps rebuild them.")
+    except frames.FrameError as exc:
+        context.log(f"Could not store {_part(ref)}: {exc}; later steps rebuild them.")
         return None
 
 
