@@ -1,15 +1,20 @@
 """Data: pick a dataset version, minimise it, split it. Outputs are references (ids and small
-JSON), never rows: the next block reloads the version and applies the same steps."""
+JSON), never rows. The Split block stores its two parts once (edumlops.ml.frames) and its outputs
+carry their hash: later blocks read the rows by it (`rows_for`), and rebuild them from the
+version with the same steps when the stored rows are gone."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 from django.conf import settings
 from pydantic import Field
 
 from edumlops.datasets.models import DatasetVersion, load_reference
-from edumlops.ml.datasets import ColumnInfo, plan_minimisation, split_indices
+from edumlops.ml import frames
+from edumlops.ml.datasets import ColumnInfo, Roles, plan_minimisation, split_indices
 from workflows.blocks.base import (
     Block,
     BlockError,
@@ -40,6 +45,50 @@ def version_for(context: Context, ref: Any) -> DatasetVersion:
             "another one in the Dataset block."
         )
     return version
+
+
+def frames_dir() -> Path:
+    """Where the Split block stores its parts (named by content: safe to share or to wipe)."""
+    return Path(settings.VAR_DIR) / "frames"
+
+
+def rows_for(context: Context, ref: Any) -> tuple[pd.DataFrame, Roles]:
+    """The rows a dataset reference stands for. A Split part is read from the rows the Split
+    step stored; when they are missing or changed (var wiped, a worker on another machine) they
+    are rebuilt from the dataset version exactly as the Split made them, and stored again.
+    References without stored rows (runs from before) are rebuilt as they always were."""
+    version = version_for(context, ref)
+    stored = (ref.get("frame") or {}).get("sha256")
+    if stored:
+        try:
+            frame = frames.read(frames_dir(), stored)
+        except frames.FrameError as exc:
+            context.log(f"Rebuilding {_part(ref)} from {version} (same split, same seed): {exc}")
+        else:
+            return frame, Roles.from_dict(ref.get("roles") or version.roles)
+    frame, roles = load_reference(ref, pseudonym_key())
+    if stored:
+        rebuilt = _store(context, ref, frame)
+        if rebuilt and rebuilt != stored:
+            context.log(
+                f"The rebuilt rows hash to {rebuilt[:12]}…, not {stored[:12]}… (another "
+                "pseudonym key or library version?): this step uses the rebuilt rows."
+            )
+    return frame, roles
+
+
+def _part(ref: dict[str, Any]) -> str:
+    part = (ref.get("split") or {}).get("part")
+    return {"train": "the training rows", "test": "the held-out rows"}.get(part, "the rows")
+
+
+def _store(context: Context, ref: dict[str, Any], frame: pd.DataFrame) -> str | None:
+    """Store rows for later steps; a failure only costs them a rebuild, never the run."""
+    try:
+        return frames.write(frame, frames_dir())
+    except frames.FrameError as exc:
+        context.log(f"Could not store {_part(ref)}: {exc}; later steps rebuild them.")
+        return None
 
 
 class DatasetParams(Params):
@@ -194,6 +243,7 @@ class SplitBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = dict(inputs["dataset"])
+        ref.pop("frame", None)  # rows an earlier step stored are not this step's output
         version_for(context, ref)
         frame, roles = load_reference(ref, pseudonym_key())
         train, test = split_indices(
@@ -214,7 +264,12 @@ class SplitBlock(Block):
         context.metric("train_rows", len(train))
         context.metric("test_rows", len(test))
         split = {"method": params.method, "test_share": params.test_share, "seed": params.seed}
-        return {
-            "train": {**ref, "split": {**split, "part": "train"}},
-            "test": {**ref, "split": {**split, "part": "test"}},
-        }
+        outputs = {}
+        for part, rows in (("train", train), ("test", test)):
+            out = {**ref, "split": {**split, "part": part}}
+            sha256 = _store(context, out, frame.iloc[rows])
+            if sha256:
+                out["frame"] = {"sha256": sha256, "rows": len(rows)}
+                context.log(f"Stored {_part(out)} for the next steps: {sha256[:12]}…")
+            outputs[part] = out
+        return outputs

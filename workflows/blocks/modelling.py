@@ -17,7 +17,6 @@ from django.conf import settings
 from django.utils import timezone
 from pydantic import Field
 
-from edumlops.datasets.models import load_reference
 from edumlops.ml import drift, evaluation, tracking
 from edumlops.ml.datasets import Roles
 from edumlops.ml.training import (
@@ -40,7 +39,7 @@ from workflows.blocks.base import (
     StepStopped,
     output,
 )
-from workflows.blocks.data import pseudonym_key, version_for
+from workflows.blocks.data import rows_for, version_for
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,60}$"
 
@@ -67,8 +66,7 @@ def holdout(context: Context, ref: dict[str, Any], test: Any = None) -> tuple[An
             "There are no held-out rows to test on: connect the Split block's held-out output "
             "to Train model's (or this block's) test input."
         )
-    version_for(context, test)
-    return load_reference(test, pseudonym_key())
+    return rows_for(context, test)
 
 
 class TrainParams(Params):
@@ -127,7 +125,7 @@ class TrainBlock(Block):
         version = version_for(context, ref)
         district = context.run.workflow.district
         context.progress("loading data", 0.0)
-        frame, roles = load_reference(ref, pseudonym_key())
+        frame, roles = rows_for(context, ref)
         if not roles.label:
             raise BlockError(f'"{version}" has no label column marked: mark it on its page.')
         spec = _features(frame, roles, ref, params)
