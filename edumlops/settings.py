@@ -254,11 +254,15 @@ PREDICTION_RETENTION_DAYS = env_int("PREDICTION_RETENTION_DAYS", 30)
 # How far back each trigger scan looks, so a late or missed beat still fires a schedule once.
 EDUMLOPS_TRIGGER_WINDOW_MINUTES = env_int("EDUMLOPS_TRIGGER_WINDOW_MINUTES", 10)
 
+# The Split step's stored rows (var/frames) not read for this many days are deleted every hour.
+EDUMLOPS_FRAME_RETENTION_DAYS = env_int("EDUMLOPS_FRAME_RETENTION_DAYS", 7)
+
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "edumlops.heartbeat", "schedule": 60.0},
     "expire-approvals": {"task": "workflows.expire_approvals", "schedule": 60.0},
     # every time and calendar trigger (schedules, term starts): see workflows/triggers.py
     "scan-triggers": {"task": "workflows.scan_triggers", "schedule": 60.0},
+    "prune-frames": {"task": "workflows.prune_frames", "schedule": 3600.0},
     "aggregate-and-prune-predictions": {
         "task": "monitoring.aggregate_and_prune",
         "schedule": 3600.0,

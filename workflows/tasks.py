@@ -10,6 +10,7 @@ import random
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -56,6 +57,17 @@ def reconcile() -> dict[str, int]:
 @shared_task(name="workflows.expire_approvals")
 def expire_approvals() -> int:
     return engine.expire_approvals()
+
+
+@shared_task(name="workflows.prune_frames", ignore_result=True)
+def prune_frames() -> int:
+    """Sent by celery beat every hour: deletes the Split steps' stored rows that no step read for
+    EDUMLOPS_FRAME_RETENTION_DAYS (a step that needs them again rebuilds them)."""
+    from edumlops.ml import frames
+    from workflows.blocks.data import frames_dir
+
+    days = settings.EDUMLOPS_FRAME_RETENTION_DAYS
+    return frames.prune(frames_dir(), days * 86400)
 
 
 @shared_task(name="workflows.scan_triggers", ignore_result=True)

@@ -12,11 +12,13 @@ the rows cannot be stored: the caller goes on without (a later reader rebuilds t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +71,8 @@ def read(folder: Path, sha256: str) -> pd.DataFrame:
         raise FrameError(f"the stored rows {short} cannot be read ({exc})") from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise FrameError(f"the stored rows {short} do not match their hash")
+    with contextlib.suppress(OSError):
+        os.utime(path)  # last used now: prune() keeps what runs still read
     try:
         return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
     except (OSError, ValueError, pa.ArrowException) as exc:
@@ -81,3 +85,20 @@ def _sha256_of(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def prune(folder: Path, older_than_seconds: float, now: float | None = None) -> int:
+    """Delete stored frames not read or written for `older_than_seconds`; the number deleted.
+    Safe at any time: a step whose frame is gone rebuilds it from the dataset version."""
+    if not folder.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - older_than_seconds
+    deleted = 0
+    for path in folder.glob("*.parquet"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                deleted += 1
+        except FileNotFoundError:
+            continue  # another process pruned it
+    return deleted

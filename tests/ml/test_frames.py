@@ -95,3 +95,19 @@ def test_frames_imports_no_django():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) is False
+
+
+def test_prune_deletes_only_frames_unused_for_longer_than_the_retention(tmp_path):
+    import os
+    import time
+
+    old = frames.write(pd.DataFrame({"a": [1, 2]}), tmp_path)
+    kept = frames.write(pd.DataFrame({"a": [3, 4]}), tmp_path)
+    week_ago = time.time() - 8 * 86400
+    os.utime(frames.path_for(tmp_path, old), (week_ago, week_ago))
+    os.utime(frames.path_for(tmp_path, kept), (week_ago, week_ago))
+    frames.read(tmp_path, kept)  # a read counts as use
+    assert frames.prune(tmp_path, 7 * 86400) == 1
+    assert not frames.path_for(tmp_path, old).exists()
+    assert frames.read(tmp_path, kept)["a"].tolist() == [3, 4]
+    assert frames.prune(tmp_path / "none", 1) == 0

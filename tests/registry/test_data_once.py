@@ -16,12 +16,12 @@ from edumlops.ml import frames
 from edumlops.ml.datasets import Roles
 from edumlops.ml.synth import generate_district
 from edumlops.registry.models import ModelVersion
-from edumlops.registry.training import TrainingRequest, start_training
 from tests.registry.conftest import run_here, steps_of
 from workflows import engine
 from workflows.blocks.data import pseudonym_key
 from workflows.compiler import plan
 from workflows.models import Run, StepRun
+from workflows.training import TrainingRequest, start_training
 
 pytestmark = pytest.mark.django_db
 
