@@ -1,10 +1,13 @@
-"""The server's copy of each model version's bundle, for edge nodes to download.
+"""The server's local copy of each model version's signed bundle (`var/edge-bundles/<id>/`):
+what edge nodes download (edumlops.fleet) and what central serving loads
+(edumlops.deployments.serving), so a bundle is fetched from MLflow once per version.
 
 Filled once per version from the model's MLflow artifacts (into a temporary folder beside it,
-then renamed, so a half copy never appears) and served as stored: the server does not verify it
-on the way out — the agent verifies every bundle against the district's public key, and refuses
-(and reports) one that does not match. A marker file says which MLflow run the copy came from,
-so a copy left from another database (same id, other model) is replaced.
+then renamed, so a half copy never appears) and kept as stored: it is not verified here — central
+serving verifies it against this server's key before loading it, and an edge agent verifies
+every bundle against the district's public key and refuses (and reports) one that does not
+match. A marker file says which MLflow run the copy came from, so a copy left from another
+database (same id, other model) is replaced.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 
 from django.conf import settings
 
-from edumlops.ml.bundle_files import BUNDLE_FILES, sha256_file
+from edumlops.ml import tracking
+from edumlops.ml.bundle_files import BUNDLE_FILES
+from edumlops.registry.models import mlflow_ready
 
 ORIGIN = ".origin.json"
 
@@ -56,9 +61,6 @@ def bundle_dir(model: Any) -> Path:
     target = root() / str(model.pk)
     if _current(target, model):
         return target
-    from edumlops.ml import tracking
-    from edumlops.registry.models import mlflow_ready
-
     target.parent.mkdir(parents=True, exist_ok=True)
     origin = _origin(model)
     try:
@@ -92,33 +94,3 @@ def bundle_dir(model: Any) -> Path:
         if folder.parent.name.startswith("edumlops-artifact-"):
             shutil.rmtree(folder.parent, ignore_errors=True)
     return target
-
-
-_digests: dict[tuple[str, int, int, int], str] = {}
-_lock = threading.Lock()
-
-
-def _sha256(path: Path, stat: os.stat_result) -> str:
-    """SHA-256 of a file, remembered while its size, mtime and inode stay the same."""
-    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    with _lock:
-        known = _digests.get(key)
-    if known is None:
-        known = sha256_file(path)
-        with _lock:
-            if len(_digests) > 1000:
-                _digests.clear()
-            _digests[key] = known
-    return known
-
-
-def files(model: Any) -> list[dict[str, Any]]:
-    """Name, size and SHA-256 of each file as stored (for the manifest: resume and integrity in
-    transit; the agent trusts only the signature and the digests inside manifest.json)."""
-    folder = bundle_dir(model)
-    out = []
-    for name in BUNDLE_FILES:
-        path = folder / name
-        stat = path.stat()
-        out.append({"name": name, "size": stat.st_size, "sha256": _sha256(path, stat)})
-    return out
