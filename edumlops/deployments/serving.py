@@ -45,6 +45,7 @@ __all__ = [
     "validate",
 ]
 
+
 class ModelCache:
     """At most `size` loaded models; the least recently used is dropped first."""
 
