@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from edumlops.deployments import rollout, services, serving
 from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
-from edumlops.deployments.tokens import IntegrationTokenAuthentication
+from edumlops.deployments.tokens import IntegrationTokenAuthentication, school_for_caller
 from edumlops.ml import onnx_bundle
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import School
@@ -200,15 +200,7 @@ def school_predict(request: Request, pk: int) -> Response:
     version. Each answer: probability, risk band, the version that answered and, for linear
     models, the features that moved the risk most. A bad request is refused whole (400, each
     row and field named) and nothing is recorded."""
-    if isinstance(request.auth, IntegrationToken):  # an integration: its token's scope
-        school = get_object_or_404(School, pk=pk)
-        if not request.auth.may_predict_for(school):
-            return Response(
-                {"detail": f"This token is for {request.auth.school or request.auth.district}."},
-                status=status.HTTP_403_FORBIDDEN,
-            )
-    else:
-        school = _school(request, pk, Action.VIEW)
+    school = school_for_caller(request, pk, Action.VIEW)
     deployment = services.resolve(school)
     if deployment is None:
         return Response(

@@ -1,8 +1,9 @@
 """Serving: one ONNX Runtime session per model version, cached (bounded, thread-safe). Validating
 rows, risk bands and explanations are in edumlops.ml.serving_core, shared with the edge agent.
 
-Bundles come from the model's MLflow artifacts and are verified against this server's own signing
-key before they are loaded: a bundle changed after export is refused.
+Bundles come from the server's local copy (edumlops.registry.bundles, the one edge nodes download;
+filled from the model's MLflow artifacts once per version) and are verified against this
+server's own signing key before they are loaded: a bundle changed after export is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from edumlops.ml import onnx_bundle, signing, tracking
+from edumlops.ml import onnx_bundle, signing
+from edumlops.ml.manifest import Manifest, ManifestError
 from edumlops.ml.serving_core import (
     MAX_ROWS,
     RequestError,
@@ -26,7 +28,8 @@ from edumlops.ml.serving_core import (
     predict,
     validate,
 )
-from edumlops.registry.models import ModelVersion, mlflow_ready
+from edumlops.registry import bundles
+from edumlops.registry.models import ModelVersion
 
 __all__ = [
     "CACHE",
@@ -41,6 +44,7 @@ __all__ = [
     "predict",
     "validate",
 ]
+
 
 class ModelCache:
     """At most `size` loaded models; the least recently used is dropped first."""
@@ -78,12 +82,18 @@ class ModelCache:
 def load(model: ModelVersion) -> ServingModel:
     if not (model.bundle or {}).get("manifest"):
         raise RequestError(f"{model} has no ONNX bundle: export it before serving.")
-    mlflow_ready()
-    folder = Path(tracking.download(model.run_id, model.bundle.get("artifact_path", "bundle")))
+    try:
+        folder = bundles.bundle_dir(model)
+    except bundles.BundleUnavailable as exc:
+        raise onnx_bundle.BundleError(str(exc)) from exc
     key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH)).public_key()
     manifest, onnx = onnx_bundle.load_bundle(folder, key)
+    try:
+        signed = Manifest.from_dict(manifest)
+    except ManifestError as exc:
+        raise onnx_bundle.BundleError(str(exc)) from None
     loaded = replace(  # named as the registry names it (older manifests lack the id)
-        ServingModel.from_manifest(manifest, onnx),
+        ServingModel.from_manifest(signed, onnx),
         model_version_id=model.pk,
         name=model.name,
         version=model.version,

@@ -1,5 +1,5 @@
-"""Integration tokens: create (the key is returned once), revoke, and authenticate a request
-that carries `Authorization: Bearer edu_…`."""
+"""Integration tokens: create (the key is returned once), revoke, authenticate a request that
+carries `Authorization: Bearer edu_…`, and the school such a request (or a user's) may act on."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import secrets
 from typing import Any
 
 from django.db import transaction
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.exceptions import PermissionDenied
 
 from edumlops.audit import models as audit
 from edumlops.core.keys import BearerKeyAuthentication, KeyPrincipal, hash_key
 from edumlops.deployments.models import IntegrationToken
 from edumlops.schools.models import District, School
+from edumlops.schools.permissions import Action, require, visible_schools
 
 PREFIX = "edu_"
 
@@ -55,6 +58,21 @@ def revoke(token: IntegrationToken, user: Any) -> None:
             after={"revoked": True},
             reason="revoked",
         )
+
+
+def school_for_caller(request: Any, pk: int, action: Action) -> School:
+    """School `pk`, if the caller may act on it: an integration token (request.auth) within its
+    scope, whatever `action`; a user who sees the school and may take `action` there. Raises
+    Http404 (unknown, or not visible to the user) or PermissionDenied (403, saying why)."""
+    if isinstance(request.auth, IntegrationToken):
+        school = get_object_or_404(School, pk=pk)
+        if not request.auth.may_predict_for(school):
+            token = request.auth
+            raise PermissionDenied(f"This token is for {token.school or token.district}.")
+        return school
+    school = get_object_or_404(visible_schools(request.user), pk=pk)
+    require(request.user, action, school)
+    return school
 
 
 class IntegrationTokenAuthentication(BearerKeyAuthentication):

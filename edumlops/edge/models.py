@@ -4,15 +4,17 @@ counted on."""
 
 from __future__ import annotations
 
+import math
 import time
-from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edumlops.edge.store import BundleStore
+from edumlops.ml import binning
 from edumlops.ml.bundle_files import MODEL_FILE, BundleError
+from edumlops.ml.manifest import Manifest
 from edumlops.ml.runtime import OrtModel
 from edumlops.ml.serving_core import ServingModel, feed
 
@@ -25,58 +27,46 @@ class LoadError(Exception):
 
 
 class Bins:
-    """The drift reference's bins (manifest.json → drift_reference), counted without pandas:
-    numbers into bisect_right(edges, x) with a last bin for missing values; categories into
-    their index, then "other", then "missing" — the bins of drift.FeatureReference.histogram."""
+    """The drift reference's bins (manifest.json → drift_reference), counted without pandas
+    by edumlops.ml.binning — the bins of drift.FeatureReference.histogram."""
 
     def __init__(self, reference: dict[str, Any] | None) -> None:
         self.numeric: dict[str, list[float]] = {}
-        self.categorical: dict[str, dict[str, int]] = {}
+        self.categorical: dict[str, list[str]] = {}
         for name, ref in (reference or {}).items():
             if not isinstance(ref, dict):
                 continue
             if ref.get("kind") == "numeric":
                 self.numeric[name] = [float(e) for e in ref.get("edges") or []]
             elif ref.get("kind") == "categorical":
-                cats = [str(c) for c in ref.get("categories") or []]
-                self.categorical[name] = {c: i for i, c in enumerate(cats)}
+                self.categorical[name] = [str(c) for c in ref.get("categories") or []]
 
     def sizes(self) -> dict[str, int]:
-        return {
-            **{n: len(e) + 2 for n, e in self.numeric.items()},
-            **{n: len(c) + 2 for n, c in self.categorical.items()},
-        }
-
-    def index(self, name: str, value: Any) -> int:
-        if name in self.numeric:
-            edges = self.numeric[name]
-            try:
-                x = float(value) if value is not None and not isinstance(value, bool) else None
-            except (TypeError, ValueError):
-                x = None
-            if x is None or x != x:
-                return len(edges) + 1
-            return bisect_right(edges, x)
-        cats = self.categorical[name]
-        if value is None:
-            return len(cats) + 1
-        return cats.get(str(value), len(cats))
+        return {n: binning.size(b) for n, b in {**self.numeric, **self.categorical}.items()}
 
     def histograms(
         self, rows: list[dict[str, Any]], probabilities: list[float]
     ) -> dict[str, list[int]]:
         """Counts per feature of these rows (and of their predicted probabilities)."""
         out = {}
-        for name, size in self.sizes().items():
-            counts = [0] * size
-            if name == PREDICTION:
-                values: list[Any] = list(probabilities)
-            else:
-                values = [row.get(name) for row in rows]
-            for value in values:
-                counts[self.index(name, value)] += 1
-            out[name] = counts
+        for name, edges in self.numeric.items():
+            values = probabilities if name == PREDICTION else [row.get(name) for row in rows]
+            bins = binning.numeric_bins(edges, [_number(v) for v in values])
+            out[name] = binning.counts(bins, binning.size(edges)).tolist()
+        for name, categories in self.categorical.items():
+            bins = binning.categorical_bins(categories, [row.get(name) for row in rows])
+            out[name] = binning.counts(bins, binning.size(categories)).tolist()
         return out
+
+
+def _number(value: Any) -> float:
+    """A value as a number for its bin; NaN (the missing bin) when it is none."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 @dataclass
@@ -85,7 +75,7 @@ class ActiveModel:
 
     version: int
     serving: ServingModel
-    manifest: dict[str, Any]
+    manifest: Manifest
     bins: Bins
     latency_p50_ms: float
     latency_p95_ms: float
@@ -98,7 +88,7 @@ class ActiveModel:
 def load(store: BundleStore, version: int) -> ActiveModel:
     """Verify the cached bundle again and load it. BundleError: it no longer verifies (damaged
     on disk); LoadError: it verifies but cannot be served here."""
-    manifest = store.verify(version)
+    signed = store.verify(version)
     try:
         runner = OrtModel((store.path(version) / MODEL_FILE).read_bytes())
     except BundleError as exc:  # OrtModel's way of saying ONNX Runtime refused the model
@@ -106,6 +96,7 @@ def load(store: BundleStore, version: int) -> ActiveModel:
     except OSError as exc:
         raise BundleError(f"{MODEL_FILE} cannot be read: {exc}") from None
     try:
+        manifest = Manifest.from_dict(signed)
         serving = ServingModel.from_manifest(manifest, runner)
     except (TypeError, ValueError, AttributeError) as exc:
         raise LoadError(f"the manifest cannot be read as a model: {exc!r}") from None
@@ -124,16 +115,16 @@ def load(store: BundleStore, version: int) -> ActiveModel:
         version=int(version),
         serving=serving,
         manifest=manifest,
-        bins=Bins(manifest.get("drift_reference")),
+        bins=Bins(manifest.drift_reference),
         latency_p50_ms=p50,
         latency_p95_ms=p95,
     )
 
 
-def synthetic_row(serving: ServingModel, manifest: dict[str, Any]) -> dict[str, Any]:
+def synthetic_row(serving: ServingModel, manifest: Manifest) -> dict[str, Any]:
     """A plausible row from the manifest: each number at its middle reference edge, each
     category its first reference category."""
-    reference = manifest.get("drift_reference") or {}
+    reference = manifest.drift_reference or {}
     row: dict[str, Any] = {}
     for name in serving.numeric:
         edges = (reference.get(name) or {}).get("edges") or []
@@ -145,7 +136,7 @@ def synthetic_row(serving: ServingModel, manifest: dict[str, Any]) -> dict[str, 
 
 
 def measure(
-    serving: ServingModel, manifest: dict[str, Any], runs: int = LATENCY_RUNS
+    serving: ServingModel, manifest: Manifest, runs: int = LATENCY_RUNS
 ) -> tuple[float, float]:
     """ONNX Runtime latency p50/p95 (ms) of a one-row request on this device."""
     arrays = feed(serving, [synthetic_row(serving, manifest)])

@@ -27,6 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from edumlops.ml import binning
+
 MISSING = "__missing__"
 OTHER = "__other__"
 Status = Literal["drift", "no_drift", "insufficient_data"]
@@ -57,18 +59,18 @@ class FeatureReference:
         return cls(**data)
 
     def histogram(self, values: Any) -> np.ndarray:
-        """Counts of `values` in this feature's bins (vectorised)."""
+        """Counts of `values` in this feature's bins (edumlops.ml.binning)."""
         series = pd.Series(values)
         if self.kind == "numeric":
             numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
-            present = ~np.isnan(numbers)
-            index = np.searchsorted(np.asarray(self.edges, dtype=float), numbers[present], "right")
-            counts = np.bincount(index, minlength=len(self.edges) + 1)
-            return np.append(counts, int((~present).sum()))
+            bins = binning.numeric_bins(self.edges, numbers)
+            return binning.counts(bins, binning.size(self.edges))
         present = series.notna().to_numpy()
-        codes = pd.Categorical(series[present].astype(str), categories=self.categories).codes
-        known = np.bincount(codes[codes >= 0], minlength=len(self.categories))
-        return np.concatenate([known, [int((codes < 0).sum()), int((~present).sum())]])
+        texts = series.astype(str).to_numpy(dtype=object)
+        bins = binning.categorical_bins(
+            self.categories, (t if p else None for t, p in zip(texts, present, strict=True))
+        )
+        return binning.counts(bins, binning.size(self.categories))
 
 
 def build_reference(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from edumlops.ml.bundle_files import (
     sha256_file,
     verify_bundle,
 )
+from edumlops.ml.manifest import Manifest
 from edumlops.ml.runtime import OrtModel
 from edumlops.ml.training import FeatureSpec
 
@@ -138,24 +139,28 @@ def parity(
 
 
 def write_bundle(
-    directory: Path, model_bytes: bytes, manifest: dict[str, Any], private_key: Any
+    directory: Path, model_bytes: bytes, manifest: Manifest | dict[str, Any], private_key: Any
 ) -> dict[str, Any]:
     """Write model.onnx, manifest.json and manifest.sig into `directory` (created; it must not
     exist). Written in a temporary folder beside it and renamed, so a half bundle never appears.
-    Returns the final manifest (with files and signing_key_id)."""
+    A manifest given as a dict is read as a Manifest first (ManifestError names a missing or bad
+    field), so nothing serving could not read is signed. Returns the final manifest as JSON (with
+    format, files and signing_key_id)."""
     directory = Path(directory)
     if directory.exists():
         raise BundleError(f"{directory} already exists: bundles are never overwritten.")
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.from_dict(manifest)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=directory.parent))
     try:
         (tmp / MODEL_FILE).write_bytes(model_bytes)
-        final = {
-            **manifest,
-            "format": BUNDLE_FORMAT,
-            "files": {MODEL_FILE: sha256_file(tmp / MODEL_FILE)},
-            "signing_key_id": signing.key_id(private_key.public_key()),
-        }
+        final = replace(
+            manifest,
+            format=BUNDLE_FORMAT,
+            files={MODEL_FILE: sha256_file(tmp / MODEL_FILE)},
+            signing_key_id=signing.key_id(private_key.public_key()),
+        ).to_dict()
         body = manifest_bytes(final)
         (tmp / MANIFEST_FILE).write_bytes(body)
         (tmp / SIGNATURE_FILE).write_text(signing.sign(private_key, body) + "\n")

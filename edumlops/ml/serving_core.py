@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edumlops.ml.manifest import Manifest
+
 
 class Runner(Protocol):
     def predict_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray: ...
@@ -43,20 +45,21 @@ class ServingModel:
     terms: dict[str, Any] | None = None  # logistic regression: per-feature terms to explain
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any], runner: Runner) -> ServingModel:
-        """From a bundle's signed manifest (`explain` holds the linear terms, when exported)."""
-        model = manifest.get("model") or {}
-        features = manifest.get("features") or {}
+    def from_manifest(cls, manifest: Manifest | dict[str, Any], runner: Runner) -> ServingModel:
+        """From a bundle's signed manifest (`explain` holds the linear terms, when exported); a
+        dict is read as a Manifest (ManifestError names a missing or bad field)."""
+        if not isinstance(manifest, Manifest):
+            manifest = Manifest.from_dict(manifest)
         return cls(
-            model_version_id=int(model.get("model_version_id") or 0),
-            name=str(model.get("name", "")),
-            version=str(model.get("version", "")),
-            algorithm=str(model.get("algorithm", "")),
+            model_version_id=manifest.model.model_version_id or 0,
+            name=manifest.model.name,
+            version=manifest.model.version,
+            algorithm=manifest.model.algorithm or "",
             onnx=runner,
-            numeric=list(features.get("numeric", [])),
-            categorical=list(features.get("categorical", [])),
-            thresholds={k: float(v) for k, v in (manifest.get("thresholds") or {}).items()},
-            terms=manifest.get("explain"),
+            numeric=list(manifest.numeric),
+            categorical=list(manifest.categorical),
+            thresholds={k: float(v) for k, v in manifest.thresholds.items()},
+            terms=manifest.explain,
         )
 
     @property

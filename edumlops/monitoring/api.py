@@ -10,7 +10,7 @@ from rest_framework.decorators import api_view, authentication_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from edumlops.deployments.tokens import IntegrationTokenAuthentication
+from edumlops.deployments.tokens import IntegrationTokenAuthentication, school_for_caller
 from edumlops.monitoring import services
 from edumlops.monitoring.models import Alert
 from edumlops.schools.permissions import Action, require, visible_districts, visible_schools
@@ -93,17 +93,9 @@ def telemetry(request: Request) -> Response:
     """Daily aggregates from an edge node (or any integration): per school, day and model
     version, counts, risk bands, histograms on the model's reference bins, latency. Sending
     the same `idempotency_key` again counts nothing (200 with "duplicate": true)."""
-    from edumlops.deployments.models import IntegrationToken
     from edumlops.monitoring import telemetry as t
-    from edumlops.schools.models import School
 
-    school = get_object_or_404(School, pk=request.data.get("school"))
-    if isinstance(request.auth, IntegrationToken):
-        if not request.auth.may_predict_for(school):
-            return Response({"detail": "This token is for another school."}, status=403)
-    else:
-        get_object_or_404(visible_schools(request.user), pk=school.pk)
-        require(request.user, Action.EDIT_THRESHOLDS, school)
+    school = school_for_caller(request, request.data.get("school"), Action.EDIT_THRESHOLDS)
     try:
         added, duplicate = t.receive(
             school.district,

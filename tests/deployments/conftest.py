@@ -12,6 +12,7 @@ from django.conf import settings
 
 from edumlops.deployments import serving
 from edumlops.ml import drift, onnx_bundle, signing, tracking
+from edumlops.ml.manifest import Manifest, ModelInfo
 from edumlops.ml.synth import generate_district
 from edumlops.ml.training import (
     binary_target,
@@ -66,11 +67,12 @@ def train_and_log(
 def make_model(district, algorithm: str = "logistic_regression", seed: int = 0) -> ModelVersion:
     frame, spec, pipeline, logged = train_and_log(district, algorithm, seed)
     key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH))
-    manifest = {
-        "model": {"name": logged.name, "version": logged.version},
-        "features": spec.to_dict(),
-        "thresholds": {"decision": 0.5},
-    }
+    manifest = Manifest(
+        model=ModelInfo(logged.name, logged.version),
+        numeric=spec.numeric,
+        categorical=spec.categorical,
+        thresholds={"decision": 0.5},
+    )
     with tempfile.TemporaryDirectory() as tmp:
         final = onnx_bundle.write_bundle(
             Path(tmp) / "bundle", onnx_bundle.to_onnx(pipeline, spec), manifest, key

@@ -22,6 +22,7 @@ from typing import Any
 
 from edumlops.ml import drift, onnx_bundle, signing
 from edumlops.ml.bundle_files import BUNDLE_FILES
+from edumlops.ml.manifest import Manifest, ModelInfo
 from edumlops.ml.serving_core import linear_terms
 from edumlops.ml.synth import generate_district
 from edumlops.ml.training import binary_target, build_pipeline, fit, infer_features, prepare_frame
@@ -66,19 +67,14 @@ def make_bundle(
 ) -> dict[str, Any]:
     """Write a signed bundle into `directory` (which must not exist); its final manifest."""
     onnx, features, reference, terms = _trained(algorithm, seed)
-    manifest: dict[str, Any] = {
-        "model": {
-            "name": name,
-            "version": version,
-            "algorithm": algorithm,
-            "model_version_id": model_version_id,
-        },
-        "features": features,
-        "thresholds": {"decision": 0.5},
-        "drift_reference": reference,
-    }
-    if terms is not None:
-        manifest["explain"] = terms
+    manifest = Manifest(
+        model=ModelInfo(name, version, algorithm, model_version_id),
+        numeric=features["numeric"],
+        categorical=features["categorical"],
+        thresholds={"decision": 0.5},
+        drift_reference=reference,
+        explain=terms,
+    )
     return onnx_bundle.write_bundle(Path(directory), onnx, manifest, private_key)
 
 

@@ -18,6 +18,7 @@ import pytest
 from django.conf import settings
 
 from edumlops.ml import drift, onnx_bundle, signing, tracking
+from edumlops.ml.manifest import Manifest, ModelInfo
 from edumlops.ml.serving_core import linear_terms
 from edumlops.registry.models import ModelVersion
 from tests.conftest import ROOT, clean_env
@@ -53,19 +54,18 @@ def edge_model(
         drift_reference=reference,
     )
     key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH))
-    manifest = {
-        "model": {
-            "name": logged.name,
-            "version": logged.version,
-            "algorithm": algorithm,
-            "model_version_id": model.pk,
-        },
-        "features": spec.to_dict(),
-        "thresholds": {"decision": 0.5},
-        "drift_reference": reference,
-    }
-    if algorithm == "logistic_regression":
-        manifest["explain"] = linear_terms(pipeline, spec.numeric, spec.categorical)
+    manifest = Manifest(
+        model=ModelInfo(logged.name, logged.version, algorithm, model.pk),
+        numeric=spec.numeric,
+        categorical=spec.categorical,
+        thresholds={"decision": 0.5},
+        drift_reference=reference,
+        explain=(
+            linear_terms(pipeline, spec.numeric, spec.categorical)
+            if algorithm == "logistic_regression"
+            else None
+        ),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         final = onnx_bundle.write_bundle(
             Path(tmp) / "bundle", onnx_bundle.to_onnx(pipeline, spec), manifest, key

@@ -67,7 +67,7 @@ def test_the_queue_holds_no_feature_name_or_value_in_clear(agent, tmp_path):
 
 
 def test_the_bins_are_the_drift_modules_bins(agent):
-    reference = agent.current().manifest["drift_reference"]
+    reference = agent.current().manifest.drift_reference
     rows = request_rows(40, seed=5)
     numeric = next(n for n, r in reference.items() if r["kind"] == "numeric" and n in rows[0])
     categorical = next(n for n, r in reference.items() if r["kind"] == "categorical")
@@ -95,7 +95,7 @@ def test_a_batch_has_the_protocols_aggregate_shape(agent, double):
     assert aggregate["day"] == time.strftime("%Y-%m-%d")
     assert sum(aggregate["bands"].values()) == 6
     assert aggregate["bands"][body["predictions"][0]["risk_band"]] >= 1
-    reference = agent.current().manifest["drift_reference"]
+    reference = agent.current().manifest.drift_reference
     for name, ref in reference.items():
         assert sum(aggregate["histograms"][name]) == 6
         assert len(aggregate["histograms"][name]) == len(ref["counts"])

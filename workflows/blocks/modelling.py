@@ -19,6 +19,8 @@ from pydantic import Field
 
 from edumlops.ml import drift, evaluation, tracking
 from edumlops.ml.datasets import Roles
+from edumlops.ml.manifest import Manifest, ModelInfo
+from edumlops.ml.naming import MODEL_NAME_PATTERN
 from edumlops.ml.training import (
     ALGORITHMS,
     FeatureSpec,
@@ -40,8 +42,6 @@ from workflows.blocks.base import (
     output,
 )
 from workflows.blocks.data import rows_for, version_for
-
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,60}$"
 
 
 def model_for(context: Context, ref: Any) -> ModelVersion:
@@ -476,31 +476,35 @@ class ExportOnnxBlock(Block):
             )
         context.log(f"Parity with scikit-learn: {parity.describe()}")
         key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH))
-        manifest = {
-            "model": {
-                "name": model.name,
-                "version": model.version,
-                "run_id": model.run_id,
-                "algorithm": model.algorithm,
-                "model_version_id": model.pk,
-            },
-            "features": spec.to_dict(),
-            "feature_types": {
+        manifest = Manifest(
+            model=ModelInfo(
+                name=model.name,
+                version=model.version,
+                algorithm=model.algorithm,
+                model_version_id=model.pk,
+                run_id=model.run_id,
+            ),
+            numeric=list(spec.numeric),
+            categorical=list(spec.categorical),
+            feature_types={
                 **{c: "float" for c in spec.numeric},
                 **{c: "string" for c in spec.categorical},
             },
-            "dataset_sha256": model.dataset_sha256,
-            "metrics": (model.validation or {}).get("metrics", {}),
-            "thresholds": {"decision": model.threshold},
-            "bias_outcome": model.bias_outcome or "not checked",
-            "parity_max_abs_diff": parity.max_abs_diff,
-            "drift_reference": model.drift_reference,
-            "created_at": timezone.now().isoformat(),
-        }
-        if model.algorithm == "logistic_regression":
-            # each feature's part of the log-odds, so servers without scikit-learn (edge
-            # agents) explain the risk as the central API does
-            manifest["explain"] = linear_terms(pipeline, spec.numeric, spec.categorical)
+            dataset_sha256=model.dataset_sha256,
+            metrics=(model.validation or {}).get("metrics", {}),
+            thresholds={"decision": model.threshold},
+            bias_outcome=model.bias_outcome or "not checked",
+            parity_max_abs_diff=parity.max_abs_diff,
+            drift_reference=model.drift_reference,
+            created_at=timezone.now().isoformat(),
+            # logistic regression: each feature's part of the log-odds, so servers without
+            # scikit-learn (edge agents) explain the risk as the central API does
+            explain=(
+                linear_terms(pipeline, spec.numeric, spec.categorical)
+                if model.algorithm == "logistic_regression"
+                else None
+            ),
+        )
         context.progress("signing the bundle", 0.8)
         with tempfile.TemporaryDirectory(prefix="edumlops-bundle-") as tmp:
             final = onnx_bundle.write_bundle(Path(tmp) / "bundle", onnx_bytes, manifest, key)
