@@ -10,15 +10,22 @@ owner turned `approval_required` off; the step's log then says that no approval 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any, Literal
 
 from django.utils import timezone
 from pydantic import Field
 
+from edumlops.core import clock
 from edumlops.datasets.models import load_reference
 from edumlops.deployments import rollout
 from edumlops.deployments.models import Deployment
+from edumlops.deployments.services import resolve
+from edumlops.fleet import bundles, sync
 from edumlops.ml.naming import MODEL_NAME_PATTERN
+from edumlops.monitoring.models import Alert
+from edumlops.registry.models import ModelVersion, mlflow_ready
+from edumlops.schools.models import CalendarPeriod
 from workflows.blocks.base import (
     Block,
     BlockError,
@@ -33,6 +40,7 @@ from workflows.blocks.base import (
 )
 from workflows.blocks.data import pseudonym_key, version_for
 from workflows.blocks.modelling import model_for
+from workflows.models import Run
 
 ANY = tuple(PortType)
 
@@ -74,7 +82,6 @@ class RegisteredModelBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         from edumlops.ml import tracking
-        from edumlops.registry.models import ModelVersion, mlflow_ready
 
         district = context.run.workflow.district
         name = f"{district.slug}-{params.model_name}"
@@ -103,8 +110,6 @@ class AlertedDeploymentBlock(Block):
     outputs = (output("deployment", PortType.DEPLOYMENT, "Deployment"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.deployments.services import resolve
-        from edumlops.monitoring.models import Alert
 
         alert_id = (context.run.conf or {}).get("alert")
         alert = Alert.objects.filter(pk=alert_id, district=context.run.workflow.district).first()
@@ -145,8 +150,6 @@ class FreezeWindowBlock(Block):
     outputs = (output("clear", PortType.SIGNAL, "Not frozen"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.core import clock
-        from edumlops.schools.models import CalendarPeriod
 
         district = context.run.workflow.district
         today = clock.today()
@@ -487,69 +490,56 @@ class EdgeSyncBlock(Block):
     outputs = (output("deployment", PortType.DEPLOYMENT, "Deployment (synced)"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        import math
-        import time
-
-        from edumlops.deployments.services import resolve
-        from edumlops.fleet.models import EdgeNode
-        from workflows.models import Run
-
         ref = inputs["deployment"]
         deployment = _deployment(context, ref)
-        if not deployment.active and "deadline" in context.state:
+        if not deployment.active:
             raise BlockError(
                 f"Deployment #{deployment.pk} was {deployment.get_status_display()} while "
                 "waiting for the edge servers: they now follow the version that replaced it."
-            )
-        if not deployment.active:
-            raise BlockError(
-                f"Deployment #{deployment.pk} is {deployment.get_status_display()}: there is "
-                "nothing to sync; connect the block that makes the deployment."
+                if "deadline" in context.state
+                else f"Deployment #{deployment.pk} is {deployment.get_status_display()}: there "
+                "is nothing to sync; connect the block that makes the deployment."
             )
         model = deployment.model_version
-        if deployment.scope == "pilot":
-            schools = list(deployment.schools.order_by("name"))
-        else:
-            schools = []
-            for school in deployment.district.schools.order_by("name"):
-                answering = resolve(school)
-                if answering is not None and answering.pk == deployment.pk:
-                    schools.append(school)
-                else:
-                    context.log(f"{school} is on its own pilot: its servers are not waited for")
-        nodes = list(
-            EdgeNode.objects.filter(school__in=schools, revoked_at__isnull=True)
-            .select_related("school")
-            .order_by("school__name", "name")
-        )
+        schools, notes = sync.target_schools(deployment)
+        for note in notes:
+            context.log(note)
+        nodes = sync.nodes_at(schools)
         context.metric("edge_nodes", len(nodes))
-        first_check = "deadline" not in context.state
         if not nodes:
             context.log(
                 f"No edge server is registered at the {len(schools)} target school(s): nothing "
                 "to sync (register servers on the Edge page)."
             )
             return {"deployment": ref}
-        if first_check:
-            _publish_to_nodes(context, deployment, model, nodes)
-        need = math.ceil(params.min_share * len(nodes) - 1e-9)
+        if "deadline" not in context.state:  # the first check publishes
+            try:
+                context.log(sync.publish(deployment, model, nodes, context.run_id, context.node_id))
+            except bundles.BundleUnavailable as exc:
+                raise BlockError(str(exc)) from None
         if params.timeout_minutes == 0:
             context.log("Not waiting for them to confirm (timeout 0)")
             return {"deployment": ref}
-        # The wait holds no worker: each check either ends the step or asks to be run again
-        # after poll_seconds; the deadline is kept in the step's state between checks.
+        self._wait_for(context, params, nodes, model)
+        return {"deployment": ref}
+
+    @staticmethod
+    def _wait_for(context: Context, params: Params, nodes: list[Any], model: Any) -> None:
+        """Return once enough nodes serve the model; else WaitFor (holding no worker) until the
+        deadline kept in the step's state, then fail naming the laggards."""
+        need = sync.needed(params.min_share, nodes)
         now_ts = time.time()
         deadline = context.state.setdefault("deadline", now_ts + params.timeout_minutes * 60)
-        confirmed = set(
-            EdgeNode.objects.filter(pk__in=[n.pk for n in nodes], active_version=model).values_list(
-                "pk", flat=True
-            )
-        )
-        stage = f"{len(confirmed)} of {len(nodes)} edge servers serve {model} ({need} needed)"
-        context.progress(stage, len(confirmed) / need if need else 1.0)
-        if len(confirmed) < need:
+        done = sync.confirmed(nodes, model)
+        stage = f"{len(done)} of {len(nodes)} edge servers serve {model} ({need} needed)"
+        context.progress(stage, len(done) / need if need else 1.0)
+        if len(done) < need:
             if now_ts >= deadline:
-                raise BlockError(_laggards(nodes, confirmed, model, need, params))
+                raise BlockError(
+                    sync.laggards(
+                        nodes, done, model, need, params.timeout_minutes, params.min_share
+                    )
+                )
             if Run.objects.filter(pk=context.run_id, status=Run.Status.CANCELLED).exists():
                 raise StepStopped("the run was cancelled while waiting for the edge servers")
             raise WaitFor(
@@ -557,62 +547,8 @@ class EdgeSyncBlock(Block):
                 f"{timezone.localtime(dt.datetime.fromtimestamp(deadline, dt.UTC)):%H:%M:%S}",
                 check_after=max(0.0, min(params.poll_seconds, deadline - now_ts)),
             )
-        context.metric("edge_nodes_confirmed", len(confirmed))
+        context.metric("edge_nodes_confirmed", len(done))
         context.log(
-            f"{len(confirmed)} of {len(nodes)} edge server(s) serve {model} "
+            f"{len(done)} of {len(nodes)} edge server(s) serve {model} "
             f"(needed {need}: min share {params.min_share:g})"
         )
-        return {"deployment": ref}
-
-
-def _publish_to_nodes(context: Context, deployment: Any, model: Any, nodes: list[Any]) -> None:
-    from edumlops.fleet import bundles
-    from edumlops.fleet.models import EdgeEvent
-
-    try:
-        bundles.files(model)  # the server's copy that the nodes download
-    except bundles.BundleUnavailable as exc:
-        raise BlockError(str(exc)) from None
-    now = timezone.now()
-    EdgeEvent.objects.bulk_create(
-        [
-            EdgeEvent(
-                node=node,
-                client_id=f"published:{context.run_id}:{context.node_id}:{model.pk}"[:80],
-                kind=EdgeEvent.Kind.PUBLISHED,
-                model_version=model,
-                detail=f"workflow run {context.run_id}: deployment #{deployment.pk}",
-                at=now,
-            )
-            for node in nodes
-        ],
-        ignore_conflicts=True,  # a step taken over publishes once
-    )
-    context.log(
-        f"Published {model} to {len(nodes)} edge server(s) at "
-        f"{len({n.school_id for n in nodes})} school(s)"
-    )
-
-
-def _laggards(nodes: list[Any], confirmed: set[int], model: Any, need: int, params: Any) -> str:
-    """The timeout message: who did not confirm, when each was last heard from, and why if it
-    said so (a rejected bundle)."""
-    from django.conf import settings
-
-    now = timezone.now()
-    late = []
-    for node in nodes:
-        if node.pk in confirmed:
-            continue
-        node.refresh_from_db()
-        contact = node.contact(now, int(settings.EDGE_POLL_SECONDS))
-        _, state = node.sync_state(model, list(node.events.all()[:5]))
-        said = "" if state in ("behind", "waiting for first contact") else f"; {state}"
-        seen = "never contacted" if node.last_contact is None else f"last contact {contact['last']}"
-        late.append(f"{node.name} at {node.school} ({seen}{said})")
-    return (
-        f"Only {len(confirmed)} of {len(nodes)} edge server(s) serve {model} after "
-        f"{params.timeout_minutes:g} min (needed {need}, min share {params.min_share:g}). Not "
-        f"confirmed: {'; '.join(late)}. Check that these servers are on and online, or lower "
-        "the share or raise the timeout."
-    )
