@@ -12,12 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 from django.conf import settings
 from django.utils import timezone
 from pydantic import Field
 
-from edumlops.ml import drift, evaluation, tracking
+from edumlops.ml import evaluation, tracking
 from edumlops.ml.datasets import Roles
 from edumlops.ml.manifest import Manifest, ModelInfo
 from edumlops.ml.naming import MODEL_NAME_PATTERN
@@ -25,11 +24,10 @@ from edumlops.ml.training import (
     ALGORITHMS,
     FeatureSpec,
     binary_target,
-    build_pipeline,
-    fit,
     infer_features,
     prepare_frame,
 )
+from edumlops.registry import training
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from workflows.blocks.base import (
     Block,
@@ -123,7 +121,6 @@ class TrainBlock(Block):
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = inputs["train"]
         version = version_for(context, ref)
-        district = context.run.workflow.district
         context.progress("loading data", 0.0)
         frame, roles = rows_for(context, ref)
         if not roles.label:
@@ -133,81 +130,32 @@ class TrainBlock(Block):
             f"{ALGORITHMS[params.algorithm]} on {len(frame)} rows, {len(spec.columns)} features: "
             f"{', '.join(spec.columns)}"
         )
-        X = prepare_frame(frame, spec)
-        y = binary_target(frame[roles.label], roles.positive)
-        if len(set(y.tolist())) < 2:
-            raise BlockError(
-                "The training rows hold only one class of the label: use a larger dataset or "
-                "another split."
-            )
-        pipeline = build_pipeline(
-            spec, params.algorithm, balanced=params.balanced, seed=params.seed
-        )
-        fit(pipeline, X, y, progress=lambda stage, f: context.progress(stage, 0.05 + 0.8 * f))
-        # the bins drift is measured on, fixed now on the training rows (and their predictions)
-        reference = {
-            name: ref.to_dict()
-            for name, ref in drift.build_reference(frame, spec.numeric, spec.categorical).items()
-        }
-        proba = pipeline.predict_proba(X)[:, 1]
-        reference["__prediction__"] = drift.build_reference(
-            pd.DataFrame({"__prediction__": proba}), ["__prediction__"], []
-        )["__prediction__"].to_dict()
-        context.progress("logging to MLflow", 0.9)
-        mlflow_ready()
-        name = f"{district.slug}-{params.model_name}"
-        training = _provenance(frame, roles, version, y)
-        logged = tracking.log_trained_model(
-            experiment=f"{district.slug}/{params.model_name}",
-            model_name=name,
-            run_name=f"run {context.run_id} · {context.node_id}",
-            pipeline=pipeline,
-            params={
-                "algorithm": params.algorithm,
-                "balanced": params.balanced,
-                "seed": params.seed,
-                "features": spec.columns,
-                "use_sensitive_attributes": params.use_sensitive_attributes,
-                "dataset_sha256": version.sha256,
-                "split": ref.get("split"),
-            },
-            metrics={"train_rows": float(len(frame)), "train_positives": float(y.sum())},
-            input_example=X.head(5),
-            output_example=pipeline.predict_proba(X.head(5)),
-            tags={
-                "district": district.slug,
-                "dataset_sha256": version.sha256,
-                "workflow_run": str(context.run_id),
-            },
-            extra_json={
-                "features.json": spec.to_dict(),
-                "training.json": training,
-                "drift_reference.json": reference,
-            },
-        )
-        model = ModelVersion.objects.create(
-            district=district,
-            name=logged.name,
-            version=logged.version,
-            run_id=logged.run_id,
-            algorithm=params.algorithm,
+        job = training.TrainingJob(
+            district=context.run.workflow.district,
             dataset_version=version,
-            dataset_sha256=version.sha256,
-            features=spec.to_dict(),
-            roles=roles.to_dict(),
-            training=training,
-            drift_reference=reference,
+            model_name=params.model_name,
+            algorithm=params.algorithm,
+            balanced=params.balanced,
+            seed=params.seed,
+            use_sensitive_attributes=params.use_sensitive_attributes,
+            split=ref.get("split"),
+            run_label=f"run {context.run_id} · {context.node_id}",
             workflow_run_id=context.run_id,
-            created_by=context.run.started_by,
+            started_by=context.run.started_by,
         )
-        context.log(f"Registered {logged.model_uri} (MLflow run {logged.run_id})")
-        context.metric("train_rows", len(frame))
+        try:
+            trained = training.train_and_register(job, frame, roles, spec, context.progress)
+        except training.TrainingError as exc:
+            raise BlockError(str(exc)) from None
+        model = trained.model
+        context.log(f"Registered {trained.model_uri} (MLflow run {model.run_id})")
+        context.metric("train_rows", trained.rows)
         return {
             "model": {
                 "model_version": model.pk,
-                "name": logged.name,
-                "version": logged.version,
-                "run_id": logged.run_id,
+                "name": model.name,
+                "version": model.version,
+                "run_id": model.run_id,
                 "test": inputs.get("test"),
             }
         }
@@ -243,24 +191,6 @@ def _features(frame: Any, roles: Roles, ref: dict[str, Any], params: TrainParams
             "free text): keep more columns in Minimise data."
         )
     return spec
-
-
-def _provenance(frame: Any, roles: Roles, version: Any, y: Any) -> dict[str, Any]:
-    training: dict[str, Any] = {
-        "rows": int(len(frame)),
-        "positives": int(y.sum()),
-        "dataset": str(version),
-        "dataset_sha256": version.sha256,
-        "label": roles.label,
-        "positive": roles.positive,
-        "sensitive": roles.sensitive,
-    }
-    if roles.school and roles.school in frame:
-        training["schools"] = sorted(map(str, frame[roles.school].dropna().unique()))[:200]
-    if roles.time and roles.time in frame:
-        periods = sorted(map(str, frame[roles.time].dropna().unique()))
-        training["period"] = {"from": periods[0], "to": periods[-1]} if periods else {}
-    return training
 
 
 class ValidateParams(Params):
