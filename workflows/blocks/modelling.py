@@ -8,26 +8,20 @@ chain train → validate → bias gate → export needs one edge per step.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any, Literal
 
-from django.conf import settings
-from django.utils import timezone
 from pydantic import Field
 
 from edumlops.ml import evaluation, tracking
 from edumlops.ml.datasets import Roles
-from edumlops.ml.manifest import Manifest, ModelInfo
 from edumlops.ml.naming import MODEL_NAME_PATTERN
 from edumlops.ml.training import (
     ALGORITHMS,
     FeatureSpec,
     binary_target,
     infer_features,
-    prepare_frame,
 )
-from edumlops.registry import training
+from edumlops.registry import export, training
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from workflows.blocks.base import (
     Block,
@@ -384,73 +378,16 @@ class ExportOnnxBlock(Block):
     outputs = (output("model", PortType.MODEL, "Model with bundle"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.ml import onnx_bundle, signing
-        from edumlops.ml.serving_core import linear_terms
-
         ref = dict(inputs["model"])
         model = model_for(context, ref)
         frame, _ = holdout(context, ref)
-        spec = model.feature_spec()
-        pipeline = model.pipeline()
-        context.progress("converting to ONNX", 0.1)
-        onnx_bytes = onnx_bundle.to_onnx(pipeline, spec)
-        rows = prepare_frame(frame.head(params.parity_rows), spec)
-        context.progress("checking parity", 0.5)
-        parity = onnx_bundle.parity(pipeline, onnx_bundle.OnnxModel(onnx_bytes), rows)
+        try:
+            parity = export.export_bundle(model, frame, params.parity_rows, context.progress)
+        except export.ParityError as exc:
+            context.metric("onnx_max_abs_diff", exc.parity.max_abs_diff)
+            raise BlockError(str(exc)) from None
         context.metric("onnx_max_abs_diff", parity.max_abs_diff)
-        if not parity.ok:
-            raise BlockError(
-                f"ONNX does not match scikit-learn: {parity.describe()}; every row must be within "
-                f"{parity.tolerance:g}. The bundle was not written. Try another algorithm or "
-                "report this model to the EduMLOps team."
-            )
         context.log(f"Parity with scikit-learn: {parity.describe()}")
-        key = signing.load_or_create_private_key(Path(settings.SIGNING_KEY_PATH))
-        manifest = Manifest(
-            model=ModelInfo(
-                name=model.name,
-                version=model.version,
-                algorithm=model.algorithm,
-                model_version_id=model.pk,
-                run_id=model.run_id,
-            ),
-            numeric=list(spec.numeric),
-            categorical=list(spec.categorical),
-            feature_types={
-                **{c: "float" for c in spec.numeric},
-                **{c: "string" for c in spec.categorical},
-            },
-            dataset_sha256=model.dataset_sha256,
-            metrics=(model.validation or {}).get("metrics", {}),
-            thresholds={"decision": model.threshold},
-            bias_outcome=model.bias_outcome or "not checked",
-            parity_max_abs_diff=parity.max_abs_diff,
-            drift_reference=model.drift_reference,
-            created_at=timezone.now().isoformat(),
-            # logistic regression: each feature's part of the log-odds, so servers without
-            # scikit-learn (edge agents) explain the risk as the central API does
-            explain=(
-                linear_terms(pipeline, spec.numeric, spec.categorical)
-                if model.algorithm == "logistic_regression"
-                else None
-            ),
-        )
-        context.progress("signing the bundle", 0.8)
-        with tempfile.TemporaryDirectory(prefix="edumlops-bundle-") as tmp:
-            final = onnx_bundle.write_bundle(Path(tmp) / "bundle", onnx_bytes, manifest, key)
-            tracking.log_directory(model.run_id, Path(tmp) / "bundle", "bundle")
-        model.bundle = {
-            "artifact_path": "bundle",
-            "manifest": final,
-            "public_key": signing.public_key_pem(key.public_key()),
-            "parity": {
-                "max_abs_diff": parity.max_abs_diff,
-                "rows": parity.rows,
-                "share_within": parity.share_within,
-                "decisions_agree": parity.decisions_agree,
-            },
-        }
-        model.save(update_fields=["bundle"])
         context.log(f"Signed bundle kept as MLflow artifacts of run {model.run_id} (bundle/)")
         return {"model": ref}
 
