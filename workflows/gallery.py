@@ -134,8 +134,10 @@ class Template:
     @property
     def starts(self) -> str:
         """How a run of it starts, in words."""
-        trigger = next(s for s in self.steps if isinstance(s, Step) and s.kind.endswith("trigger"))
-        if trigger.kind == "manual_trigger":
+        trigger = next(
+            s for s in self.steps if isinstance(s, Step) and REGISTRY[(s.kind, 1)].is_trigger
+        )
+        if REGISTRY[(trigger.kind, 1)].starts_by_hand:
             return "when you press Run"
         return f"by itself ({trigger.label[0].lower()}{trigger.label[1:]})"
 
