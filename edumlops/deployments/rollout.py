@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,17 +152,11 @@ def pilot_as_approved(
 # --- the operations, one door for the blocks, the API and the page ---------------------------
 
 
-def roll_out(
-    model: ModelVersion,
-    *,
-    scope: str,
-    schools: Iterable[School] = (),
-    user: Any = None,
-    reason: str = "",
-    run: Any = None,
-) -> Deployment:
-    """Start a pilot on `schools`, or put `model` on the whole district."""
-    return services.roll_out(model, scope=scope, schools=schools, user=user, reason=reason, run=run)
+# Starting a pilot or a district rollout and rolling back have no extra conditions: the
+# services are the one door (named here so the blocks, the API and the page all say rollout.*).
+roll_out = services.roll_out
+rollback = services.rollback
+rollback_school = services.rollback_school
 
 
 def promote(
@@ -181,22 +175,6 @@ def promote(
     if unmet:
         raise NotPromotable(pilot, unmet)
     return services.promote(pilot, user=user, reason=reason, run=run)
-
-
-def rollback(
-    deployment: Deployment,
-    *,
-    user: Any = None,
-    reason: str = "",
-    target: ModelVersion | None = None,
-) -> Deployment | None:
-    """Put the deployment's scope back on its last known good version (or `target`)."""
-    return services.rollback(deployment, user=user, reason=reason, target=target)
-
-
-def rollback_school(school: School, *, user: Any = None, reason: str = "") -> Deployment:
-    """Put one school back on the version before the one it uses now."""
-    return services.rollback_school(school, user=user, reason=reason)
 
 
 # --- promotion conditions ------------------------------------------------------------------
