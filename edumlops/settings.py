@@ -7,6 +7,7 @@ secure-cookie, HTTPS and HSTS settings so that ``manage.py check --deploy`` is c
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from edumlops.env import (
@@ -147,7 +148,17 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only in and out, with limits (edumlops/core/api.py); forms and files for uploads.
+    "DEFAULT_PARSER_CLASSES": [
+        "edumlops.core.api.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # every error in one shape: {"detail", "code", "errors": [{"field", "message"}]}
+    "EXCEPTION_HANDLER": "edumlops.core.api.exception_handler",
 }
+# The largest JSON body the API reads (413 above it).
+API_MAX_BODY_BYTES = env_int("EDUMLOPS_API_MAX_BODY_BYTES", 10 * 1024 * 1024)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "EduMLOps API",
@@ -157,7 +168,49 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "edumlops.core.api.add_error_responses",
+    ],
 }
+
+# --- Throttling and failed-login lockout ---------------------------------------------------------
+# The shared cache keeps throttle counts for every worker: Redis when REDIS_URL is set, otherwise
+# files under var/cache (the embedded default).
+_cache_url = env_str("EDUMLOPS_CACHE_URL") or env_str("REDIS_URL")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "edumlops-cache",
+        }
+        if _cache_url
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    )
+}
+# Requests per caller (user, key or address) on the busy API doors, e.g. "120/min"; "off" lifts
+# a limit. Over it the API answers 429 with Retry-After (edumlops/core/throttles.py).
+EDUMLOPS_THROTTLE_RATES = {
+    scope: (None if rate.lower() == "off" else rate)
+    for scope, rate in {
+        "predict": env_str("EDUMLOPS_THROTTLE_PREDICT", "120/min"),
+        "tokens": env_str("EDUMLOPS_THROTTLE_TOKENS", "10/min"),
+        "uploads": env_str("EDUMLOPS_THROTTLE_UPLOADS", "30/hour"),
+        "telemetry": env_str("EDUMLOPS_THROTTLE_TELEMETRY", "600/min"),
+    }.items()
+}
+for _scope, _rate in EDUMLOPS_THROTTLE_RATES.items():
+    if _rate is not None and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+        raise ConfigError(
+            f"EDUMLOPS_THROTTLE_{_scope.upper()}={_rate!r}: write a rate such as 120/min or off"
+        )
+
+# --- Content-Security-Policy ---------------------------------------------------------------------
 
 # --- Security: strict in production, so that `check --deploy` has nothing to say ---------------
 SESSION_COOKIE_HTTPONLY = True
