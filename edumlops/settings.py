@@ -204,8 +204,9 @@ EDUMLOPS_THROTTLE_RATES = {
         "telemetry": env_str("EDUMLOPS_THROTTLE_TELEMETRY", "600/min"),
     }.items()
 }
+_RATE = re.compile(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)")
 for _scope, _rate in EDUMLOPS_THROTTLE_RATES.items():
-    if _rate is not None and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+    if _rate is not None and not _RATE.fullmatch(_rate):
         raise ConfigError(
             f"EDUMLOPS_THROTTLE_{_scope.upper()}={_rate!r}: write a rate such as 120/min or off"
         )
