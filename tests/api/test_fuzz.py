@@ -162,7 +162,9 @@ def test_no_5xx_no_schema_violation_no_undocumented_status(role, world, live_ser
         command += ["--include-path-regex", os.environ["EDUMLOPS_FUZZ_PATHS"]]
     if world["headers"][role]:
         command += ["-H", f"Authorization: {world['headers'][role]}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False)
+    done = subprocess.run(  # in tmp_path: schemathesis keeps a crash cache in its directory
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=1500, check=False
+    )
     summary = summarize(report)
     print(f"fuzz {role}: {summary}")
     assert done.returncode == 0, f"{role}: {summary}\n{done.stdout[-20000:]}\n{done.stderr[-3000:]}"
