@@ -4,15 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0002_alter_auditrecord_action'),
+        ("audit", "0002_alter_auditrecord_action"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditrecord',
-            name='action',
-            field=models.CharField(choices=[('approval', 'approval'), ('rejection', 'rejection'), ('rollout', 'rollout'), ('promotion', 'promotion'), ('rollback', 'rollback'), ('alias_change', 'alias change'), ('threshold_change', 'threshold change'), ('workflow_version', 'workflow version saved'), ('dataset_upload', 'dataset upload'), ('token_created', 'token created'), ('alert_decision', 'alert acknowledged / resolved'), ('login_lockout', 'login locked out')], max_length=30),
+            model_name="auditrecord",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("approval", "approval"),
+                    ("rejection", "rejection"),
+                    ("rollout", "rollout"),
+                    ("promotion", "promotion"),
+                    ("rollback", "rollback"),
+                    ("alias_change", "alias change"),
+                    ("threshold_change", "threshold change"),
+                    ("workflow_version", "workflow version saved"),
+                    ("dataset_upload", "dataset upload"),
+                    ("token_created", "token created"),
+                    ("alert_decision", "alert acknowledged / resolved"),
+                    ("login_lockout", "login locked out"),
+                ],
+                max_length=30,
+            ),
         ),
     ]
