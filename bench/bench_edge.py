@@ -161,8 +161,8 @@ def setup(tmp: Path):  # noqa: ANN201
 
     django.setup()
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from edumlops.core.models import UserKey
     from edumlops.deployments import services
     from edumlops.schools.models import District, Membership, School
     from tests.edge.conftest import edge_model
@@ -176,7 +176,7 @@ def setup(tmp: Path):  # noqa: ANN201
     Membership.objects.create(user=admin, role=Membership.Role.ADMIN, district=district)
     model = edge_model(district, seed=0)
     services.roll_out(model, scope="district", reason="bench")
-    return env, school, Token.objects.create(user=admin).key, model, district
+    return env, school, UserKey.issue(admin, "bench")[1], model, district
 
 
 def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -243,7 +243,7 @@ def main() -> None:
         try:
             status, node = request(
                 server_port, "POST", "/api/edge/nodes/", {"school": school.pk, "name": "bench"},
-                {"Authorization": f"Token {admin_token}"},
+                {"Authorization": f"Bearer {admin_token}"},
             )  # fmt: skip
             assert status == 201, node
             cache = tmp / "edge"

@@ -7,6 +7,7 @@ secure-cookie, HTTPS and HSTS settings so that ``manage.py check --deploy`` is c
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -53,12 +54,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "axes",
     "edumlops.core",
     "edumlops.site",
     "edumlops.schools",
@@ -81,6 +82,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # last: turns a locked-out login into the lockout page (429)
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "edumlops.urls"
@@ -142,8 +145,8 @@ MEDIA_ROOT = VAR_DIR / "media"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Token first: an unauthenticated request gets 401 with WWW-Authenticate, not 403.
-        "rest_framework.authentication.TokenAuthentication",
+        # User keys first: an unauthenticated request gets 401 with WWW-Authenticate, not 403.
+        "edumlops.core.userkeys.UserKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -210,6 +213,33 @@ for _scope, _rate in EDUMLOPS_THROTTLE_RATES.items():
         raise ConfigError(
             f"EDUMLOPS_THROTTLE_{_scope.upper()}={_rate!r}: write a rate such as 120/min or off"
         )
+
+# Failed logins (django-axes) on /login/ and /admin/login/: after EDUMLOPS_LOGIN_FAILURES wrong
+# passwords for one username from one address, that pair is locked out for
+# EDUMLOPS_LOGIN_COOLOFF_MINUTES (each further try restarts the wait); even the right password is
+# refused meanwhile, with the lockout page (429) that says when to try again. Attempts are kept in
+# the database (admin: Axes → Access attempts; delete one, or `manage.py axes_reset_username
+# NAME`, to unlock). docs/security.md.
+LOGIN_FAILURES = env_int("EDUMLOPS_LOGIN_FAILURES", 10)
+LOGIN_COOLOFF_MINUTES = env_int("EDUMLOPS_LOGIN_COOLOFF_MINUTES", 15)
+for _name, _value in (
+    ("EDUMLOPS_LOGIN_FAILURES", LOGIN_FAILURES),
+    ("EDUMLOPS_LOGIN_COOLOFF_MINUTES", LOGIN_COOLOFF_MINUTES),
+):
+    if _value < 1:
+        raise ConfigError(f"{_name}={_value} must be at least 1, e.g. 10 failures or 15 minutes")
+AUTHENTICATION_BACKENDS = [
+    # first: refuses a locked-out username and address before any password is checked
+    "edumlops.site.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURES
+AXES_COOLOFF_TIME = dt.timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "edumlops.site.lockout.locked_out"
+AXES_VERBOSE = False
 
 # --- Content-Security-Policy ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from edumlops.monitoring import views as monitoring_views
 from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
+from edumlops.site import keys as site_keys
 from edumlops.site import views as core_views
 from workflows import gallery_views, threshold_views, training_views
 from workflows import views as workflow_views
@@ -127,4 +128,7 @@ urlpatterns = [
     path("api/", include("workflows.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("account/keys/", site_keys.keys_page, name="api-keys"),
+    path("api/me/keys/", site_keys.key_list, name="api-me-keys"),
+    path("api/me/keys/<int:pk>/revoke/", site_keys.key_revoke, name="api-me-key-revoke"),
 ]

@@ -159,3 +159,27 @@ def test_an_unmigrated_database_stops_the_worker_with_one_line_naming_migrate(tm
         "unapplied migration(s), first contenttypes.0001_initial: "
         "run `python manage.py migrate` first"
     )
+
+
+def test_the_login_lockout_is_set_from_the_environment(tmp_path):
+    env = clean_env(
+        EDUMLOPS_VAR_DIR=str(tmp_path),
+        EDUMLOPS_LOGIN_FAILURES="5",
+        EDUMLOPS_LOGIN_COOLOFF_MINUTES="30",
+        DJANGO_SETTINGS_MODULE="edumlops.settings",
+    )
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.AXES_FAILURE_LIMIT, int(s.AXES_COOLOFF_TIME.total_seconds()), "
+        "s.AUTHENTICATION_BACKENDS[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["5", "1800", "edumlops.site.lockout.LockoutBackend"], out.stderr
+
+
+def test_a_login_failure_limit_below_one_stops_with_one_line(tmp_path):
+    env = clean_env(EDUMLOPS_VAR_DIR=str(tmp_path), EDUMLOPS_LOGIN_FAILURES="0")
+    line = _one_line_error(run_manage("check", env=env))
+    assert line.startswith("edumlops: EDUMLOPS_LOGIN_FAILURES=0 must be at least 1")

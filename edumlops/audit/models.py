@@ -45,6 +45,7 @@ class AuditRecord(models.Model):
         DATASET_UPLOAD = "dataset_upload", "dataset upload"
         TOKEN = "token_created", "token created"
         ALERT = "alert_decision", "alert acknowledged / resolved"
+        LOGIN_LOCKOUT = "login_lockout", "login locked out"
 
     district = models.ForeignKey(
         District, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_records"

@@ -7,11 +7,12 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.core.userkeys import UserKeyAuthentication
 from edumlops.deployments import rollout, services, serving
 from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
 from edumlops.deployments.tokens import IntegrationTokenAuthentication, school_for_caller
@@ -193,7 +194,7 @@ PredictIn = inline_serializer(
 @extend_schema(request=PredictIn, responses={200: None, 400: None})
 @api_view(["POST"])
 @authentication_classes(
-    [IntegrationTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    [IntegrationTokenAuthentication, UserKeyAuthentication, SessionAuthentication]
 )
 def school_predict(request: Request, pk: int) -> Response:
     """Score one row ({"row": {...}}) or a batch ({"rows": [...]}) with the school's active

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.core.userkeys import UserKeyAuthentication
 from edumlops.deployments.tokens import IntegrationTokenAuthentication, school_for_caller
 from edumlops.monitoring import services
 from edumlops.monitoring.models import Alert
@@ -87,7 +88,7 @@ TelemetryIn = inline_serializer(
 @extend_schema(request=TelemetryIn, responses={200: None, 201: None})
 @api_view(["POST"])
 @authentication_classes(
-    [IntegrationTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    [IntegrationTokenAuthentication, UserKeyAuthentication, SessionAuthentication]
 )
 def telemetry(request: Request) -> Response:
     """Daily aggregates from an edge node (or any integration): per school, day and model

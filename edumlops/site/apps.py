@@ -12,3 +12,6 @@ class SiteConfig(AppConfig):
     def ready(self) -> None:
         # the project's Celery app, so @shared_task binds to it in every Django process
         import edumlops.celery  # noqa: F401
+
+        # the audit record of each failed-login lockout
+        import edumlops.site.lockout  # noqa: F401

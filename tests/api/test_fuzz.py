@@ -44,9 +44,9 @@ ROLES = ["anonymous", "edge", "teacher", "staff", "admin"]
 
 
 def user_key(user) -> str:
-    from rest_framework.authtoken.models import Token
+    from edumlops.core.models import UserKey
 
-    return "Token " + Token.objects.create(user=user).key
+    return "Bearer " + UserKey.issue(user, "fuzz")[1]
 
 
 @pytest.fixture

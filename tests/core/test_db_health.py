@@ -7,8 +7,8 @@ import json
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
+from edumlops.core.models import UserKey
 from tests.faults import WebServer, terminate_app_connections
 
 pytestmark = pytest.mark.services
@@ -36,8 +36,8 @@ def test_healthz_answers_200_right_after_every_termination(web):
 
 
 def test_an_api_read_answers_200_right_after_a_termination(web, nobody):
-    token = Token.objects.create(user=nobody).key
-    headers = {"Authorization": f"Token {token}"}
+    token = UserKey.issue(nobody, "db health")[1]
+    headers = {"Authorization": f"Bearer {token}"}
     assert web.get("/api/me/", headers)[0] == 200
     dbname = connection.settings_dict["NAME"]
     for _ in range(3):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from rest_framework.authtoken.models import Token
 
+from edumlops.core.models import UserKey
 from edumlops.deployments import services
 from edumlops.ml import bundle_files, signing
 from edumlops.monitoring.models import DailyAggregate
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture
 def admin_token(platform_admin) -> str:
-    return Token.objects.create(user=platform_admin).key
+    return UserKey.issue(platform_admin, "fault tests")[1]
 
 
 def _register_node(server, admin_token: str, school, name: str = "edge-1") -> str:
@@ -33,7 +33,7 @@ def _register_node(server, admin_token: str, school, name: str = "edge-1") -> st
         "POST",
         "/api/edge/nodes/",
         body=json.dumps({"school": school.pk, "name": name}),
-        headers={"Content-Type": "application/json", "Authorization": f"Token {admin_token}"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
     )
     response = conn.getresponse()
     body = json.loads(response.read())

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from edumlops.core.models import UserKey
 from tests.workflows.conftest import edge, node
 from workflows.models import Run, Workflow, WorkflowVersion
 
@@ -178,11 +178,11 @@ def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
 
 
 def test_token_authentication_works(platform_admin, district):
-    token = Token.objects.create(user=platform_admin)
+    _, key = UserKey.issue(platform_admin, "tests")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert client.get("/api/workflows/").status_code == 200
-    client.credentials(HTTP_AUTHORIZATION="Token wrong")
+    client.credentials(HTTP_AUTHORIZATION="Bearer usr_wrong")
     assert client.get("/api/workflows/").status_code == 401
 
 

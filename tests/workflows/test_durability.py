@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
+from edumlops.core.models import UserKey
 from tests.faults import Beat, WebServer, WorkerGroup, terminate_app_connections, wait_for
 from tests.workflows.conftest import edge, node
 from workflows.models import Notification, Run, StepRun
@@ -68,7 +68,7 @@ def post(web: WebServer, path: str, token: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(
         web.url(path),
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         method="POST",
     )
     try:
@@ -84,7 +84,7 @@ def post(web: WebServer, path: str, token: str, body: dict) -> tuple[int, dict]:
 
 @pytest.fixture
 def token(platform_admin) -> str:
-    return Token.objects.create(user=platform_admin).key
+    return UserKey.issue(platform_admin, "durability")[1]
 
 
 def start(stack: Stack, token: str, workflow) -> int:  # noqa: ANN001
@@ -211,7 +211,7 @@ def test_an_approval_given_while_the_broker_is_down_answers_503_and_the_run_goes
             "edges": [edge("start", "start", "ok"), edge("ok", "approved", "tell")],
         }
     )
-    staff_token = Token.objects.create(user=staff).key
+    staff_token = UserKey.issue(staff, "durability")[1]
     run_id = start(stack, token, workflow)
     wait_for(
         lambda: Run.objects.get(pk=run_id).status == "waiting_approval",
