@@ -11,17 +11,22 @@ from rest_framework.throttling import SimpleRateThrottle
 
 
 class CallerRateThrottle(SimpleRateThrottle):
-    """Counts per caller: a user, a key (integration token or edge node, by its stored prefix or
-    id) or, for anonymous requests, the client address."""
+    """Counts per caller: a user (however signed in: session or any of their API keys, so making
+    more keys buys no more requests), a key that is not a user's (integration token or edge node,
+    by its id) or, for anonymous requests, the client address."""
 
     def get_rate(self) -> str | None:
         # read on each request (not frozen at import), so a deployment or a test can change it
         return settings.EDUMLOPS_THROTTLE_RATES.get(self.scope)
 
     def get_cache_key(self, request: Any, view: Any) -> str:
+        from edumlops.core.models import UserKey
+
         auth = getattr(request, "auth", None)
         user = getattr(request, "user", None)
-        if auth is not None and hasattr(auth, "pk") and not isinstance(auth, (str, bytes)):
+        if isinstance(auth, UserKey):
+            ident = f"user:{auth.user_id}"
+        elif auth is not None and hasattr(auth, "pk") and not isinstance(auth, (str, bytes)):
             ident = f"{type(auth).__name__}:{auth.pk}"
         elif user is not None and getattr(user, "is_authenticated", False) and user.pk:
             ident = f"user:{user.pk}"
