@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "csp",
     "edumlops.core",
     "edumlops.site",
     "edumlops.schools",
@@ -80,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -212,6 +214,22 @@ for _scope, _rate in EDUMLOPS_THROTTLE_RATES.items():
         )
 
 # --- Content-Security-Policy ---------------------------------------------------------------------
+# django-csp 4 (docs/security.md): only this site's own scripts, styles and fetches; no inline
+# script or style, no plugins, no framing. Pages keep scripts and styles in static/ files.
+_SELF, _NONE = "'self'", "'none'"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_SELF],
+        "script-src": [_SELF],
+        "style-src": [_SELF],
+        "img-src": [_SELF, "data:"],
+        "connect-src": [_SELF],
+        "object-src": [_NONE],
+        "base-uri": [_SELF],
+        "frame-ancestors": [_NONE],
+        "form-action": [_SELF],
+    },
+}
 
 # --- Security: strict in production, so that `check --deploy` has nothing to say ---------------
 SESSION_COOKIE_HTTPONLY = True
