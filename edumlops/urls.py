@@ -128,3 +128,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# Error pages: friendly HTML, or the API's error shape for /api/ paths (edumlops/site/views.py).
+handler403 = "edumlops.site.views.forbidden"
+handler404 = "edumlops.site.views.not_found"
+handler500 = "edumlops.site.views.server_error"
