@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "axes",
+    "csp",
     "edumlops.core",
     "edumlops.site",
     "edumlops.schools",
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # last: turns a locked-out login into the lockout page (429)
     "axes.middleware.AxesMiddleware",
@@ -242,6 +244,22 @@ AXES_LOCKOUT_CALLABLE = "edumlops.site.lockout.locked_out"
 AXES_VERBOSE = False
 
 # --- Content-Security-Policy ---------------------------------------------------------------------
+# django-csp 4 (docs/security.md): only this site's own scripts, styles and fetches; no inline
+# script or style, no plugins, no framing. Pages keep scripts and styles in static/ files.
+_SELF, _NONE = "'self'", "'none'"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_SELF],
+        "script-src": [_SELF],
+        "style-src": [_SELF],
+        "img-src": [_SELF, "data:"],
+        "connect-src": [_SELF],
+        "object-src": [_NONE],
+        "base-uri": [_SELF],
+        "frame-ancestors": [_NONE],
+        "form-action": [_SELF],
+    },
+}
 
 # --- Security: strict in production, so that `check --deploy` has nothing to say ---------------
 SESSION_COOKIE_HTTPONLY = True

@@ -132,3 +132,8 @@ urlpatterns = [
     path("api/me/keys/", site_keys.key_list, name="api-me-keys"),
     path("api/me/keys/<int:pk>/revoke/", site_keys.key_revoke, name="api-me-key-revoke"),
 ]
+
+# Error pages: friendly HTML, or the API's error shape for /api/ paths (edumlops/site/views.py).
+handler403 = "edumlops.site.views.forbidden"
+handler404 = "edumlops.site.views.not_found"
+handler500 = "edumlops.site.views.server_error"

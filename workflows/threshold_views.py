@@ -28,6 +28,13 @@ from workflows.models import Workflow
 TEMPLATE = "workflows/thresholds.html"
 
 
+def _posted_id(value: object) -> int:
+    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
+    the 404 of an unknown id rather than a 500."""
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
+
+
 @dataclass(frozen=True)
 class Scope:
     """Whose values: one school's own, or the district's."""
@@ -198,7 +205,7 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
         )
 
     workflow = get_object_or_404(
-        Workflow, pk=request.POST.get("workflow") or 0, district=scope.district
+        Workflow, pk=_posted_id(request.POST.get("workflow")), district=scope.district
     )
     saved, errors, status = _save(request, scope, workflow)
     if saved and not request.htmx:

@@ -29,6 +29,13 @@ from workflows.graph import Graph, diff
 from workflows.models import Approval, Run, StepRun, Workflow, WorkflowVersion, models_of
 
 
+def _posted_id(value: object) -> int:
+    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
+    the 404 of an unknown id rather than a 500."""
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
+
+
 def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
     return get_object_or_404(
         Run.objects.select_related("workflow__district", "version", "started_by").filter(
@@ -97,7 +104,9 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
     if not districts:
         raise PermissionDenied("Approvals are decided by district staff.")
     if request.method == "POST":
-        run = get_object_or_404(Run, pk=request.POST.get("run"), workflow__district__in=districts)
+        run = get_object_or_404(
+            Run, pk=_posted_id(request.POST.get("run")), workflow__district__in=districts
+        )
         comment = request.POST.get("comment", "").strip()
         node_id = request.POST.get("node_id")
         if not comment:
@@ -197,7 +206,9 @@ def workflow_list_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def workflow_new(request: HttpRequest) -> HttpResponse:
     """An empty workflow (no version yet), opened on the canvas."""
-    district = get_object_or_404(visible_districts(request.user), pk=request.POST.get("district"))
+    district = get_object_or_404(
+        visible_districts(request.user), pk=_posted_id(request.POST.get("district"))
+    )
     if not can(request.user, Action.MANAGE, district):
         raise PermissionDenied("Only the district's ML lead / admin builds workflows.")
     name = request.POST.get("name", "").strip()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import date
 
@@ -14,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 
 from edumlops.audit.models import AuditRecord
+from edumlops.core.exports import csv_response
 from edumlops.schools.permissions import Action, can, visible_districts
 
 CSV_COLUMNS = (
@@ -87,35 +87,24 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv(records: QuerySet[AuditRecord]) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow(CSV_COLUMNS)
-        for r in records.iterator(chunk_size=1000):
-            yield writer.writerow(
-                [
-                    r.id,
-                    r.created_at.isoformat(),
-                    r.district.slug if r.district else "",
-                    r.actor_name,
-                    r.action,
-                    r.target_type,
-                    r.target_id,
-                    r.target_label,
-                    json.dumps(r.before, sort_keys=True),
-                    json.dumps(r.after, sort_keys=True),
-                    r.reason,
-                    r.hash,
-                    r.prev_hash,
-                ]
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="audit.csv"'
-    return response
+    rows = (
+        [
+            r.id,
+            r.created_at.isoformat(),
+            r.district.slug if r.district else "",
+            r.actor_name,
+            r.action,
+            r.target_type,
+            r.target_id,
+            r.target_label,
+            json.dumps(r.before, sort_keys=True),
+            json.dumps(r.after, sort_keys=True),
+            r.reason,
+            r.hash,
+            r.prev_hash,
+        ]
+        for r in records.iterator(chunk_size=1000)
+    )
+    # every text cell a spreadsheet would run as a formula is quoted (docs/security.md, Exports)
+    return csv_response(CSV_COLUMNS, rows, "audit.csv")

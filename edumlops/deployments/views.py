@@ -48,17 +48,27 @@ def rollback_plan(deployment: Deployment) -> dict:
     }
 
 
+def _visible_deployment(request: HttpRequest) -> Deployment:
+    """The posted deployment among those the user may see: one of another district is a 404, the
+    same answer as a deployment that does not exist (403 only for one they see but may not act on).
+    """
+    return get_object_or_404(
+        Deployment.objects.filter(district__in=visible_districts(request.user)),
+        pk=request.POST.get("deployment"),
+    )
+
+
 def _handle_post(request: HttpRequest, district: District) -> None:
     what = request.POST.get("do")
     reason = request.POST.get("reason", "").strip()
     try:
         if what == "rollback":
-            deployment = get_object_or_404(Deployment, pk=request.POST.get("deployment"))
+            deployment = _visible_deployment(request)
             require(request.user, Action.ROLL_BACK, deployment)
             rollout.rollback(deployment, user=request.user, reason=reason)
             messages.success(request, f"Rolled back deployment #{deployment.pk}.")
         elif what == "promote":
-            pilot = get_object_or_404(Deployment, pk=request.POST.get("deployment"))
+            pilot = _visible_deployment(request)
             require(request.user, Action.PROMOTE, pilot)
             rollout.promote(pilot, user=request.user, reason=reason)
             messages.success(request, f"{pilot.model_version} is now the district's version.")

@@ -26,6 +26,13 @@ from edumlops.schools.permissions import Action, can, require, visible_districts
 TEMPLATE = "fleet/edge.html"
 
 
+def _posted_id(value: object) -> int:
+    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
+    the 404 of an unknown id rather than a 500."""
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
+
+
 def _latency_bars(rows: list[dict]) -> None:
     """p50/p95 latency of each node's model on its device, as bars on one scale for the page."""
 
@@ -79,7 +86,7 @@ def edge_page(request: HttpRequest) -> HttpResponse:
             extra = _register(request, district)
         elif request.POST.get("do") == "revoke":
             node = get_object_or_404(
-                EdgeNode, pk=request.POST.get("node") or 0, school__district=district
+                EdgeNode, pk=_posted_id(request.POST.get("node")), school__district=district
             )
             require(request.user, Action.MANAGE, district)
             try:

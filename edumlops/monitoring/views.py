@@ -14,11 +14,18 @@ from edumlops.monitoring.models import Alert
 from edumlops.schools.permissions import Action, can, require
 
 
+def _posted_id(value: object) -> int:
+    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
+    the 404 of an unknown id rather than a 500."""
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
+
+
 @login_required
 def alerts_page(request: HttpRequest) -> HttpResponse:
     alerts = visible_alerts(request.user)
     if request.method == "POST":
-        alert = get_object_or_404(alerts, pk=request.POST.get("alert"))
+        alert = get_object_or_404(alerts, pk=_posted_id(request.POST.get("alert")))
         require(request.user, Action.EDIT_THRESHOLDS, alert)
         try:
             services.decide(

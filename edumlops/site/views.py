@@ -14,7 +14,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.views import defaults
 
+from edumlops.core.api import error_body
 from edumlops.core.charts import column_bars, time_chart
 from edumlops.deployments.models import Prediction
 from edumlops.deployments.services import resolve
@@ -268,3 +270,32 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError as exc:
         return JsonResponse({"status": "error", "database": str(exc).splitlines()[0]}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+# --- error pages: friendly HTML for people, the API's one error shape under /api/ ---------------
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def forbidden(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403: the page says why (the reason the view gave) and where to go."""
+    if _is_api(request):
+        detail = str(exception) or "You do not have permission to perform this action."
+        return JsonResponse(error_body(detail, "permission_denied"), status=403)
+    return defaults.permission_denied(request, exception, template_name="403.html")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404: the same answer for an object that does not exist and one the caller may not see;
+    the page never repeats the exception's text, which could tell them apart."""
+    if _is_api(request):
+        return JsonResponse(error_body("Not found.", "not_found"), status=404)
+    return TemplateResponse(request, "404.html", status=404).render()
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500: a standalone page (no database, no context processors), JSON under /api/."""
+    if _is_api(request):
+        body = error_body("The server could not answer this request.", "server_error")
+        return JsonResponse(body, status=500)
+    return defaults.server_error(request, template_name="500.html")

@@ -143,3 +143,31 @@ def test_the_page_filters_and_exports_for_staff_only(district, staff, teacher_a)
 
     client.force_login(teacher_a)
     assert client.get("/audit/").status_code == 403
+
+
+def test_the_csv_export_neutralises_formulas_and_keeps_numbers(district, staff, settings, tmp_path):
+    settings.DATASET_DIR = tmp_path
+    data = generate_district(200, seed=1).to_csv(index=False).encode()
+    ingest(district=district, name='=HYPERLINK("http://x","y")', data=data, user=staff)
+    record(action="rollback", actor=staff, target=district, reason="@SUM(1+1)")
+    record(action="rollback", actor=staff, target=district, reason="-3.5", before={"score": -3.5})
+    client = Client()
+    client.force_login(staff)
+    export = client.get("/audit/", {"export": "csv"})
+    assert export["Content-Type"] == "text/csv; charset=utf-8"
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    header, *body = rows
+    by_action = {}
+    for row in body:
+        cells = dict(zip(header, row, strict=True))
+        by_action.setdefault(cells["action"], []).append(cells)
+    upload = by_action["dataset_upload"][0]
+    assert upload["target"] == '\'=HYPERLINK("http://x","y") v1'
+    reasons = [r["reason"] for r in by_action["rollback"]]
+    assert reasons == ["'-3.5", "'@SUM(1+1)"]  # newest first; text "-3.5" is text, quoted
+    assert by_action["rollback"][0]["before"] == '{"score": -3.5}'  # JSON starts with "{"
+    ids = [int(r["id"]) for r in (upload, *by_action["rollback"])]  # numbers unaltered
+    assert all(i > 0 for i in ids)
+    for row in body:
+        for cell in row:
+            assert not cell.lstrip(" ").startswith(("=", "+", "-", "@", "\t", "\r")), cell

@@ -1,7 +1,13 @@
-"""Playwright for Python driving Debian's chromium (no browser download), against live_server."""
+"""Playwright for Python driving Debian's chromium (no browser download), against live_server.
+
+Every page of every browser test is watched for Content-Security-Policy violations (the policy in
+settings.py, docs/security.md): the `securitypolicyviolation` events and Chrome's "Refused to ..."
+console messages. A test fails at teardown if any page it opened reported one.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -22,6 +28,67 @@ CHROMIUM_ARGS = [
 ]
 
 
+# What every watched page reported during the current test (cleared by `no_csp_violations`).
+CSP_VIOLATIONS: list[str] = []
+
+_LISTEN = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__edumlopsCspViolation(
+    `${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile || e.documentURI}`
+    + `:${e.lineNumber} (${e.sample || ""})`
+  );
+}, true);
+"""
+
+
+def _is_csp_message(text: str) -> bool:
+    return "Content Security Policy" in text or "Refused to" in text
+
+
+def _watch(context):
+    """Record the CSP violations of every page the context opens; flush them before it closes."""
+
+    def report(source, text: str) -> None:
+        CSP_VIOLATIONS.append(f"{source['page'].url}: {text}")
+
+    context.expose_binding("__edumlopsCspViolation", report)
+    context.add_init_script(_LISTEN)
+
+    def on_page(page) -> None:
+        page.on(
+            "console",
+            lambda msg: (
+                _is_csp_message(msg.text)
+                and CSP_VIOLATIONS.append(f"{page.url}: console: {msg.text}")
+            ),
+        )
+
+    context.on("page", on_page)
+    close = context.close
+
+    def flush_then_close(*args, **kwargs):
+        for page in context.pages:
+            if not page.is_closed():
+                # one round trip: queued violation events reach the bindings first (a page in
+                # the middle of a navigation has nothing left to flush)
+                with contextlib.suppress(Exception):
+                    page.evaluate("0")
+        return close(*args, **kwargs)
+
+    context.close = flush_then_close
+    return context
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations():
+    """Fail the test if any page it opened broke the Content-Security-Policy."""
+    CSP_VIOLATIONS.clear()
+    yield
+    found = list(CSP_VIOLATIONS)
+    CSP_VIOLATIONS.clear()
+    assert not found, "Content-Security-Policy violations:\n" + "\n".join(found)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """One Chromium per test module: Playwright's sync API runs on greenlets, and a Playwright left
@@ -35,6 +102,8 @@ def browser():
         browser = playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS
         )
+        new_context = browser.new_context
+        browser.new_context = lambda *args, **kwargs: _watch(new_context(*args, **kwargs))
         yield browser
         browser.close()
 

@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from playwright.sync_api import expect
 
 from tests.conftest import ROOT, clean_env
 from tests.workflows.conftest import Worker, wait_for
@@ -97,9 +98,9 @@ def _drop(page, kind: str, x: int, y: int) -> str:
     page.locator(f".palette-item[data-kind={kind}]").drag_to(
         page.locator("#viewport"), target_position={"x": x, "y": y}
     )
-    page.wait_for_function(
-        f"document.querySelectorAll('#nodes [data-node-id]').length === {len(before) + 1}"
-    )
+    # locators and expect, not wait_for_function: its string predicate needs eval, which the
+    # page's Content-Security-Policy refuses
+    expect(page.locator("#nodes [data-node-id]")).to_have_count(len(before) + 1, timeout=15_000)
     after = set(
         page.locator("#nodes [data-node-id]").evaluate_all("e => e.map(n => n.dataset.nodeId)")
     )
@@ -135,7 +136,7 @@ def _state(page, node_id: str) -> str:
 
 
 def _problems_settled(page) -> None:
-    page.wait_for_function("document.querySelector('#problems')?.dataset.state !== 'pending'")
+    page.locator("#problems:not([data-state='pending'])").wait_for(state="attached")
 
 
 def test_build_save_run_from_an_empty_canvas(page, live_server, real_worker, errors_of):
@@ -195,17 +196,13 @@ def test_build_save_run_from_an_empty_canvas(page, live_server, real_worker, err
     assert "Default: 5" in page.get_by_test_id("params-form").inner_text()
     seconds.fill("400")
     seconds.press("Enter")
-    page.wait_for_function(
-        f"document.querySelector('[data-node-id=\"{wait}\"]').dataset.state === 'invalid'"
-    )
+    page.locator(f'[data-node-id="{wait}"][data-state="invalid"]').wait_for(state="attached")
     assert "seconds" in page.locator(f"#param-{wait}-seconds-error").inner_text()
     assert "Save as draft" in page.locator("#save").inner_text()
     page.screenshot(path=str(ARTIFACTS / "validation-error.png"))
     seconds.fill("1")
     seconds.press("Enter")
-    page.wait_for_function(
-        f"document.querySelector('[data-node-id=\"{wait}\"]').dataset.state === 'ready'"
-    )
+    page.locator(f'[data-node-id="{wait}"][data-state="ready"]').wait_for(state="attached")
     _problems_settled(page)
     assert "no problems" in page.get_by_test_id("problems").inner_text()
     assert all(_state(page, n) == "ready" for n in (start, wait, approval, notify))
@@ -226,19 +223,16 @@ def test_build_save_run_from_an_empty_canvas(page, live_server, real_worker, err
 
     # run: the real worker runs it; the canvas follows each node's state live
     page.get_by_role("button", name="Run", exact=True).click()
-    page.wait_for_function(
-        f"document.querySelector('[data-node-id=\"{approval}\"]').dataset.state"
-        " === 'waiting_approval'",
-        timeout=60_000,
+    page.locator(f'[data-node-id="{approval}"][data-state="waiting_approval"]').wait_for(
+        state="attached", timeout=60_000
     )
     assert _state(page, start) == "succeeded" and _state(page, wait) == "succeeded"
     assert "waiting for approval" in page.locator(f'[data-node-id="{approval}"]').inner_text()
     run = Run.objects.get(workflow=workflow)
     dana = get_user_model().objects.get(username="dana")
     engine.approve(run, dana, "Fine by me.", approval)
-    page.wait_for_function(
-        f"document.querySelector('[data-node-id=\"{notify}\"]').dataset.state === 'succeeded'",
-        timeout=60_000,
+    page.locator(f'[data-node-id="{notify}"][data-state="succeeded"]').wait_for(
+        state="attached", timeout=60_000
     )
     assert all(_state(page, n) == "succeeded" for n in (start, wait, approval, notify))
     assert "passed" in page.locator(f'[data-node-id="{notify}"]').inner_text()

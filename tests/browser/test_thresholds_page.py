@@ -68,7 +68,7 @@ def test_a_teacher_changes_a_threshold_and_cannot_change_a_read_only_one(
     saved = page.get_by_test_id("saved")
     saved.wait_for()
     assert "Drift sensitivity: psi_threshold 0.2 → 0.15" in saved.inner_text()
-    page.wait_for_function("document.activeElement.dataset.testid === 'saved'")  # focus moved
+    page.locator("[data-testid='saved']:focus").wait_for()  # focus moved
     assert page.get_by_label("Drift sensitivity").input_value() == "0.15"
     recent = page.get_by_test_id("recent-changes").inner_text()
     assert "teacher_a changed Drift sensitivity from 0.2 to 0.15 (version 2)" in recent
@@ -102,7 +102,7 @@ def test_an_out_of_range_value_is_shown_on_its_field_and_nothing_is_saved(
     )
     ratio = page.get_by_label("Latency alert ratio")
     assert ratio.get_attribute("aria-invalid") == "true"
-    page.wait_for_function("document.activeElement.name === 'latency.max_ratio'")
+    page.locator("[name='latency.max_ratio']:focus").wait_for()
     _shot(page, "thresholds-teacher-error.png")
     assert workflow.versions.count() == 1
     assert not AuditRecord.objects.filter(action=AuditRecord.Action.THRESHOLD).exists()
