@@ -60,7 +60,10 @@ def test_validate_answers_400_with_the_golden_errors(api, platform_admin, path):
         "/api/workflows/validate/", {"graph": fixture["graph"]}, format="json"
     )
     assert response.status_code == 400
-    assert response.json() == {"valid": False, "errors": fixture["errors"]}
+    body = response.json()
+    assert body["valid"] is False and body["code"] == "invalid"
+    assert body["detail"].startswith("The workflow graph is not valid: ")
+    assert body["errors"] == [{"field": "graph", **e} for e in fixture["errors"]]
 
 
 def test_an_admin_creates_a_workflow_and_saves_versions(api, platform_admin, district):
@@ -102,7 +105,7 @@ def test_an_invalid_version_is_refused_and_nothing_is_saved(api, platform_admin,
         format="json",
     )
     assert response.status_code == 400
-    assert response.json()["errors"] == cycle["errors"]
+    assert response.json()["errors"] == [{"field": "graph", **e} for e in cycle["errors"]]
     assert WorkflowVersion.objects.filter(workflow_id=wf["id"]).count() == 1
 
 
@@ -158,7 +161,11 @@ def test_staff_see_runs_but_a_teacher_cannot_approve(
     assert not can(teacher_a, Action.APPROVE, Run.objects.get(pk=run_id))
     nothing_waits = api(staff).post(f"/api/runs/{run_id}/approve/", {"comment": "ok"})
     assert nothing_waits.status_code == 400
-    assert nothing_waits.json() == {"detail": "Nothing in this run is waiting for approval."}
+    assert nothing_waits.json() == {
+        "detail": "Nothing in this run is waiting for approval.",
+        "code": "invalid",
+        "errors": [],
+    }
 
 
 def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
@@ -173,7 +180,9 @@ def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
     response = api(platform_admin).post(f"/api/workflows/{wf.pk}/runs/", {}, format="json")
     assert response.status_code == 400
     assert response.json() == {
-        "detail": 'The workflow has no "Start by hand" trigger: add one to run it from here.'
+        "detail": 'The workflow has no "Start by hand" trigger: add one to run it from here.',
+        "code": "invalid",
+        "errors": [],
     }
 
 
