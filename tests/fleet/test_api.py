@@ -460,3 +460,52 @@ def test_telemetry_through_the_node_token_counts_once(two_models, school_a, scho
     )
     assert missing.status_code == 400 and "Aggregate 0 lacks" in missing.json()["detail"]
     assert DailyAggregate.objects.get().count == 7
+
+
+def the_shape(answer, status: int, field: str) -> None:
+    assert answer.status_code == status, answer.content
+    body = answer.json()
+    assert set(body) == {"detail", "code", "errors"}
+    assert field in [e["field"] for e in body["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("batch", "field"),
+    [
+        ({"idempotency_key": ["k"], "aggregates": [{"day": "2026-11-27"}]}, "idempotency_key"),
+        ({"idempotency_key": {}, "aggregates": []}, "idempotency_key"),
+        ({"idempotency_key": "k", "aggregates": "all"}, "aggregates"),
+        ({"idempotency_key": "k", "aggregates": [1]}, "aggregates.0"),
+        (["k"], ""),
+    ],
+)
+def test_a_malformed_telemetry_batch_is_a_400_naming_the_field(school_a, register, batch, field):
+    """`"idempotency_key": ["k"]` was a 500 ('list' object has no attribute 'strip')."""
+    _, _, client = register(school_a)
+    the_shape(client.post("/api/edge/telemetry/", batch, format="json"), 400, field)
+    assert not DailyAggregate.objects.exists()
+
+
+def test_telemetry_past_the_rate_gets_429_with_retry_after(school_a, register, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.EDUMLOPS_THROTTLE_RATES = {**settings.EDUMLOPS_THROTTLE_RATES, "telemetry": "2/min"}
+    _, _, client = register(school_a)
+    batch = {"idempotency_key": "k", "aggregates": []}
+    for _ in range(2):
+        assert client.post("/api/edge/telemetry/", batch, format="json").status_code == 400
+    refused = client.post("/api/edge/telemetry/", batch, format="json")
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    assert refused.json()["code"] == "throttled" and refused.json()["errors"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"school": {}, "name": "x"}, "school"), ({"school": 2**70, "name": "x"}, "school"), ([], "")],
+)
+def test_a_malformed_registration_is_a_400_naming_the_field(district_admin, body, field):
+    answer = as_user(district_admin).post("/api/edge/nodes/", body, format="json")
+    the_shape(answer, 400, field)
+    assert not EdgeNode.objects.exists()
