@@ -8,6 +8,7 @@ A graph that does not validate answers 400 in the one error shape with `valid: f
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import transaction
@@ -54,7 +55,19 @@ MAY_NOT_DECIDE = "Approvals are decided by district staff."
 
 # --- serializers ------------------------------------------------------------------------------
 class GraphField(serializers.JSONField):
-    pass
+    """A graph: a JSON object (in a form or multipart body, its JSON text)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise serializers.ValidationError("Send the graph as JSON.") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                'Send the graph as a JSON object: {"nodes": [...], "edges": [...]}.'
+            )
+        return super().to_internal_value(data)
 
 
 class ValidateIn(serializers.Serializer):

@@ -288,3 +288,21 @@ def test_the_schema_documents_graph_errors_with_node_port_and_param(api, platfor
     entry = schema["components"]["schemas"][ref]["properties"]["errors"]["items"]["$ref"]
     props = schema["components"]["schemas"][entry.rsplit("/", 1)[1]]["properties"]
     assert {"field", "message", "node", "port", "param"} <= set(props)
+
+
+def test_a_graph_sent_as_form_text_is_read_and_a_non_object_is_a_400(api, platform_admin, district):
+    """A multipart body's graph arrives as text: it was saved as a string, then a 500."""
+    wf = Workflow.objects.create(district=district, name="W", owner=platform_admin)
+    wf.save_version(SIMPLE, "v1", platform_admin)
+    client = api(platform_admin)
+    changed = json.loads(json.dumps(SIMPLE))
+    changed["nodes"][1]["params"]["title"] = "Form"
+    body = {"graph": json.dumps(changed), "message": "", "draft": "0"}
+    saved = client.post(f"/api/workflows/{wf.pk}/versions/", body, format="multipart")
+    assert saved.status_code == 201, saved.content
+    assert wf.latest_version().graph == changed
+    for graph in ("not json", "[1, 2]"):
+        body = {"graph": graph, "message": ""}
+        refused = client.post(f"/api/workflows/{wf.pk}/versions/", body, format="multipart")
+        assert errors_of(refused) == ["graph"]
+    assert wf.versions.count() == 2
