@@ -1,28 +1,73 @@
-"""REST API of the workflow engine. Every endpoint checks edumlops.schools.permissions."""
+"""REST API of the workflow engine. Every endpoint checks edumlops.schools.permissions: a
+workflow or run you may not see is a 404 (as for an unknown id); one you see but whose action
+your role may not take is a 403 saying why.
+
+A graph that does not validate answers 400 in the one error shape with `valid: false`; each
+`errors` entry has `field` ("graph") and `message`, plus the error's `code` and the `node`,
+`port`, `param` (and `edge`) at fault, for the canvas to mark."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.core.api import ErrorOut, parse
 from edumlops.schools.models import District
-from edumlops.schools.permissions import Action, require, visible_districts
+from edumlops.schools.permissions import Action, can, visible_districts, visible_schools
 from workflows import engine
 from workflows.blocks import catalog
-from workflows.compiler import validate
+from workflows.compiler import GraphError, validate
 from workflows.graph import Graph, diff
 from workflows.models import Notification, Run, Workflow, WorkflowVersion
+
+ID_MAX = 2**63 - 1
+NUMBER_MAX = 2**31 - 1
+
+
+def seen_districts(user: Any) -> QuerySet[District]:
+    """The districts a user sees as a whole or through one of their schools: an id outside
+    these is answered like an unknown one."""
+    return District.objects.filter(
+        Q(pk__in=visible_districts(user).values("pk"))
+        | Q(pk__in=visible_schools(user).values("district_id"))
+    )
+
+
+def require_to(user: Any, action: Action, obj: Any, why: str) -> None:
+    """PermissionDenied saying `why` when the user's role may not take `action` on `obj`."""
+    if not can(user, action, obj):
+        raise PermissionDenied(why)
+
+
+MAY_NOT_BUILD = "Workflows are built and run by admins (ML leads)."
+MAY_NOT_DECIDE = "Approvals are decided by district staff."
 
 
 # --- serializers ------------------------------------------------------------------------------
 class GraphField(serializers.JSONField):
-    pass
+    """A graph: a JSON object (in a form or multipart body, its JSON text)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise serializers.ValidationError("Send the graph as JSON.") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                'Send the graph as a JSON object: {"nodes": [...], "edges": [...]}.'
+            )
+        return super().to_internal_value(data)
 
 
 class ValidateIn(serializers.Serializer):
@@ -40,8 +85,8 @@ class VersionIn(serializers.Serializer):
 
 class WorkflowIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    district = serializers.PrimaryKeyRelatedField(queryset=District.objects.all())
-    description = serializers.CharField(allow_blank=True, default="")
+    district = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+    description = serializers.CharField(max_length=20000, allow_blank=True, default="")
     graph = GraphField(required=False)
     message = serializers.CharField(max_length=500, allow_blank=True, default="first version")
 
@@ -49,7 +94,10 @@ class WorkflowIn(serializers.Serializer):
 class RunIn(serializers.Serializer):
     conf = serializers.DictField(required=False, default=dict)
     version = serializers.IntegerField(
-        required=False, min_value=1, help_text="Run this version (default: the newest runnable)."
+        required=False,
+        min_value=1,
+        max_value=NUMBER_MAX,
+        help_text="Run this version (default: the newest runnable).",
     )
 
 
@@ -58,16 +106,66 @@ class DecisionIn(serializers.Serializer):
     node_id = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
 
 
+class DiffQuery(serializers.Serializer):
+    against = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=NUMBER_MAX,
+        help_text="The version to compare with (default: the one before).",
+    )
+
+
+class GraphErrorOut(serializers.Serializer):
+    field = serializers.CharField(help_text='"graph" (or the body field it came in).')
+    message = serializers.CharField()
+    code = serializers.CharField(required=False, help_text="e.g. cycle, type_mismatch.")
+    node = serializers.CharField(required=False, allow_null=True)
+    port = serializers.CharField(required=False, allow_null=True)
+    param = serializers.CharField(required=False, allow_null=True)
+    edge = serializers.IntegerField(required=False, allow_null=True)
+
+
+class GraphInvalidOut(serializers.Serializer):
+    """The one error shape; for a graph that does not validate also `valid: false`, and its
+    entries name the node, port and parameter at fault."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    valid = serializers.BooleanField(required=False)
+    errors = GraphErrorOut(many=True)
+
+
+INVALID_GRAPH = OpenApiResponse(
+    GraphInvalidOut,
+    description="The request is not valid; for a graph that does not validate `valid` is false "
+    "and each entry names the node, port and parameter at fault.",
+)
+
+
+class ValidOut(serializers.Serializer):
+    valid = serializers.BooleanField()
+
+
 class VersionOut(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
+    errors = serializers.ListField(
+        child=serializers.DictField(), help_text="A draft's validation errors."
+    )
 
     class Meta:
         model = WorkflowVersion
         fields = ["number", "message", "created_by", "created_at", "draft", "errors"]
 
 
+class VersionGraphOut(VersionOut):
+    graph = serializers.DictField()
+
+    class Meta(VersionOut.Meta):
+        fields = [*VersionOut.Meta.fields, "graph"]
+
+
 class WorkflowOut(serializers.ModelSerializer):
-    owner = serializers.StringRelatedField()
+    owner = serializers.StringRelatedField(allow_null=True)
     versions = VersionOut(many=True, read_only=True)
     graph = serializers.SerializerMethodField()
 
@@ -94,9 +192,9 @@ class StepOut(serializers.Serializer):
     kind = serializers.CharField()
     status = serializers.CharField()
     attempts = serializers.IntegerField()
-    started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
-    duration_seconds = serializers.FloatField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
     logs = serializers.JSONField()
     metrics = serializers.JSONField()
     outputs = serializers.JSONField()
@@ -108,10 +206,18 @@ class StepOut(serializers.Serializer):
     wake_at = serializers.DateTimeField(allow_null=True, help_text="A waiting step's next check.")
 
 
+class ApprovalOut(serializers.Serializer):
+    node_id = serializers.CharField()
+    user = serializers.CharField()
+    decision = serializers.CharField()
+    comment = serializers.CharField()
+    at = serializers.DateTimeField(source="created_at")
+
+
 class RunOut(serializers.ModelSerializer):
     steps = StepOut(many=True, read_only=True)
     version = serializers.IntegerField(source="version.number")
-    started_by = serializers.StringRelatedField()
+    started_by = serializers.StringRelatedField(allow_null=True)
     approvals = serializers.SerializerMethodField()
 
     class Meta:
@@ -131,31 +237,68 @@ class RunOut(serializers.ModelSerializer):
             "approvals",
         ]
 
+    @extend_schema_field(ApprovalOut(many=True))
     def get_approvals(self, run: Run) -> list[dict]:
-        return [
-            {
-                "node_id": a.node_id,
-                "user": str(a.user),
-                "decision": a.decision,
-                "comment": a.comment,
-                "at": a.created_at,
-            }
-            for a in run.approvals.select_related("user")
-        ]
+        return ApprovalOut(run.approvals.select_related("user"), many=True).data
 
 
-ERRORS = inline_serializer(
-    "GraphErrors",
-    fields={
-        "valid": serializers.BooleanField(),
-        "errors": serializers.ListField(child=serializers.DictField()),
-    },
-)
+class BlockPortOut(serializers.Serializer):
+    name = serializers.CharField()
+    types = serializers.ListField(child=serializers.CharField())
+    label = serializers.CharField()
+    required = serializers.BooleanField()
+    many = serializers.BooleanField()
 
 
-def _invalid(errors: list) -> Response:
+class BlockOut(serializers.Serializer):
+    kind = serializers.CharField()
+    version = serializers.IntegerField()
+    category = serializers.CharField()
+    label = serializers.CharField()
+    help = serializers.CharField()
+    icon = serializers.CharField(allow_blank=True)
+    trigger = serializers.BooleanField()
+    inputs = BlockPortOut(many=True)
+    outputs = BlockPortOut(many=True)
+    params_schema = serializers.DictField(help_text="The parameters' JSON Schema.")
+
+
+class DiffOut(serializers.Serializer):
+    from_ = serializers.IntegerField()
+    to = serializers.IntegerField()
+    nodes_added = serializers.ListField(child=serializers.CharField())
+    nodes_removed = serializers.ListField(child=serializers.CharField())
+    nodes_changed = serializers.ListField(child=serializers.DictField())
+    edges_added = serializers.ListField(child=serializers.JSONField())
+    edges_removed = serializers.ListField(child=serializers.JSONField())
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+class NotificationOut(serializers.ModelSerializer):
+    read = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Notification
+        fields = ["id", "title", "body", "link", "created_at", "read"]
+
+    def get_read(self, notification: Notification) -> bool:
+        return notification.read_at is not None
+
+
+def _invalid(found: list[GraphError]) -> Response:
+    entries = [{"field": "graph", **e.as_dict()} for e in found]
+    summary = "; ".join(e.message for e in found[:3]) + ("; …" if len(found) > 3 else "")
     return Response(
-        {"valid": False, "errors": [e.as_dict() for e in errors]},
+        {
+            "detail": f"The workflow graph is not valid: {summary}",
+            "code": "invalid",
+            "valid": False,
+            "errors": entries,
+        },
         status=status.HTTP_400_BAD_REQUEST,
     )
 
@@ -164,7 +307,7 @@ def _get_workflow_for_user(request: Request, pk: int, action: Action) -> Workflo
     workflow = get_object_or_404(
         Workflow.objects.filter(district__in=visible_districts(request.user)), pk=pk
     )
-    require(request.user, action, workflow)
+    require_to(request.user, action, workflow, MAY_NOT_BUILD)
     return workflow
 
 
@@ -175,7 +318,9 @@ def _get_run_for_user(request: Request, pk: int, action: Action) -> Run:
         ),
         pk=pk,
     )
-    require(request.user, action, run)
+    require_to(
+        request.user, action, run, MAY_NOT_DECIDE if action == Action.APPROVE else MAY_NOT_BUILD
+    )
     return run
 
 
@@ -186,39 +331,49 @@ def _run_response(run: Run, code: int = status.HTTP_200_OK) -> Response:
 
 class BrokerDown(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The task broker cannot be reached: try again shortly."
     default_code = "broker_unavailable"
 
 
 def _engine_call(fn, *args, **kwargs):  # noqa: ANN001, ANN202
     try:
         return fn(*args, **kwargs)
-    except engine.EngineError as exc:
+    except engine.EngineError as exc:  # the run's state, not a value: `errors` stays empty
         raise ValidationError({"detail": str(exc)}) from None
     except engine.BrokerUnavailable as exc:
         # saved, never half done: the reconciler sends it once the broker is back
         raise BrokerDown(str(exc)) from None
 
 
+BROKER_DOWN = OpenApiResponse(
+    ErrorOut,
+    description="The task broker cannot be reached: the run (or decision) is saved and goes on "
+    "by itself once the broker is back; `detail` says so.",
+)
+
+
 # --- endpoints --------------------------------------------------------------------------------
-@extend_schema(responses={200: OpenApiResponse(description="Every block, with its JSON Schema")})
+@extend_schema(responses={200: BlockOut(many=True)})
 @api_view(["GET"])
 def blocks(request: Request) -> Response:
+    """Every block, with its ports and its parameters' JSON Schema."""
     return Response(catalog())
 
 
-@extend_schema(request=ValidateIn, responses={200: ERRORS, 400: ERRORS})
+@extend_schema(request=ValidateIn, responses={200: ValidOut, 400: INVALID_GRAPH})
 @api_view(["POST"])
 def validate_graph(request: Request) -> Response:
-    body = ValidateIn(data=request.data)
-    body.is_valid(raise_exception=True)
-    errors = validate(body.validated_data["graph"])
-    if errors:
-        return _invalid(errors)
+    body = parse(ValidateIn, request.data)
+    found = validate(body["graph"])
+    if found:
+        return _invalid(found)
     return Response({"valid": True})
 
 
-@extend_schema(methods=["GET"], responses=WorkflowOut(many=True))
-@extend_schema(methods=["POST"], request=WorkflowIn, responses={201: WorkflowOut, 400: ERRORS})
+@extend_schema(methods=["GET"], responses={200: WorkflowOut(many=True)})
+@extend_schema(
+    methods=["POST"], request=WorkflowIn, responses={201: WorkflowOut, 400: INVALID_GRAPH}
+)
 @api_view(["GET", "POST"])
 def workflow_list(request: Request) -> Response:
     if request.method == "GET":
@@ -226,19 +381,20 @@ def workflow_list(request: Request) -> Response:
             district__in=visible_districts(request.user)
         ).prefetch_related("versions")
         return Response(WorkflowOut(workflows, many=True).data)
-    body = WorkflowIn(data=request.data)
-    body.is_valid(raise_exception=True)
-    data = body.validated_data
-    require(request.user, Action.MANAGE, data["district"])
+    data = parse(WorkflowIn, request.data)
+    district = seen_districts(request.user).filter(pk=data["district"]).first()
+    if district is None:
+        raise ValidationError({"district": [f"There is no district {data['district']} you see."]})
+    require_to(request.user, Action.MANAGE, district, MAY_NOT_BUILD)
     if "graph" in data:
-        errors = validate(data["graph"])
-        if errors:
-            return _invalid(errors)
-    if Workflow.objects.filter(district=data["district"], name=data["name"]).exists():
+        found = validate(data["graph"])
+        if found:
+            return _invalid(found)
+    if Workflow.objects.filter(district=district, name=data["name"]).exists():
         raise ValidationError({"name": ["A workflow of this name exists in the district."]})
     with transaction.atomic():
         workflow = Workflow.objects.create(
-            district=data["district"],
+            district=district,
             name=data["name"],
             description=data["description"],
             owner=request.user,
@@ -248,82 +404,76 @@ def workflow_list(request: Request) -> Response:
     return Response(WorkflowOut(workflow).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses=WorkflowOut)
+@extend_schema(responses={200: WorkflowOut})
 @api_view(["GET"])
 def workflow_detail(request: Request, pk: int) -> Response:
     workflow = _get_workflow_for_user(request, pk, Action.VIEW)
     return Response(WorkflowOut(workflow).data)
 
 
-@extend_schema(request=VersionIn, responses={201: VersionOut, 400: ERRORS})
+@extend_schema(request=VersionIn, responses={201: VersionOut, 400: INVALID_GRAPH})
 @api_view(["POST"])
 def workflow_versions(request: Request, pk: int) -> Response:
     workflow = _get_workflow_for_user(request, pk, Action.MANAGE)
-    body = VersionIn(data=request.data)
-    body.is_valid(raise_exception=True)
-    graph = body.validated_data["graph"]
-    errors = validate(graph)
-    if errors and not body.validated_data["draft"]:
-        return _invalid(errors)
-    if any(e.code == "malformed" for e in errors):
-        return _invalid(errors)  # not even a graph's shape: nothing the canvas could reopen
+    body = parse(VersionIn, request.data)
+    graph = body["graph"]
+    found = validate(graph)
+    if found and not body["draft"]:
+        return _invalid(found)
+    if any(e.code == "malformed" for e in found):
+        return _invalid(found)  # not even a graph's shape: nothing the canvas could reopen
     version = workflow.save_version(
         graph,
-        body.validated_data["message"],
+        body["message"],
         request.user,
-        errors=[e.as_dict() for e in errors],
+        errors=[e.as_dict() for e in found],
     )
     return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses=OpenApiResponse(description="The graph of one version"))
+@extend_schema(responses={200: VersionGraphOut})
 @api_view(["GET"])
 def workflow_version(request: Request, pk: int, number: int) -> Response:
+    """One version of a workflow, with its graph."""
     workflow = _get_workflow_for_user(request, pk, Action.VIEW)
     version = get_object_or_404(workflow.versions, number=number)
-    return Response({**VersionOut(version).data, "graph": version.graph})
+    return Response(VersionGraphOut(version).data)
 
 
-@extend_schema(responses=OpenApiResponse(description="Nodes, edges and parameters that changed"))
+@extend_schema(parameters=[DiffQuery], responses={200: DiffOut})
 @api_view(["GET"])
 def workflow_diff(request: Request, pk: int, number: int) -> Response:
-    """Version `number` against `?against=` (default: the version before it)."""
+    """Version `number` against `?against=` (default: the version before it): the nodes, edges
+    and parameters that changed."""
     workflow = _get_workflow_for_user(request, pk, Action.VIEW)
+    query = parse(DiffQuery, request.query_params)
     new = get_object_or_404(workflow.versions, number=number)
-    against = request.query_params.get("against", str(number - 1))
-    if not against.isdigit():
-        raise ValidationError({"against": ["Give a version number."]})
-    old = get_object_or_404(workflow.versions, number=int(against))
+    old = get_object_or_404(workflow.versions, number=query.get("against", number - 1))
     changes = diff(Graph.model_validate(old.graph), Graph.model_validate(new.graph))
     return Response({"from": old.number, "to": new.number, **changes})
-
-
-BROKER_DOWN = OpenApiResponse(
-    description="The task broker cannot be reached: the run (or decision) is saved and goes on "
-    "by itself once the broker is back; the body's `detail` says so."
-)
 
 
 @extend_schema(request=RunIn, responses={201: RunOut, 503: BROKER_DOWN})
 @api_view(["POST"])
 def workflow_runs(request: Request, pk: int) -> Response:
     workflow = _get_workflow_for_user(request, pk, Action.MANAGE)
-    body = RunIn(data=request.data)
-    body.is_valid(raise_exception=True)
+    body = parse(RunIn, request.data)
     version = None
-    if "version" in body.validated_data:
-        version = get_object_or_404(workflow.versions, number=body.validated_data["version"])
+    if "version" in body:
+        version = workflow.versions.filter(number=body["version"]).first()
+        if version is None:
+            raise ValidationError({"version": [f"{workflow} has no version {body['version']}."]})
     run = _engine_call(
         engine.start_run,
         workflow,
         user=request.user,
-        conf=body.validated_data["conf"],
+        conf=body["conf"],
         version=version,
     )
     return _run_response(run, status.HTTP_201_CREATED)
 
 
-@extend_schema(responses=RunOut)
+@extend_schema(responses={200: RunOut})
 @api_view(["GET"])
 def run_detail(request: Request, pk: int) -> Response:
     return _run_response(_get_run_for_user(request, pk, Action.VIEW))
@@ -331,9 +481,7 @@ def run_detail(request: Request, pk: int) -> Response:
 
 def _decide(request: Request, pk: int, decide) -> Response:  # noqa: ANN001
     run = _get_run_for_user(request, pk, Action.APPROVE)
-    body = DecisionIn(data=request.data)
-    body.is_valid(raise_exception=True)
-    data = body.validated_data
+    data = parse(DecisionIn, request.data)
     _engine_call(decide, run, request.user, data["comment"], data["node_id"])
     return _run_response(run)
 
@@ -344,13 +492,13 @@ def run_approve(request: Request, pk: int) -> Response:
     return _decide(request, pk, engine.approve)
 
 
-@extend_schema(request=DecisionIn, responses=RunOut)
+@extend_schema(request=DecisionIn, responses={200: RunOut, 503: BROKER_DOWN})
 @api_view(["POST"])
 def run_reject(request: Request, pk: int) -> Response:
     return _decide(request, pk, engine.reject)
 
 
-@extend_schema(request=None, responses=RunOut)
+@extend_schema(request=None, responses={200: RunOut, 503: BROKER_DOWN})
 @api_view(["POST"])
 def run_cancel(request: Request, pk: int) -> Response:
     run = _get_run_for_user(request, pk, Action.MANAGE)
@@ -358,20 +506,9 @@ def run_cancel(request: Request, pk: int) -> Response:
     return _run_response(run)
 
 
-@extend_schema(responses=OpenApiResponse(description="The user's notifications, newest first"))
+@extend_schema(responses={200: NotificationOut(many=True)})
 @api_view(["GET"])
 def notifications(request: Request) -> Response:
+    """The user's notifications, newest first (at most 100)."""
     items = Notification.objects.filter(user=request.user)[:100]
-    return Response(
-        [
-            {
-                "id": n.id,
-                "title": n.title,
-                "body": n.body,
-                "link": n.link,
-                "created_at": n.created_at,
-                "read": n.read_at is not None,
-            }
-            for n in items
-        ]
-    )
+    return Response(NotificationOut(items, many=True).data)

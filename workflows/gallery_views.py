@@ -15,15 +15,18 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.core.api import parse
 from edumlops.datasets.models import DatasetVersion
 from edumlops.schools.models import District, School
-from edumlops.schools.permissions import Action, can, require, visible_districts
+from edumlops.schools.permissions import Action, can, visible_districts
+from workflows.api import ID_MAX, seen_districts
 from workflows.gallery import TEMPLATES, ChoiceError, Template, missing_roles, use
 from workflows.models import WorkflowVersion
 
@@ -40,7 +43,8 @@ def _get_template(key: str) -> Template:
 
 
 def _district_for(user: Any, raw: Any) -> District:
-    """The district to make the workflow in: the one named, or the only one the user manages."""
+    """The district to make the workflow in: the one named, or the only one the user manages.
+    One the user does not see is answered like an unknown id."""
     districts = _manageable(user)
     if not districts:
         raise PermissionDenied("Only admins (ML leads) make workflows from templates.")
@@ -49,10 +53,13 @@ def _district_for(user: Any, raw: Any) -> District:
             return districts[0]
         listed = ", ".join(f"{d.pk} ({d.name})" for d in districts)
         raise ChoiceError("district", f"You manage several districts: name one of {listed}.")
-    district = District.objects.filter(pk=raw).first() if str(raw).isdigit() else None
+    district = None
+    if str(raw).isdigit() and int(raw) <= ID_MAX:
+        district = seen_districts(user).filter(pk=int(raw)).first()
     if district is None:
         raise ChoiceError("district", f"There is no district {raw}: use a district's id.")
-    require(user, Action.MANAGE, district)
+    if district not in districts:
+        raise PermissionDenied("Only admins (ML leads) make workflows from templates.")
     return district
 
 
@@ -203,7 +210,11 @@ def gallery(request: HttpRequest) -> HttpResponse:
 class UseIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     district = serializers.IntegerField(
-        required=False, help_text="The district's id (optional when you manage only one)."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=ID_MAX,
+        help_text="The district's id (optional when you manage only one).",
     )
     choices = serializers.DictField(
         required=False,
@@ -213,39 +224,48 @@ class UseIn(serializers.Serializer):
     )
 
 
-CREATED = inline_serializer(
-    "TemplateUsed",
-    fields={
-        "id": serializers.IntegerField(),
-        "version": serializers.IntegerField(),
-        "draft": serializers.BooleanField(),
-        "errors": serializers.ListField(child=serializers.DictField()),
-        "url": serializers.CharField(),
-    },
-)
+class TemplateUsedOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    draft = serializers.BooleanField()
+    errors = serializers.ListField(
+        child=serializers.DictField(), help_text="A draft's validation errors (node, port…)."
+    )
+    url = serializers.CharField()
 
 
-LISTED = OpenApiResponse(
-    description="Every template: its card, steps, missing blocks, choices, and its graph with "
-    "the default choices"
-)
+class TemplateOut(serializers.Serializer):
+    key = serializers.CharField()
+    title = serializers.CharField()
+    summary = serializers.CharField()
+    source = serializers.DictField(allow_null=True)
+    why = serializers.CharField()
+    available = serializers.BooleanField()
+    starts = serializers.CharField()
+    blocks = serializers.ListField(child=serializers.JSONField())
+    steps = serializers.ListField(child=serializers.DictField())
+    missing = serializers.ListField(child=serializers.DictField())
+    choices = serializers.ListField(child=serializers.DictField())
+    graph = serializers.DictField(help_text="The graph with the default choices.")
 
 
-@extend_schema(responses={200: LISTED})
+@extend_schema(responses={200: TemplateOut(many=True)})
 @api_view(["GET"])
 def api_templates(request: Request) -> Response:
+    """Every template: its card, steps, missing blocks, choices, and its graph with the default
+    choices."""
     return Response([{**t.as_dict(), "graph": t.build()} for t in TEMPLATES.values()])
 
 
-@extend_schema(request=UseIn, responses={201: CREATED, 400: OpenApiResponse(), 403: None})
+@extend_schema(request=UseIn, responses={201: TemplateUsedOut})
 @api_view(["POST"])
 def api_use_template(request: Request, key: str) -> Response:
+    """Make a workflow from a template (admins); 400 names the choice at fault (as
+    `choices.<name>`), 403 for a role that may not."""
     template = _get_template(key)
     if not _manageable(request.user):
         raise PermissionDenied("Only admins (ML leads) make workflows from templates.")
-    body = UseIn(data=request.data)
-    body.is_valid(raise_exception=True)
-    data = body.validated_data
+    data = parse(UseIn, request.data)
     try:
         district = _district_for(request.user, data.get("district"))
         version = use(
@@ -257,8 +277,6 @@ def api_use_template(request: Request, key: str) -> Response:
         )
     except ChoiceError as exc:
         if exc.field in ("name", "district"):
-            detail: dict[str, Any] = {exc.field: [exc.message]}
-        else:
-            detail = {"choices": {exc.field: [exc.message]}}
-        return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+            raise ValidationError({exc.field: [exc.message]}) from None
+        raise ValidationError({"choices": {exc.field: [exc.message]}}) from None
     return Response(_created(version), status=status.HTTP_201_CREATED)

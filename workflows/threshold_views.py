@@ -6,6 +6,7 @@ Also `GET/POST /api/thresholds/?school=ID` (or `?district=ID`), with the same ru
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +17,17 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.decorators import api_view
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.core.api import api_error, errors, parse
 from edumlops.schools.models import District, School
 from edumlops.schools.permissions import visible_districts, visible_schools
 from workflows import thresholds
+from workflows.api import ID_MAX, seen_districts
 from workflows.models import Workflow
 
 TEMPLATE = "workflows/thresholds.html"
@@ -229,6 +234,82 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
 
 
 # --- API -------------------------------------------------------------------------------------
+SCOPE = re.compile(r"^(school|district)-([0-9]{1,18})$")
+
+
+class ThresholdsQuery(serializers.Serializer):
+    scope = serializers.RegexField(
+        SCOPE.pattern, required=False, help_text="school-ID or district-ID."
+    )
+    school = serializers.IntegerField(
+        required=False, min_value=1, max_value=ID_MAX, help_text="A school's own values."
+    )
+    district = serializers.IntegerField(
+        required=False, min_value=1, max_value=ID_MAX, help_text="The district's values."
+    )
+
+
+class ThresholdsIn(serializers.Serializer):
+    workflow = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+    version = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="The version the form was made from: 409 when there is a newer one.",
+    )
+    changes = serializers.DictField(
+        child=serializers.JSONField(), help_text='{"node.field": value} per threshold changed.'
+    )
+    reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
+
+
+class ThresholdOut(serializers.Serializer):
+    key = serializers.CharField()
+    node = serializers.CharField()
+    node_label = serializers.CharField()
+    field = serializers.CharField()
+    label = serializers.CharField()
+    help = serializers.CharField(allow_blank=True)
+    unit = serializers.CharField(allow_blank=True)
+    scope = serializers.CharField()
+    allowed = serializers.CharField()
+    minimum = serializers.FloatField(allow_null=True)
+    maximum = serializers.FloatField(allow_null=True)
+    exclusive_minimum = serializers.BooleanField()
+    exclusive_maximum = serializers.BooleanField()
+    default = serializers.JSONField(allow_null=True)
+    district_value = serializers.JSONField(allow_null=True)
+    school_value = serializers.JSONField(allow_null=True)
+    value = serializers.JSONField(allow_null=True)
+    editable = serializers.BooleanField()
+
+
+class WorkflowThresholdsOut(serializers.Serializer):
+    workflow = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    thresholds = ThresholdOut(many=True)
+
+
+class ThresholdsOut(serializers.Serializer):
+    district = serializers.IntegerField()
+    school = serializers.IntegerField(allow_null=True)
+    workflows = WorkflowThresholdsOut(many=True)
+
+
+class ChangeOut(serializers.Serializer):
+    node = serializers.CharField()
+    field = serializers.CharField()
+    old = serializers.JSONField(allow_null=True)
+    new = serializers.JSONField(allow_null=True)
+
+
+class ChangedOut(serializers.Serializer):
+    version = serializers.IntegerField(allow_null=True, help_text="null when nothing changed.")
+    changes = ChangeOut(many=True)
+
+
 def _as_dict(wt: thresholds.WorkflowThresholds) -> dict[str, Any]:
     return {
         "workflow": wt.workflow.pk,
@@ -260,35 +341,63 @@ def _as_dict(wt: thresholds.WorkflowThresholds) -> dict[str, Any]:
     }
 
 
-@extend_schema(request=None, responses={200: None})
+def _api_scope(user: Any, query: dict[str, Any]) -> Scope:
+    """The scope of an API call: a school or district the user does not see is a 400 naming
+    the parameter, as for an unknown id; one they see but may not change is a 403."""
+    wanted = {}
+    if "scope" in query:
+        kind, pk = SCOPE.match(query["scope"]).groups()  # type: ignore[union-attr]
+        wanted = {"field": "scope", kind: int(pk)}
+    elif "school" in query:
+        wanted = {"field": "school", "school": query["school"]}
+    elif "district" in query:
+        wanted = {"field": "district", "district": query["district"]}
+    if "school" in wanted and not visible_schools(user).filter(pk=wanted["school"]).exists():
+        raise ValidationError(
+            {wanted["field"]: [f"There is no school {wanted['school']} you see."]}
+        )
+    if "district" in wanted and not seen_districts(user).filter(pk=wanted["district"]).exists():
+        raise ValidationError(
+            {wanted["field"]: [f"There is no district {wanted['district']} you see."]}
+        )
+    data = {k: v for k, v in wanted.items() if k in ("school", "district")}
+    return _get_scope_for_user(user, data)[0]
+
+
+@extend_schema(methods=["GET"], parameters=[ThresholdsQuery], responses={200: ThresholdsOut})
+@extend_schema(
+    methods=["POST"],
+    parameters=[ThresholdsQuery],
+    request=ThresholdsIn,
+    responses={200: ChangedOut, **errors(409)},
+)
 @api_view(["GET", "POST"])
 def api_thresholds(request: Request) -> Response:
     """GET: the thresholds of each workflow for `?school=ID` (its own values) or `?district=ID`.
     POST `{"workflow": id, "version": n, "changes": {"node.field": value}, "reason": ""}`:
-    a new version and an audit record per changed value; 400 with `errors` per key, or 409 when
-    the workflow has a newer version than `version`."""
-    scope, _ = _get_scope_for_user(request.user, request.query_params)
+    a new version and an audit record per changed value; 400 with an `errors` entry per key
+    (`changes.<node.field>`), or 409 when the workflow has a newer version than `version`."""
+    scope = _api_scope(request.user, parse(ThresholdsQuery, request.query_params))
     if request.method == "POST":
-        workflow = get_object_or_404(
-            Workflow, pk=request.data.get("workflow") or 0, district=scope.district
-        )
-        changes = request.data.get("changes")
-        if not isinstance(changes, dict):
-            return Response({"errors": {"": 'Send "changes": {"node.field": value}.'}}, 400)
-        version = request.data.get("version")
+        body = parse(ThresholdsIn, request.data)
+        workflow = Workflow.objects.filter(pk=body["workflow"], district=scope.district).first()
+        if workflow is None:
+            raise ValidationError(
+                {"workflow": [f"There is no workflow {body['workflow']} in {scope.label}."]}
+            )
         try:
             new, done = thresholds.apply_changes(
                 workflow,
                 request.user,
                 scope.school,
-                changes,
-                reason=str(request.data.get("reason", "")),
-                base_version=version if isinstance(version, int) else None,
+                body["changes"],
+                reason=body["reason"],
+                base_version=body.get("version"),
             )
         except thresholds.StaleForm as exc:
-            return Response({"errors": exc.errors}, 409)
+            return api_error({"changes": exc.errors}, "conflict", status.HTTP_409_CONFLICT)
         except thresholds.ThresholdError as exc:
-            return Response({"errors": exc.errors}, 400)
+            raise ValidationError({"changes": exc.errors}) from None
         return Response(
             {
                 "version": new.number if new else None,

@@ -1,28 +1,50 @@
-"""REST API of datasets: upload a CSV, list and read versions, mark a version's roles."""
+"""REST API of datasets: upload a CSV, list and read versions, mark a version's roles.
+
+Uploads are multipart (field `file`): a CSV in UTF-8 (with or without a byte-order mark),
+UTF-16 with a byte-order mark or Windows-1252, plain or gzip-compressed. A bad file is a 400
+whose `errors` entry has field "file" and a message "line N: …"; a file over the size limit
+(also once unpacked) is a 413. Nothing is stored on any error."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view, parser_classes
-from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.decorators import api_view, parser_classes, throttle_classes
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.core.api import api_error, errors, parse
+from edumlops.core.throttles import UploadThrottle
 from edumlops.datasets.models import Dataset, DatasetVersion, ingest, limits
-from edumlops.ml.datasets import DatasetError, Roles
+from edumlops.ml.datasets import DatasetError, DatasetTooLarge, Roles
 from edumlops.schools.models import District
-from edumlops.schools.permissions import Action, require, visible_districts
+from edumlops.schools.permissions import (
+    Action,
+    can,
+    require,
+    visible_districts,
+    visible_schools,
+)
+
+ID_MAX = 2**63 - 1
+ROLE_KEYS = ("label", "positive", "sensitive", "school", "grade", "time")
 
 
+# --- answers ----------------------------------------------------------------------------------
 class DatasetVersionOut(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.name")
     dataset_id = serializers.IntegerField(source="dataset.pk")
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
+    schema = serializers.ListField(
+        child=serializers.DictField(), help_text="One entry per column: name, kind, stats."
+    )
+    roles = serializers.DictField(help_text="label, positive, sensitive, school, grade, time.")
 
     class Meta:
         model = DatasetVersion
@@ -44,146 +66,213 @@ class DatasetVersionOut(serializers.ModelSerializer):
         ]
 
 
+class UploadedOut(DatasetVersionOut):
+    created = serializers.BooleanField(
+        help_text="False when the same bytes were stored before: the existing version."
+    )
+
+    class Meta(DatasetVersionOut.Meta):
+        fields = [*DatasetVersionOut.Meta.fields, "created"]
+
+
+class VersionBriefOut(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetVersion
+        fields = ["id", "number", "sha256", "rows"]
+
+
 class DatasetOut(serializers.ModelSerializer):
-    versions = serializers.SerializerMethodField()
+    district = serializers.IntegerField(source="district_id")
+    versions = VersionBriefOut(many=True, read_only=True)
 
     class Meta:
         model = Dataset
         fields = ["id", "name", "district", "source", "description", "attribution", "versions"]
 
-    def get_versions(self, dataset: Dataset) -> list[dict[str, Any]]:
-        return [
-            {"id": v.pk, "number": v.number, "sha256": v.sha256, "rows": v.rows}
-            for v in dataset.versions.all()
-        ]
+
+# --- requests ---------------------------------------------------------------------------------
+def _text(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(max_length=200, allow_blank=True, required=False, **kwargs)
+
+
+def _columns(help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=500,
+        help_text=help_text + " (repeat the field, or separate names with commas).",
+    )
+
+
+class UploadIn(serializers.Serializer):
+    file = serializers.FileField(
+        allow_empty_file=True,  # read_csv says "line 1: the file is empty", with the fix
+        help_text="The CSV: UTF-8 (BOM or not), UTF-16 with a BOM or Windows-1252; plain or "
+        "gzip-compressed (.csv.gz, at most the size limit once unpacked)."
+    )
+    name = _text(help_text="The dataset's name (default: the file's name).")
+    district = serializers.IntegerField(
+        min_value=1,
+        max_value=ID_MAX,
+        required=False,
+        allow_null=True,
+        help_text="The district's id (optional when you manage only one).",
+    )
+    label = _text(allow_null=True, help_text="The label column.")
+    positive = _columns("The label's value(s) that mean the outcome to predict")
+    sensitive = _columns("Sensitive attribute columns")
+    school = _text(allow_null=True, help_text="The school column.")
+    grade = _text(allow_null=True, help_text="The grade column.")
+    time = _text(allow_null=True, help_text="The date or term column.")
 
 
 class RolesIn(serializers.Serializer):
-    label = serializers.CharField(allow_blank=True, required=False, allow_null=True)
-    positive = serializers.ListField(child=serializers.CharField(), required=False)
-    sensitive = serializers.ListField(child=serializers.CharField(), required=False)
-    school = serializers.CharField(allow_blank=True, required=False, allow_null=True)
-    grade = serializers.CharField(allow_blank=True, required=False, allow_null=True)
-    time = serializers.CharField(allow_blank=True, required=False, allow_null=True)
+    label = _text(allow_null=True)
+    positive = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=500
+    )
+    sensitive = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=500
+    )
+    school = _text(allow_null=True)
+    grade = _text(allow_null=True)
+    time = _text(allow_null=True)
 
 
-def _roles_from(data: Any) -> Roles | None:
-    """Roles sent beside an upload (form fields; lists may repeat or be comma-separated)."""
-    keys = ("label", "positive", "sensitive", "school", "grade", "time")
-    if not any(k in data for k in keys):
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _roles_from(data: dict[str, Any]) -> Roles | None:
+    """Roles sent beside an upload (lists may repeat or be comma-separated)."""
+    if not any(k in data for k in ROLE_KEYS):
         return None
-
-    def many(key: str) -> list[str]:
-        values = data.getlist(key) if hasattr(data, "getlist") else data.get(key) or []
-        if isinstance(values, str):
-            values = [values]
-        return [v.strip() for value in values for v in str(value).split(",") if v.strip()]
-
     return Roles(
         label=data.get("label") or None,
-        positive=many("positive"),
-        sensitive=many("sensitive"),
+        positive=_split(data.get("positive", [])),
+        sensitive=_split(data.get("sensitive", [])),
         school=data.get("school") or None,
         grade=data.get("grade") or None,
         time=data.get("time") or None,
     )
 
 
-def district_for_upload(user: Any, district_id: Any) -> District:
-    """The district an upload goes to: the one named, else the user's only district."""
-    if district_id:
-        district = get_object_or_404(District, pk=district_id)
-    else:
-        districts = list(visible_districts(user)[:2])
-        if len(districts) != 1:
-            raise ValidationError(
-                {"district": "Name the district to upload to (field 'district')."}
-            )
-        district = districts[0]
-    require(user, Action.MANAGE_DATA, district)
-    return district
+def district_for_upload(user: Any, district_id: int | None) -> District:
+    """The district an upload goes to: the one named, else the only one the user manages data
+    of. One the user cannot see at all is a 400 naming `district`, like an unknown id."""
+    if district_id is not None:
+        seen = District.objects.filter(
+            Q(pk__in=visible_districts(user).values("pk"))
+            | Q(pk__in=visible_schools(user).values("district_id"))
+        )
+        district = seen.filter(pk=district_id).first()
+        if district is None:
+            raise ValidationError({"district": [f"There is no district {district_id} you see."]})
+        require(user, Action.MANAGE_DATA, district)
+        return district
+    districts = [d for d in visible_districts(user) if can(user, Action.MANAGE_DATA, d)]
+    if not districts:
+        raise PermissionDenied("Datasets are uploaded by district staff and admins.")
+    if len(districts) > 1:
+        listed = ", ".join(f"{d.pk} ({d.name})" for d in districts)
+        raise ValidationError({"district": [f"Name the district to upload to: one of {listed}."]})
+    return districts[0]
 
 
-def _upload_error(message: str) -> Response:
-    return Response({"detail": message, "field": "file"}, status=status.HTTP_400_BAD_REQUEST)
+def _dataset_error(exc: DatasetError) -> Response:
+    """A bad file or bad roles in the one error shape: 413 past the size limit, else 400."""
+    if isinstance(exc, DatasetTooLarge):
+        return api_error(
+            {exc.field: [str(exc)]}, "too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        )
+    return api_error({exc.field: [str(exc)]})
 
 
+class UploadThrottleOnPost(UploadThrottle):
+    """UploadThrottle for uploads only: listing the datasets is not counted."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        return request.method != "POST" or super().allow_request(request, view)
+
+
+# --- endpoints --------------------------------------------------------------------------------
+@extend_schema(methods=["GET"], responses={200: DatasetOut(many=True)})
 @extend_schema(
-    request=inline_serializer(
-        "DatasetUpload",
-        {
-            "file": serializers.FileField(),
-            "name": serializers.CharField(required=False),
-            "district": serializers.IntegerField(required=False),
-            "label": serializers.CharField(required=False),
-            "positive": serializers.ListField(child=serializers.CharField(), required=False),
-            "sensitive": serializers.ListField(child=serializers.CharField(), required=False),
-        },
-    ),
-    responses={200: DatasetVersionOut, 201: DatasetVersionOut},
+    methods=["POST"],
+    request={"multipart/form-data": UploadIn, "application/x-www-form-urlencoded": UploadIn},
+    responses={200: UploadedOut, 201: UploadedOut, **errors(413)},
 )
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser, FormParser])
+@throttle_classes([UploadThrottleOnPost])
 def dataset_list(request: Request) -> Response:
     """GET: the datasets of the districts you see. POST: upload a CSV (multipart field `file`,
-    optional `name`); 201 with the new version, 200 with the existing one for the same bytes."""
+    optional `name`, `district` and roles); 201 with the new version, 200 with the existing one
+    for the same bytes; 400 naming the line for a bad file, 413 over the size limit. At most
+    EDUMLOPS_THROTTLE_UPLOADS uploads per caller (429 with Retry-After past it)."""
     if request.method == "GET":
         datasets = Dataset.objects.filter(district__in=visible_districts(request.user))
         return Response(DatasetOut(datasets.prefetch_related("versions"), many=True).data)
-    district = district_for_upload(request.user, request.data.get("district"))
-    upload = request.FILES.get("file")
-    if upload is None:
-        return _upload_error("No file was sent: attach the CSV in the multipart field 'file'.")
+    data = parse(UploadIn, request.data)
+    district = district_for_upload(request.user, data.get("district"))
+    upload = data["file"]
     cap = limits().max_bytes
     if upload.size > cap:
-        return _upload_error(
-            f"The file is {upload.size / 2**20:.1f} MB; the limit is {cap / 2**20:.0f} MB. "
-            "Upload a smaller extract (e.g. one school year)."
+        return _dataset_error(
+            DatasetTooLarge(
+                f"The file is {upload.size / 2**20:.1f} MB; the limit is {cap / 2**20:.0f} MB. "
+                "Upload a smaller extract (e.g. one school year)."
+            )
         )
-    name = request.data.get("name") or (upload.name or "dataset").rsplit(".", 1)[0]
+    default_name = (upload.name or "dataset").removesuffix(".gz").rsplit(".", 1)[0]
     try:
         version, created = ingest(
             district=district,
-            name=name,
+            name=data.get("name") or default_name,
             data=upload.read(),
             user=request.user,
-            roles=_roles_from(request.data),
+            roles=_roles_from(data),
             original_name=upload.name or "",
         )
     except DatasetError as exc:
-        return _upload_error(str(exc))
+        return _dataset_error(exc)
+    version.created = created
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return Response({**DatasetVersionOut(version).data, "created": created}, status=code)
+    return Response(UploadedOut(version).data, status=code)
 
 
-def _get_version_for_user(request: Request, pk: int, action: Action) -> DatasetVersion:
-    version = get_object_or_404(DatasetVersion.objects.select_related("dataset"), pk=pk)
-    require(request.user, action, version)
-    return version
+def _visible_versions(request: Request) -> Any:
+    return DatasetVersion.objects.select_related("dataset").filter(
+        district__in=visible_districts(request.user)
+    )
 
 
-@extend_schema(responses=DatasetOut, operation_id="datasets_detail")
+@extend_schema(responses={200: DatasetOut}, operation_id="datasets_detail")
 @api_view(["GET"])
 def dataset_detail(request: Request, pk: int) -> Response:
-    dataset = get_object_or_404(Dataset, pk=pk)
-    require(request.user, Action.VIEW, dataset)
+    """A dataset with its versions; 404 for one you may not see, as for an unknown id."""
+    dataset = get_object_or_404(
+        Dataset.objects.filter(district__in=visible_districts(request.user)), pk=pk
+    )
     return Response(DatasetOut(dataset).data)
 
 
-@extend_schema(request=RolesIn, responses=DatasetVersionOut)
+@extend_schema(methods=["GET"], responses={200: DatasetVersionOut})
+@extend_schema(methods=["PATCH"], request=RolesIn, responses={200: DatasetVersionOut})
 @api_view(["GET", "PATCH"])
-@parser_classes([JSONParser, FormParser, MultiPartParser])
 def version_detail(request: Request, pk: int) -> Response:
     """GET: a version with its schema and statistics. PATCH: mark its roles (label, positive
-    class, sensitive attributes, school/grade/time columns)."""
+    class, sensitive attributes, school/grade/time columns). 404 for a version you may not see;
+    403 when you see it but may not change its roles."""
+    version = get_object_or_404(_visible_versions(request), pk=pk)
     if request.method == "GET":
-        return Response(DatasetVersionOut(_get_version_for_user(request, pk, Action.VIEW)).data)
-    version = _get_version_for_user(request, pk, Action.MANAGE_DATA)
-    incoming = RolesIn(data=request.data)
-    incoming.is_valid(raise_exception=True)
-    merged = {**version.roles, **incoming.validated_data}
+        return Response(DatasetVersionOut(version).data)
+    if not can(request.user, Action.MANAGE_DATA, version):
+        raise PermissionDenied("A dataset's roles are marked by district staff and admins.")
+    incoming = parse(RolesIn, request.data)
+    merged = {**version.roles, **incoming}
     try:
         version.set_roles(Roles.from_dict(merged))
     except DatasetError as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return _dataset_error(exc)
     return Response(DatasetVersionOut(version).data)

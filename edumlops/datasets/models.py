@@ -160,11 +160,15 @@ def ingest(
     description: str = "",
     attribution: str = "",
 ) -> tuple[DatasetVersion, bool]:
-    """Store an uploaded CSV as a new version of dataset `name` (or find the version with the
-    same content). Raises DatasetError, storing nothing, when the file or the roles are bad."""
+    """Store an uploaded CSV (plain or gzip-compressed) as a new version of dataset `name` (or
+    find the version with the same content: a gzip file and its unpacked CSV are the same).
+    Raises DatasetError, storing nothing, when the file or the roles are bad."""
     name = name.strip()
     if not name:
         raise DatasetError("The dataset needs a name: give one, e.g. 'Attendance 2025-26'.")
+    if len(name) > 200 or "\x00" in name:
+        raise DatasetError("The dataset name must be text of at most 200 characters.")
+    original_name = original_name.replace("\x00", "")
     parsed = read_csv(data, limits())
     existing = (
         DatasetVersion.objects.filter(district=district, sha256=parsed.sha256)
@@ -209,7 +213,7 @@ def ingest(
                 after={"sha256": parsed.sha256, "rows": len(parsed.frame), "file": original_name},
                 reason=f"{source} upload" if source != Dataset.Source.UPLOAD else "",
             )
-            written.append(_atomic_write(version.csv_path, data))
+            written.append(_atomic_write(version.csv_path, parsed.data))
             frame = parsed.frame.copy()
             frame.columns = [str(c) for c in frame.columns]
             written.append(_atomic_write_parquet(version.parquet_path, frame))

@@ -18,12 +18,21 @@ from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from edumlops.core.api import ErrorOut, error_body, parse
+from edumlops.core.throttles import TelemetryThrottle
 from edumlops.deployments import services
 from edumlops.deployments.models import Deployment
 from edumlops.fleet import bundles, tokens
@@ -32,7 +41,7 @@ from edumlops.ml import signing
 from edumlops.ml.bundle_files import BUNDLE_FILES
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import School
-from edumlops.schools.permissions import Action, require, visible_schools
+from edumlops.schools.permissions import Action, can, visible_schools
 
 PROTOCOL = 1
 HISTORY = 5
@@ -43,6 +52,135 @@ CONTENT_TYPES = {
 }
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 NODE_KINDS = [k for k in EdgeEvent.Kind.values if k != EdgeEvent.Kind.PUBLISHED]
+ID_MAX = 2**63 - 1
+
+
+def _id(**kwargs: Any) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=ID_MAX, **kwargs)
+
+
+# --- answers ------------------------------------------------------------------------------------
+class NamedOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class SchoolRefOut(NamedOut):
+    code = serializers.CharField()
+
+
+class HelloOut(serializers.Serializer):
+    protocol = serializers.IntegerField()
+    node = NamedOut()
+    school = SchoolRefOut()
+    district = NamedOut()
+    public_key_pem = serializers.CharField()
+    signing_key_id = serializers.CharField()
+    poll_seconds = serializers.IntegerField()
+    server_time = serializers.DateTimeField()
+
+
+class BundleFileOut(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    url = serializers.CharField()
+
+
+class DesiredOut(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+    deployment = serializers.IntegerField()
+    scope = serializers.CharField()
+    files = BundleFileOut(many=True)
+
+
+class ManifestOut(serializers.Serializer):
+    etag = serializers.CharField()
+    school = serializers.IntegerField()
+    desired = DesiredOut(allow_null=True, help_text="What to serve now; null: nothing.")
+    history = serializers.ListField(child=serializers.IntegerField())
+    poll_seconds = serializers.IntegerField()
+
+
+class ReportOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    desired_version = serializers.IntegerField(allow_null=True)
+    events_stored = serializers.IntegerField()
+
+
+class TelemetryOut(serializers.Serializer):
+    added = serializers.IntegerField()
+    duplicate = serializers.BooleanField()
+
+
+class NodeOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    school = serializers.IntegerField()
+    school_name = serializers.CharField()
+    district = serializers.IntegerField()
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    revoked = serializers.BooleanField()
+    last_contact = serializers.DateTimeField(allow_null=True)
+    online = serializers.BooleanField()
+    contact = serializers.CharField()
+    active_version = serializers.IntegerField(allow_null=True)
+    desired_version = serializers.IntegerField(allow_null=True)
+    sync = serializers.CharField()
+    sync_text = serializers.CharField()
+    cached_versions = serializers.ListField(child=serializers.IntegerField())
+    pending_telemetry = serializers.IntegerField()
+    device_profile = serializers.JSONField(allow_null=True)
+    serving = serializers.CharField(allow_blank=True)
+    agent_version = serializers.CharField(allow_blank=True)
+    last_event = serializers.DictField(allow_null=True)
+
+
+class NodeCreatedOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    school = serializers.IntegerField()
+    token = serializers.CharField(help_text="Shown this once.")
+    register = serializers.CharField(help_text="The command to run at the school.")
+
+
+class RevokedOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    revoked = serializers.BooleanField()
+    revoked_at = serializers.DateTimeField()
+
+
+# --- requests -----------------------------------------------------------------------------------
+class ReportIn(serializers.Serializer):
+    active_version = _id(allow_null=True, required=False)
+    cached_versions = serializers.ListField(child=_id(), max_length=50, required=False)
+    agent_version = serializers.CharField(max_length=40, allow_blank=True, required=False)
+    device_profile = serializers.DictField(required=False)
+    pending_telemetry = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+    serving = serializers.CharField(max_length=20, allow_blank=True, required=False)
+    events = serializers.ListField(
+        child=serializers.DictField(),
+        max_length=500,
+        required=False,
+        help_text="Each {id, kind, version, detail, at}; stored once per id.",
+    )
+
+
+class TelemetryIn(serializers.Serializer):
+    idempotency_key = serializers.CharField(max_length=120)
+    aggregates = serializers.ListField(
+        child=serializers.DictField(),
+        max_length=10_000,
+        help_text="Daily aggregates: day, model_version, count, bands, … (no raw rows).",
+    )
+
+
+class NodeIn(serializers.Serializer):
+    school = _id(help_text="The school the node serves.")
+    name = serializers.CharField(max_length=80, allow_blank=True, help_text="e.g. rhs-server-1")
 
 
 def node_call(methods: list[str]) -> Callable:
@@ -56,8 +194,20 @@ def node_call(methods: list[str]) -> Callable:
     return wrap
 
 
-def _error(message: str, code: int = 400) -> Response:
-    return Response({"detail": message}, status=code)
+def _error(message: str, code: int = 400, field: str | None = None) -> Response:
+    """An error in the one shape; `field` names the bad value of a 400."""
+    body = error_body({field: [message]} if field is not None else message, ERROR_CODES[code])
+    if field is not None:
+        body["detail"] = message
+    return Response(body, status=code)
+
+
+ERROR_CODES = {
+    400: "invalid",
+    404: "not_found",
+    416: "range_not_satisfiable",
+    503: "bundle_unavailable",
+}
 
 
 def poll_seconds() -> int:
@@ -65,7 +215,7 @@ def poll_seconds() -> int:
 
 
 # --- node calls -------------------------------------------------------------------------------
-@extend_schema(responses={200: None})
+@extend_schema(responses={200: HelloOut})
 @node_call(["GET"])
 def hello(request: Request) -> Response:
     """Who am I: the node, its school and district, the district's public signing key (the agent
@@ -125,7 +275,24 @@ def _matches(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-@extend_schema(responses={200: None, 304: None, 503: None})
+@extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "If-None-Match",
+            str,
+            OpenApiParameter.HEADER,
+            required=False,
+            description="The ETag of the manifest you have: 304 when it has not changed.",
+        )
+    ],
+    responses={
+        200: ManifestOut,
+        304: OpenApiResponse(description="Not modified: the manifest you have is current."),
+        503: OpenApiResponse(
+            ErrorOut, description="The bundle cannot be read now: keep serving, ask later."
+        ),
+    },
+)
 @node_call(["GET"])
 def manifest(request: Request) -> Response:
     """What this node's school should serve now (`desired`, or null), the earlier versions it may
@@ -173,7 +340,33 @@ def _chunks(path: Path, start: int, length: int, size: int = 1 << 16) -> Iterato
             yield chunk
 
 
-@extend_schema(responses={200: None, 206: None, 404: None, 416: None})
+FILE_BODY = {
+    (200, "application/octet-stream"): OpenApiTypes.BINARY,
+    (200, "application/json"): OpenApiTypes.ANY,
+    (200, "text/plain"): OpenApiTypes.STR,
+    (206, "application/octet-stream"): OpenApiTypes.BINARY,
+}
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "Range",
+            str,
+            OpenApiParameter.HEADER,
+            required=False,
+            description="bytes=N- (or N-M) resumes a download: 206 with those bytes.",
+        )
+    ],
+    responses={
+        **FILE_BODY,
+        404: OpenApiResponse(ErrorOut, description="No such file or model version here."),
+        416: OpenApiResponse(
+            ErrorOut, description="The range starts past the end: download it from the start."
+        ),
+        503: OpenApiResponse(ErrorOut, description="The bundle cannot be read now."),
+    },
+)
 @node_call(["GET"])
 def bundle_file(request: Request, model_version: int, file: str) -> HttpResponseBase:
     """One file of a bundle, as stored. `Range: bytes=N-` (or N-M) resumes a download (206)."""
@@ -209,12 +402,12 @@ def bundle_file(request: Request, model_version: int, file: str) -> HttpResponse
     elif end >= size - 1:  # to the end (a resumed download): the file from `start`
         fh = path.open("rb")
         fh.seek(start)
-        response = FileResponse(fh, status=206, content_type=CONTENT_TYPES[file])
+        response = FileResponse(fh, status=206, content_type="application/octet-stream")
         response["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
     else:
         length = end - start + 1
         response = StreamingHttpResponse(
-            _chunks(path, start, length), status=206, content_type=CONTENT_TYPES[file]
+            _chunks(path, start, length), status=206, content_type="application/octet-stream"
         )
         response["Content-Length"] = str(length)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
@@ -223,7 +416,11 @@ def bundle_file(request: Request, model_version: int, file: str) -> HttpResponse
 
 
 class ReportError(ValueError):
-    pass
+    """A report value that cannot be stored; `field` names it."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _whole(value: Any) -> bool:
@@ -236,7 +433,10 @@ def _heartbeat(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
     if "active_version" in body:
         value = body["active_version"]
         if value is not None and not _whole(value):
-            raise ReportError("active_version must be a model version id (a whole number) or null.")
+            raise ReportError(
+                "active_version must be a model version id (a whole number) or null.",
+                "active_version",
+            )
         if value is not None:
             model = ModelVersion.objects.filter(
                 pk=value, district_id=node.school.district_id
@@ -245,36 +445,42 @@ def _heartbeat(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
                 raise ReportError(
                     f"active_version {value} is not a model version of "
                     f"{node.school.district}: report the id from the manifest's "
-                    "desired.model_version."
+                    "desired.model_version.",
+                    "active_version",
                 )
         changes["active_version_id"] = value
     if "cached_versions" in body:
         value = body["cached_versions"]
         if not isinstance(value, list) or not all(_whole(v) for v in value) or len(value) > 50:
-            raise ReportError("cached_versions must be a list of model version ids (at most 50).")
+            raise ReportError(
+                "cached_versions must be a list of model version ids (at most 50).",
+                "cached_versions",
+            )
         changes["cached_versions"] = value
     if "device_profile" in body:
         value = body["device_profile"]
         if not isinstance(value, dict) or len(json.dumps(value, default=str)) > 4000:
-            raise ReportError("device_profile must be an object (at most 4000 characters).")
+            raise ReportError(
+                "device_profile must be an object (at most 4000 characters).", "device_profile"
+            )
         changes["device_profile"] = value
     if "pending_telemetry" in body:
         value = body["pending_telemetry"]
         if not _whole(value) or value < 0:
-            raise ReportError("pending_telemetry must be a whole number ≥ 0.")
+            raise ReportError("pending_telemetry must be a whole number ≥ 0.", "pending_telemetry")
         changes["pending_telemetry"] = value
     for name, limit in (("serving", 20), ("agent_version", 40)):
         if name in body:
             value = body[name]
             if not isinstance(value, str) or len(value) > limit:
-                raise ReportError(f"{name} must be text of at most {limit} characters.")
+                raise ReportError(f"{name} must be text of at most {limit} characters.", name)
             changes[name] = value
     return changes
 
 
 def _events(node: EdgeNode, items: Any, now: dt.datetime) -> list[EdgeEvent]:
     if not isinstance(items, list) or len(items) > 500:
-        raise ReportError("events must be a list (at most 500 per report).")
+        raise ReportError("events must be a list (at most 500 per report).", "events")
     named = [i.get("version") for i in items if isinstance(i, dict)]
     versions = set(
         ModelVersion.objects.filter(
@@ -284,24 +490,34 @@ def _events(node: EdgeNode, items: Any, now: dt.datetime) -> list[EdgeEvent]:
     out: dict[str, EdgeEvent] = {}
     for n, item in enumerate(items):
         if not isinstance(item, dict):
-            raise ReportError(f"Event {n} must be an object with id, kind, version, detail, at.")
+            raise ReportError(
+                f"Event {n} must be an object with id, kind, version, detail, at.", f"events.{n}"
+            )
         client_id = item.get("id")
         if not isinstance(client_id, str) or not 0 < len(client_id.strip()) <= 80:
-            raise ReportError(f"Event {n}: id must be text of 1 to 80 characters, one per event.")
+            raise ReportError(
+                f"Event {n}: id must be text of 1 to 80 characters, one per event.", f"events.{n}"
+            )
         kind = item.get("kind")
         if kind not in NODE_KINDS:
-            raise ReportError(f"Event {n}: kind must be one of {', '.join(NODE_KINDS)}.")
+            raise ReportError(
+                f"Event {n}: kind must be one of {', '.join(NODE_KINDS)}.", f"events.{n}"
+            )
         version = item.get("version")
         if version is not None and not _whole(version):
-            raise ReportError(f"Event {n}: version must be a model version id or null.")
+            raise ReportError(
+                f"Event {n}: version must be a model version id or null.", f"events.{n}"
+            )
         detail = item.get("detail", "")
         if not isinstance(detail, str):
-            raise ReportError(f"Event {n}: detail must be text.")
+            raise ReportError(f"Event {n}: detail must be text.", f"events.{n}")
         at = now
         if item.get("at") is not None:
             at = parse_datetime(str(item["at"])) if isinstance(item["at"], str) else None
             if at is None:
-                raise ReportError(f"Event {n}: at must be an ISO 8601 date and time.")
+                raise ReportError(
+                    f"Event {n}: at must be an ISO 8601 date and time.", f"events.{n}"
+                )
             if timezone.is_naive(at):
                 at = timezone.make_aware(at, dt.UTC)
         if version is not None and version not in versions:
@@ -320,35 +536,19 @@ def _events(node: EdgeNode, items: Any, now: dt.datetime) -> list[EdgeEvent]:
     return list(out.values())
 
 
-ReportIn = inline_serializer(
-    "EdgeReportIn",
-    {
-        "active_version": serializers.IntegerField(allow_null=True, required=False),
-        "cached_versions": serializers.ListField(child=serializers.IntegerField(), required=False),
-        "agent_version": serializers.CharField(required=False),
-        "device_profile": serializers.DictField(required=False),
-        "pending_telemetry": serializers.IntegerField(required=False),
-        "serving": serializers.CharField(required=False),
-        "events": serializers.ListField(child=serializers.DictField(), required=False),
-    },
-)
-
-
-@extend_schema(request=ReportIn, responses={200: None, 400: None})
+@extend_schema(request=ReportIn, responses={200: ReportOut})
 @node_call(["POST"])
 def report(request: Request) -> Response:
     """Heartbeat: what the node serves and caches, its device profile, its queue, and its events
     (each stored once per id, even when a report is sent twice)."""
     node: EdgeNode = request.auth
-    body = request.data
+    body = parse(ReportIn, request.data)
     now = timezone.now()
     try:
-        if not isinstance(body, dict):
-            raise ReportError("Send a JSON object: see POST /api/edge/report/ in the protocol.")
         changes = _heartbeat(node, body)
         events = _events(node, body.get("events") or [], now)
     except ReportError as exc:
-        return _error(str(exc))
+        return _error(str(exc), field=exc.field)
     with transaction.atomic():
         node = EdgeNode.objects.select_for_update().get(pk=node.pk)
         for field, value in changes.items():
@@ -381,35 +581,30 @@ def report(request: Request) -> Response:
     )
 
 
-TelemetryIn = inline_serializer(
-    "EdgeTelemetryIn",
-    {
-        "idempotency_key": serializers.CharField(),
-        "aggregates": serializers.ListField(child=serializers.DictField()),
+@extend_schema(
+    request=TelemetryIn,
+    responses={
+        200: OpenApiResponse(TelemetryOut, description="A resent batch: nothing added."),
+        201: TelemetryOut,
     },
 )
-
-
-@extend_schema(request=TelemetryIn, responses={200: None, 201: None, 400: None})
 @node_call(["POST"])
+@throttle_classes([TelemetryThrottle])
 def telemetry(request: Request) -> Response:
     """Daily aggregates of this node's predictions (no raw rows), counted exactly once per
     idempotency_key: a resent batch answers 200 with "duplicate": true and adds nothing."""
     from edumlops.monitoring import telemetry as t
 
     node: EdgeNode = request.auth
-    body = request.data
-    if not isinstance(body, dict):
-        return _error('Send {"idempotency_key": "...", "aggregates": [...]}.')
-    aggregates = body.get("aggregates")
-    if isinstance(aggregates, list):  # the source is this node, whatever the batch says
-        aggregates = [{**a, "node": node.name} if isinstance(a, dict) else a for a in aggregates]
+    body = parse(TelemetryIn, request.data)
+    # the source is this node, whatever the batch says
+    aggregates = [{**a, "node": node.name} for a in body["aggregates"]]
     try:
         added, duplicate = t.receive(
-            node.school.district, body.get("idempotency_key", ""), node.school, aggregates
+            node.school.district, body["idempotency_key"], node.school, aggregates
         )
     except t.TelemetryError as exc:
-        return _error(str(exc))
+        return _error(str(exc), field="aggregates")
     return Response({"added": added, "duplicate": duplicate}, status=200 if duplicate else 201)
 
 
@@ -446,12 +641,8 @@ def as_dict(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-NodeIn = inline_serializer(
-    "EdgeNodeIn", {"school": serializers.IntegerField(), "name": serializers.CharField()}
-)
-
-
-@extend_schema(request=NodeIn, responses={200: None, 201: None, 400: None})
+@extend_schema(methods=["GET"], responses={200: NodeOut(many=True)})
+@extend_schema(methods=["POST"], request=NodeIn, responses={201: NodeCreatedOut})
 @api_view(["GET", "POST"])
 def node_list(request: Request) -> Response:
     """GET: the edge nodes of the schools you see, with their status. POST (admins): register a
@@ -463,15 +654,18 @@ def node_list(request: Request) -> Response:
             )
         )
         return Response([as_dict(row) for row in describe(nodes, timezone.now())])
-    body = request.data if isinstance(request.data, dict) else {}
-    if not _whole(body.get("school")):
-        return _error('Say which school the node is for: {"school": <id>, "name": "rhs-server-1"}.')
-    school = get_object_or_404(visible_schools(request.user), pk=body["school"])
-    require(request.user, Action.MANAGE, school.district)
+    body = parse(NodeIn, request.data)
+    school = visible_schools(request.user).filter(pk=body["school"]).first()
+    if school is None:
+        raise ValidationError(
+            {"school": [f"There is no school {body['school']} you see: use a school's id."]}
+        )
+    if not can(request.user, Action.MANAGE, school.district):
+        raise PermissionDenied("Edge nodes are registered by admins.")
     try:
-        node, key = tokens.create(school, str(body.get("name", "")), request.user)
+        node, key = tokens.create(school, body["name"], request.user)
     except tokens.NodeError as exc:
-        return _error(str(exc))
+        return _error(str(exc), field="name")
     return Response(
         {
             "id": node.pk,
@@ -484,14 +678,15 @@ def node_list(request: Request) -> Response:
     )
 
 
-@extend_schema(request=None, responses={200: None, 400: None})
+@extend_schema(request=None, responses={200: RevokedOut})
 @api_view(["POST"])
 def node_revoke(request: Request, pk: int) -> Response:
     """Revoke a node's token (admins): every call it makes from now on gets 401."""
     node = get_object_or_404(
         EdgeNode.objects.filter(school__in=visible_schools(request.user)), pk=pk
     )
-    require(request.user, Action.MANAGE, node.school.district)
+    if not can(request.user, Action.MANAGE, node.school.district):
+        raise PermissionDenied("Edge nodes are revoked by admins.")
     try:
         tokens.revoke(node, request.user)
     except tokens.NodeError as exc:

@@ -7,12 +7,14 @@ A bad file raises DatasetError with one sentence that names the problem and the 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import hmac
 import io
 import math
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -38,7 +40,23 @@ ID_NAME = re.compile(
 
 
 class DatasetError(ValueError):
-    """The uploaded data cannot be used; the message says why and what to do."""
+    """The uploaded data cannot be used; the message says why and what to do. `line` is the
+    file's line (1-based) at fault, when there is one: the message then starts "line N: ".
+    `field` names what is wrong: "file", or the role marked wrongly ("label", "positive"…)."""
+
+    def __init__(self, message: str, line: int | None = None, field: str = "file") -> None:
+        self.line = line
+        self.field = field  # what the error is about: "file", or a role ("label", ...)
+        self.message = message
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+class DatasetTooLarge(DatasetError):
+    """The file (or what a gzip file unpacks to) is over the size limit."""
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+NOT_TEXT_FIX = 'save it as a CSV file in UTF-8 (in Excel: Save As → "CSV UTF-8") and upload that'
 
 
 @dataclass(frozen=True)
@@ -52,8 +70,9 @@ class ParsedCSV:
     frame: pd.DataFrame
     delimiter: str
     encoding: str
-    sha256: str
+    sha256: str  # of `data`: the CSV bytes (unpacked when the upload was gzip)
     size: int
+    data: bytes = b""
 
 
 def sha256_of(data: bytes) -> str:
@@ -64,18 +83,89 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
 
+def gunzip(data: bytes, limit: int) -> bytes:
+    """The bytes a gzip file (one or more members) unpacks to, never more than `limit + 1` of
+    them in memory: DatasetTooLarge past `limit`, DatasetError for a broken or cut file."""
+    out = bytearray()
+    rest = data
+    while rest:
+        unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += unpacker.decompress(rest, limit - len(out) + 1)
+        except zlib.error as exc:
+            raise DatasetError(
+                f"The file starts like a gzip file but is not a valid one ({exc}): compress the "
+                "CSV again, or upload it uncompressed."
+            ) from None
+        if len(out) > limit or unpacker.unconsumed_tail:
+            raise DatasetTooLarge(
+                f"The gzip file unpacks to more than the {_mb(limit)} limit: upload a smaller "
+                "extract (fewer years or schools) or ask an administrator to raise "
+                "EDUMLOPS_DATASET_MAX_MB."
+            )
+        if not unpacker.eof:
+            raise DatasetError(
+                "The gzip file is cut short (it ends before its data does): compress the CSV "
+                "again and upload the whole file."
+            )
+        rest = unpacker.unused_data
+        if rest and not rest.startswith(GZIP_MAGIC):
+            if rest.strip(b"\x00"):
+                raise DatasetError(
+                    "The gzip file has bytes after its end that are not gzip data: compress the "
+                    "CSV again, or upload it uncompressed."
+                )
+            break
+    return bytes(out)
+
+
+def _not_text(data: bytes, offset: int, codec: str, what: str) -> DatasetError:
+    prefix = data[:offset].decode(codec, errors="replace")
+    return DatasetError(
+        f"byte {offset} is not valid {what}, and the file is not in another encoding we read "
+        f"(UTF-8, UTF-16 with a byte-order mark, Windows-1252): {NOT_TEXT_FIX}.",
+        line=prefix.count("\n") + 1,
+    )
+
+
 def decode(data: bytes) -> tuple[str, str]:
-    """The text and the encoding's name: UTF-8 with BOM, UTF-8, else Windows-1252 / Latin-1."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
+    """The text and the encoding's name: UTF-8 with or without a byte-order mark, UTF-16 with a
+    byte-order mark, else Windows-1252 (spreadsheet exports). DatasetError, naming the byte and
+    its line, for bytes that are none of these (and for NUL characters: binary files)."""
+    if data.startswith(codecs.BOM_UTF8):
+        try:
+            text, encoding = data[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise _not_text(
+                data, exc.start + 3, "utf-8", "UTF-8 (the file starts with a UTF-8 byte-order mark)"
+            ) from None
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        codec = "utf-16-le" if data.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
+        try:
+            text, encoding = data[2:].decode(codec), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise _not_text(
+                data,
+                exc.start + 2,
+                "utf-16",
+                "UTF-16 (the file starts with a UTF-16 byte-order mark)",
+            ) from None
+    else:
+        try:
+            text, encoding = data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError as utf8:
+            try:
+                text, encoding = data.decode("cp1252"), "cp1252"
+            except UnicodeDecodeError:
+                raise _not_text(data, utf8.start, "utf-8", "UTF-8") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DatasetError(
+            "the file holds a NUL character, so it is not a text CSV file (a spreadsheet such as "
+            f".xlsx, or a CSV saved as UTF-16 without a byte-order mark?): {NOT_TEXT_FIX}.",
+            line=text.count("\n", 0, nul) + 1,
+        )
+    return text, encoding
 
 
 def sniff_delimiter(text: str) -> str:
@@ -101,71 +191,139 @@ def _looks_like_value(name: str) -> bool:
 
 
 def read_csv(data: bytes, limits: Limits = Limits()) -> ParsedCSV:
-    """Parse an uploaded CSV, or raise DatasetError naming the problem."""
+    """Parse an uploaded CSV (plain, or gzip-compressed: told by its first bytes), or raise
+    DatasetError naming the problem, its line and the fix."""
     size = len(data)
     if size > limits.max_bytes:
-        raise DatasetError(
+        raise DatasetTooLarge(
             f"The file is {_mb(size)}, over the {_mb(limits.max_bytes)} limit: upload a smaller "
             "extract (fewer years or schools) or ask an administrator to raise "
             "EDUMLOPS_DATASET_MAX_MB."
         )
+    if data.startswith(GZIP_MAGIC):
+        data = gunzip(data, limits.max_bytes)
+        size = len(data)
     if not data.strip():
         raise DatasetError(
-            "The file is empty: export the table again with a header row and the data rows."
+            "the file is empty: export the table again with a header row and the data rows.",
+            line=1,
         )
     text, encoding = decode(data)
     delimiter = sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header: list[str] | None = None
-    rows = 0
-    for record in reader:
-        if not any(cell.strip() for cell in record):
-            continue  # blank lines
-        if header is None:
-            header = [h.strip() for h in record]
-            _check_header(header)
-            continue
-        if len(record) != len(header):
-            raise DatasetError(
-                f"Line {reader.line_num} has {len(record)} values but the header has "
-                f"{len(header)} columns: fix that line (a missing or extra "
-                f"'{_show(delimiter)}', or a value with the separator inside it that needs quotes)."
-            )
-        rows += 1
-    assert header is not None
+    header, rows = _check_rows(text, delimiter)
     if rows < limits.min_rows:
         raise DatasetError(
-            f"The file has {rows} data row{'s' if rows != 1 else ''}; at least {limits.min_rows} "
-            "are needed to train and check a model: upload a bigger extract."
+            f"the file ends after {rows} data row{'s' if rows != 1 else ''}; at least "
+            f"{limits.min_rows} are needed to train and check a model: upload a bigger extract.",
+            line=text.count("\n") + (0 if text.endswith("\n") else 1),
         )
-    frame = pd.read_csv(
-        io.StringIO(text),
-        sep=delimiter,
-        skip_blank_lines=True,
-        skipinitialspace=True,
-        low_memory=False,
-    )
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            skip_blank_lines=True,
+            skipinitialspace=True,
+            low_memory=False,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        found = re.search(r"(?:line|row) (\d+)", str(exc))
+        raise DatasetError(
+            f"the file cannot be read as CSV ({str(exc)[:200]}): check the quotes and separators "
+            "around this line.",
+            line=int(found[1]) if found else 1,
+        ) from None
     frame.columns = header
     if delimiter == ";":
         frame = _comma_decimals(frame)
-    return ParsedCSV(frame, delimiter, encoding, sha256_of(data), size)
+    return ParsedCSV(frame, delimiter, encoding, sha256_of(data), size, data)
+
+
+def _check_rows(text: str, delimiter: str) -> tuple[list[str], int]:
+    """The header and the number of data rows; DatasetError with the line of the first bad
+    record (a wrong number of values, a quote never closed, a value too long)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    rows = 0
+    while True:
+        start = reader.line_num + 1  # the line this record starts on
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise DatasetError(
+                    f"a value is longer than {csv.field_size_limit()} characters: usually a quote "
+                    '(") that is never closed, so the rest of the file runs into one value. Close '
+                    "the quote or remove it.",
+                    line=start,
+                ) from None
+            raise DatasetError(f"the line is not valid CSV ({exc}).", line=start) from None
+        if not any(cell.strip() for cell in record):
+            continue  # blank lines
+        spans = reader.line_num > start
+        if spans and _unclosed_quote(text, start, delimiter):
+            raise DatasetError(
+                'a quote (") opens a value here and is never closed, so the rest of the file '
+                f"(to line {reader.line_num}) runs into one value: close the quote or remove it.",
+                line=start,
+            )
+        if header is None:
+            header = [h.strip() for h in record]
+            _check_header(header, start)
+            continue
+        if len(record) != len(header):
+            raise DatasetError(
+                f"the row has {len(record)} values but the header has {len(header)} columns: fix "
+                f"that line (a missing or extra '{_show(delimiter)}', or a value with the "
+                "separator inside it that needs quotes"
+                + (", or a quote that is never closed" if spans else "")
+                + ").",
+                line=start,
+            )
+        rows += 1
+    if header is None:
+        raise DatasetError(
+            "the file holds only blank lines: export the table again with a header row and the "
+            "data rows.",
+            line=1,
+        )
+    return header, rows
+
+
+def _unclosed_quote(text: str, line: int, delimiter: str) -> bool:
+    """Whether the record starting on `line` runs to the end of the file inside quotes."""
+    at = 0
+    for _ in range(line - 1):
+        at = text.find("\n", at) + 1
+        if at == 0:
+            return False
+    rest = csv.reader(io.StringIO(text[at:], newline=""), delimiter=delimiter, strict=True)
+    try:
+        for _ in rest:
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _show(delimiter: str) -> str:
     return {"\t": "tab", ",": ",", ";": ";", "|": "|"}[delimiter]
 
 
-def _check_header(header: list[str]) -> None:
+def _check_header(header: list[str], line: int = 1) -> None:
     empty = [i + 1 for i, h in enumerate(header) if not h]
     if empty and len(header) > 1:
         raise DatasetError(
-            f"Column {empty[0]} of the header has no name: give every column a name in the "
-            "first line."
+            f"column {empty[0]} of the header has no name: give every column a name in the "
+            "first line.",
+            line=line,
         )
     if all(_looks_like_value(h) for h in header):
         raise DatasetError(
-            "The first line holds numbers, not column names: the file has no header. Add a "
-            "first line with a name for each column."
+            "the first line holds numbers, not column names: the file has no header. Add a "
+            "first line with a name for each column.",
+            line=line,
         )
     seen: dict[str, int] = {}
     for h in header:
@@ -174,8 +332,9 @@ def _check_header(header: list[str]) -> None:
     if dupes:
         names = ", ".join(f"'{d}'" for d in dupes)
         raise DatasetError(
-            f"Duplicate column name{'s' if len(dupes) > 1 else ''} {names}: every column needs "
-            "its own name; rename or remove the repeated one."
+            f"duplicate column name{'s' if len(dupes) > 1 else ''} {names}: every column needs "
+            "its own name; rename or remove the repeated one.",
+            line=line,
         )
 
 
@@ -352,49 +511,58 @@ def check_roles(frame: pd.DataFrame, roles: Roles) -> None:
     """Raise DatasetError when the marked roles do not fit the data."""
     columns = [str(c) for c in frame.columns]
 
-    def need(col: str | None, what: str) -> None:
+    def need(col: str | None, what: str, field: str) -> None:
         if col is not None and col not in columns:
             raise DatasetError(
-                f"The {what} column '{col}' is not in the file (columns: {', '.join(columns)})."
+                f"The {what} column '{col}' is not in the file (columns: {', '.join(columns)}).",
+                field=field,
             )
 
-    need(roles.label, "label")
+    need(roles.label, "label", "label")
     for col in roles.sensitive:
-        need(col, "sensitive")
-    need(roles.school, "school")
-    need(roles.grade, "grade")
-    need(roles.time, "date/term")
+        need(col, "sensitive", "sensitive")
+    need(roles.school, "school", "school")
+    need(roles.grade, "grade", "grade")
+    need(roles.time, "date/term", "time")
     if roles.label is None:
         if roles.positive:
-            raise DatasetError("A positive class was given without a label column: mark the label.")
+            raise DatasetError(
+                "A positive class was given without a label column: mark the label.",
+                field="positive",
+            )
         return
     if roles.label in roles.sensitive:
         raise DatasetError(
             f"'{roles.label}' is marked both as the label and as a sensitive attribute: "
-            "a column can only be one of them."
+            "a column can only be one of them.",
+            field="sensitive",
         )
     values = label_values(frame, roles.label)
     if len(values) < 2:
         only = values[0] if values else "nothing"
         raise DatasetError(
             f"The label '{roles.label}' has one class only ({only}): a model needs examples of "
-            "both outcomes. Pick another label column or upload data with both outcomes."
+            "both outcomes. Pick another label column or upload data with both outcomes.",
+            field="label",
         )
     if not roles.positive:
         raise DatasetError(
             f"Say which value(s) of '{roles.label}' mean the outcome to predict (the positive "
-            f"class), e.g. one of: {', '.join(values[:10])}."
+            f"class), e.g. one of: {', '.join(values[:10])}.",
+            field="positive",
         )
     unknown = [p for p in roles.positive if p not in values]
     if unknown:
         raise DatasetError(
             f"The positive class {', '.join(unknown)} does not occur in '{roles.label}' "
-            f"(values: {', '.join(values[:20])})."
+            f"(values: {', '.join(values[:20])}).",
+            field="positive",
         )
     if set(roles.positive) >= set(values):
         raise DatasetError(
             f"Every value of '{roles.label}' is marked positive, so there is nothing to tell "
-            "apart: leave at least one value as the negative class."
+            "apart: leave at least one value as the negative class.",
+            field="positive",
         )
 
 

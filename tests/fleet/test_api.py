@@ -66,8 +66,8 @@ def test_an_admin_registers_a_node_and_sees_its_token_once(district_admin, schoo
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ({"name": "x"}, "Say which school the node is for"),
-        ({"school": "a", "name": "x"}, "Say which school the node is for"),
+        ({"name": "x"}, "school: This field is required."),
+        ({"school": "a", "name": "x"}, "school: A valid integer is required."),
         ({"school": "A", "name": "has spaces"}, "Name the node with letters, digits"),
         ({"school": "A", "name": ""}, "Name the node with letters, digits"),
         ({"school": "A", "name": "taken"}, "already has a node named taken: choose another"),
@@ -89,7 +89,9 @@ def test_only_admins_register_and_revoke(staff, teacher_a, outsider, school_a, r
     body = {"school": school_a.pk, "name": "another"}
     assert as_user(staff).post("/api/edge/nodes/", body, format="json").status_code == 403
     assert as_user(teacher_a).post("/api/edge/nodes/", body, format="json").status_code == 403
-    assert as_user(outsider).post("/api/edge/nodes/", body, format="json").status_code == 404
+    hidden = as_user(outsider).post("/api/edge/nodes/", body, format="json")
+    assert hidden.status_code == 400  # a school you do not see is named like an unknown one
+    assert [e["field"] for e in hidden.json()["errors"]] == ["school"]
     assert as_user(staff).post(f"/api/edge/nodes/{node.pk}/revoke/").status_code == 403
     assert as_user(outsider).post(f"/api/edge/nodes/{node.pk}/revoke/").status_code == 404
     assert EdgeNode.objects.filter(revoked_at__isnull=True).count() == 1
@@ -384,10 +386,10 @@ def test_a_report_updates_the_node_and_stores_each_event_once(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"active_version": "twelve"}, "active_version must be a model version id"),
-        ({"cached_versions": "12"}, "cached_versions must be a list"),
-        ({"pending_telemetry": -1}, "pending_telemetry must be a whole number"),
-        ({"device_profile": []}, "device_profile must be an object"),
+        ({"active_version": "twelve"}, "active_version: A valid integer is required."),
+        ({"cached_versions": "12"}, "cached_versions: Expected a list of items"),
+        ({"pending_telemetry": -1}, "pending_telemetry: Ensure this value is greater than"),
+        ({"device_profile": []}, "device_profile: Expected a dictionary of items"),
         ({"events": [{"id": "x", "kind": "exploded"}]}, "Event 0: kind must be one of activated"),
         ({"events": [{"kind": "activated"}]}, "Event 0: id must be text"),
         ({"events": [{"id": "x", "kind": "activated", "at": "yesterday"}]}, "Event 0: at must be"),
@@ -458,3 +460,52 @@ def test_telemetry_through_the_node_token_counts_once(two_models, school_a, scho
     )
     assert missing.status_code == 400 and "Aggregate 0 lacks" in missing.json()["detail"]
     assert DailyAggregate.objects.get().count == 7
+
+
+def the_shape(answer, status: int, field: str) -> None:
+    assert answer.status_code == status, answer.content
+    body = answer.json()
+    assert set(body) == {"detail", "code", "errors"}
+    assert field in [e["field"] for e in body["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("batch", "field"),
+    [
+        ({"idempotency_key": ["k"], "aggregates": [{"day": "2026-11-27"}]}, "idempotency_key"),
+        ({"idempotency_key": {}, "aggregates": []}, "idempotency_key"),
+        ({"idempotency_key": "k", "aggregates": "all"}, "aggregates"),
+        ({"idempotency_key": "k", "aggregates": [1]}, "aggregates.0"),
+        (["k"], ""),
+    ],
+)
+def test_a_malformed_telemetry_batch_is_a_400_naming_the_field(school_a, register, batch, field):
+    """`"idempotency_key": ["k"]` was a 500 ('list' object has no attribute 'strip')."""
+    _, _, client = register(school_a)
+    the_shape(client.post("/api/edge/telemetry/", batch, format="json"), 400, field)
+    assert not DailyAggregate.objects.exists()
+
+
+def test_telemetry_past_the_rate_gets_429_with_retry_after(school_a, register, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.EDUMLOPS_THROTTLE_RATES = {**settings.EDUMLOPS_THROTTLE_RATES, "telemetry": "2/min"}
+    _, _, client = register(school_a)
+    batch = {"idempotency_key": "k", "aggregates": []}
+    for _ in range(2):
+        assert client.post("/api/edge/telemetry/", batch, format="json").status_code == 400
+    refused = client.post("/api/edge/telemetry/", batch, format="json")
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    assert refused.json()["code"] == "throttled" and refused.json()["errors"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"school": {}, "name": "x"}, "school"), ({"school": 2**70, "name": "x"}, "school"), ([], "")],
+)
+def test_a_malformed_registration_is_a_400_naming_the_field(district_admin, body, field):
+    answer = as_user(district_admin).post("/api/edge/nodes/", body, format="json")
+    the_shape(answer, 400, field)
+    assert not EdgeNode.objects.exists()

@@ -60,7 +60,10 @@ def test_validate_answers_400_with_the_golden_errors(api, platform_admin, path):
         "/api/workflows/validate/", {"graph": fixture["graph"]}, format="json"
     )
     assert response.status_code == 400
-    assert response.json() == {"valid": False, "errors": fixture["errors"]}
+    body = response.json()
+    assert body["valid"] is False and body["code"] == "invalid"
+    assert body["detail"].startswith("The workflow graph is not valid: ")
+    assert body["errors"] == [{"field": "graph", **e} for e in fixture["errors"]]
 
 
 def test_an_admin_creates_a_workflow_and_saves_versions(api, platform_admin, district):
@@ -102,7 +105,7 @@ def test_an_invalid_version_is_refused_and_nothing_is_saved(api, platform_admin,
         format="json",
     )
     assert response.status_code == 400
-    assert response.json()["errors"] == cycle["errors"]
+    assert response.json()["errors"] == [{"field": "graph", **e} for e in cycle["errors"]]
     assert WorkflowVersion.objects.filter(workflow_id=wf["id"]).count() == 1
 
 
@@ -158,7 +161,11 @@ def test_staff_see_runs_but_a_teacher_cannot_approve(
     assert not can(teacher_a, Action.APPROVE, Run.objects.get(pk=run_id))
     nothing_waits = api(staff).post(f"/api/runs/{run_id}/approve/", {"comment": "ok"})
     assert nothing_waits.status_code == 400
-    assert nothing_waits.json() == {"detail": "Nothing in this run is waiting for approval."}
+    assert nothing_waits.json() == {
+        "detail": "Nothing in this run is waiting for approval.",
+        "code": "invalid",
+        "errors": [],
+    }
 
 
 def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
@@ -173,7 +180,9 @@ def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
     response = api(platform_admin).post(f"/api/workflows/{wf.pk}/runs/", {}, format="json")
     assert response.status_code == 400
     assert response.json() == {
-        "detail": 'The workflow has no "Start by hand" trigger: add one to run it from here.'
+        "detail": 'The workflow has no "Start by hand" trigger: add one to run it from here.',
+        "code": "invalid",
+        "errors": [],
     }
 
 
@@ -195,3 +204,105 @@ def test_the_openapi_schema_and_docs_are_served_locally(api, teacher_a):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"https://" not in docs.content.split(b"<body")[0]
+
+
+def errors_of(response, status: int = 400) -> list[str]:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert {"detail", "code", "errors"} <= set(body)
+    return [e["field"] for e in body["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([None, None], ""),
+        ({"dataset_version": "abc"}, "dataset_version"),
+        ({"dataset_version": 2**70}, "dataset_version"),
+        ({"dataset_version": 999_999}, "dataset_version"),
+        ({"dataset_version": 1, "algorithm": "magic"}, "algorithm"),
+        ({"dataset_version": 1, "test_share": 0.9}, "test_share"),
+        ({"dataset_version": 1, "model_name": "Not OK"}, "model_name"),
+    ],
+)
+def test_a_bad_training_request_is_a_400_naming_the_field(api, platform_admin, body, field):
+    """`[null, null]` was a 500 (dict() of a list)."""
+    response = api(platform_admin).post("/api/models/train/", body, format="json")
+    assert field in errors_of(response)
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "W", "district": "abc"}, "district"),
+        ({"name": "W", "district": 2**70}, "district"),
+        ({"name": "W", "district": 999_999}, "district"),
+        ([], ""),
+    ],
+)
+def test_a_bad_workflow_body_is_a_400_naming_the_field(api, platform_admin, district, body, field):
+    response = api(platform_admin).post("/api/workflows/", body, format="json")
+    assert field in errors_of(response)
+    assert not Workflow.objects.exists()
+
+
+def test_another_districts_workflow_and_run_are_404_like_unknown_ids(
+    api, platform_admin, district, make_user, other_school, outsider, teacher_a
+):
+    wf = Workflow.objects.create(district=district, name="W", owner=platform_admin)
+    wf.save_version(SIMPLE, "v1", platform_admin)
+    run = api(platform_admin).post(f"/api/workflows/{wf.pk}/runs/", {}, format="json").json()
+    far_teacher = make_user("far_teacher", "teacher", school=other_school)
+    paths = [
+        ("get", f"/api/workflows/{wf.pk}/"),
+        ("get", f"/api/workflows/{wf.pk}/versions/1/"),
+        ("get", f"/api/runs/{run['id']}/"),
+        ("post", f"/api/runs/{run['id']}/approve/"),
+        ("post", f"/api/workflows/{wf.pk}/runs/"),
+    ]
+    for user in (far_teacher, outsider, teacher_a):
+        client = api(user)
+        for method, path in paths:
+            unknown_path = path.replace(f"/{wf.pk}/", "/999999/").replace(
+                f"/{run['id']}/", "/999999/"
+            )
+            hidden = getattr(client, method)(path, {"comment": "x"}, format="json")
+            unknown = getattr(client, method)(unknown_path, {"comment": "x"}, format="json")
+            assert hidden.status_code == unknown.status_code == 404, (user, path)
+            assert hidden.json() == unknown.json()
+
+
+def test_staff_who_see_a_workflow_get_a_403_saying_why(api, platform_admin, staff, district):
+    wf = Workflow.objects.create(district=district, name="W", owner=platform_admin)
+    wf.save_version(SIMPLE, "v1", platform_admin)
+    refused = api(staff).post(f"/api/workflows/{wf.pk}/runs/", {}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Workflows are built and run by admins (ML leads)."
+
+
+def test_the_schema_documents_graph_errors_with_node_port_and_param(api, platform_admin):
+    schema = api(platform_admin).get("/api/schema/?format=json").json()
+    answer = schema["paths"]["/api/workflows/validate/"]["post"]["responses"]["400"]
+    ref = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    entry = schema["components"]["schemas"][ref]["properties"]["errors"]["items"]["$ref"]
+    props = schema["components"]["schemas"][entry.rsplit("/", 1)[1]]["properties"]
+    assert {"field", "message", "node", "port", "param"} <= set(props)
+
+
+def test_a_graph_sent_as_form_text_is_read_and_a_non_object_is_a_400(api, platform_admin, district):
+    """A multipart body's graph arrives as text: it was saved as a string, then a 500."""
+    wf = Workflow.objects.create(district=district, name="W", owner=platform_admin)
+    wf.save_version(SIMPLE, "v1", platform_admin)
+    client = api(platform_admin)
+    changed = json.loads(json.dumps(SIMPLE))
+    changed["nodes"][1]["params"]["title"] = "Form"
+    body = {"graph": json.dumps(changed), "message": "", "draft": "0"}
+    saved = client.post(f"/api/workflows/{wf.pk}/versions/", body, format="multipart")
+    assert saved.status_code == 201, saved.content
+    assert wf.latest_version().graph == changed
+    for graph in ("not json", "[1, 2]"):
+        body = {"graph": graph, "message": ""}
+        refused = client.post(f"/api/workflows/{wf.pk}/versions/", body, format="multipart")
+        assert errors_of(refused) == ["graph"]
+    assert wf.versions.count() == 2

@@ -56,9 +56,7 @@ def test_a_malformed_graph_is_not_kept_even_as_a_draft(workflow, platform_admin)
     assert not workflow.versions.exists()
 
 
-def test_a_draft_never_runs_and_triggers_use_the_newest_runnable_version(
-    workflow, platform_admin
-):
+def test_a_draft_never_runs_and_triggers_use_the_newest_runnable_version(workflow, platform_admin):
     with pytest.raises(engine.EngineError, match="no saved version"):
         engine.start_run(workflow)
     workflow.save_version(BROKEN, "draft", platform_admin, errors=[{"message": "x"}])
@@ -77,7 +75,9 @@ def test_a_draft_never_runs_and_triggers_use_the_newest_runnable_version(
     assert api.post(url, {"version": good.number}, format="json").json()["version"] == 2
     refused = api.post(url, {"version": draft.number}, format="json")
     assert refused.status_code == 400 and "draft" in refused.json()["detail"]
-    assert api.post(url, {"version": 99}, format="json").status_code == 404
+    unknown = api.post(url, {"version": 99}, format="json")  # a number in the body: 400 names it
+    assert unknown.status_code == 400
+    assert [e["field"] for e in unknown.json()["errors"]] == ["version"]
 
 
 def test_the_canvas_page_embeds_catalog_graph_and_config(client, workflow, platform_admin):

@@ -270,13 +270,20 @@ def test_only_admins_make_workflows_from_templates(api, request, district, user)
 def test_an_admin_of_another_district_may_not_use_this_one(
     api, make_user, district, other_district
 ):
+    """A district the admin does not see is named like an unknown one: 400 on `district`."""
     admin = make_user("far_admin", "admin", district=other_district)
     response = api(admin).post(
         "/api/templates/early-warning/use/",
         {"name": "Mine", "district": district.pk},
         format="json",
     )
-    assert response.status_code == 403
+    unknown = api(admin).post(
+        "/api/templates/early-warning/use/",
+        {"name": "Mine", "district": 999_999},
+        format="json",
+    )
+    assert response.status_code == unknown.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["district"]
     assert not Workflow.objects.exists()
 
 
@@ -293,7 +300,20 @@ def _bad(api, user, choices, template="early-warning", **body):
     )
     assert response.status_code == 400, response.json()
     assert not Workflow.objects.filter(name="Bad").exists()
-    return response.json()
+    return by_field(response.json())
+
+
+def by_field(body: dict) -> dict:
+    """The one error shape's entries as {field: [messages]} (dotted fields nested)."""
+    assert body["code"] == "invalid" and body["detail"]
+    out: dict = {}
+    for entry in body["errors"]:
+        head, _, rest = entry["field"].partition(".")
+        if rest:
+            out.setdefault(head, {}).setdefault(rest, []).append(entry["message"])
+        else:
+            out.setdefault(head, []).append(entry["message"])
+    return out
 
 
 def test_bad_choices_are_400_naming_the_field_and_the_fix(
@@ -340,7 +360,7 @@ def test_a_second_workflow_of_the_same_name_is_400(api, district_admin):
         "/api/templates/watch-model/use/", {"name": "Bad"}, format="json"
     )
     assert response.status_code == 400
-    assert response.json() == {
+    assert by_field(response.json()) == {
         "name": ["Maple Valley already has a workflow named “Bad”: choose another name."]
     }
     assert Workflow.objects.filter(name="Bad").count() == 1

@@ -405,4 +405,27 @@ def test_the_api_lists_and_changes_thresholds_with_the_same_rules(
     assert refused.status_code == 403
     body = {"workflow": workflow.pk, "changes": {"drift.psi_threshold": -1}}
     bad = client.post(f"{url}?school={school_a.pk}", body, content_type="application/json")
-    assert bad.status_code == 400 and "out of range" in bad.json()["errors"]["drift.psi_threshold"]
+    assert bad.status_code == 400
+    [entry] = bad.json()["errors"]
+    assert entry["field"] == "changes.drift.psi_threshold" and "out of range" in entry["message"]
+
+
+def test_the_api_names_a_bad_or_hidden_scope_and_a_bad_body(
+    client, workflow, teacher_a, school_a, other_school
+):
+    url = "/api/thresholds/"
+    log_in(client, teacher_a)
+    for query in ({"school": "abc"}, {"school": other_school.pk}, {"scope": "school-x"}):
+        answer = client.get(url, query)
+        assert answer.status_code == 400, query
+        assert [e["field"] for e in answer.json()["errors"]] == list(query)
+    for body, field in (
+        ([1, 2], ""),
+        ({"workflow": "x", "changes": {}}, "workflow"),
+        ({"workflow": workflow.pk, "changes": []}, "changes"),
+        ({"workflow": 999_999, "changes": {}}, "workflow"),
+    ):
+        answer = client.post(f"{url}?school={school_a.pk}", body, content_type="application/json")
+        assert answer.status_code == 400, body
+        assert field in [e["field"] for e in answer.json()["errors"]]
+    assert workflow.versions.count() == 1
