@@ -71,7 +71,7 @@ class RolloutIn(serializers.Serializer):
     schools = serializers.ListField(
         child=id_field(),
         required=False,
-        max_length=10_000,
+        max_length=500,  # below DATA_UPLOAD_MAX_NUMBER_FIELDS, should it come as a form
         help_text="For a pilot: the ids of its schools (schools of the model's district).",
     )
     reason = serializers.CharField(

@@ -75,7 +75,8 @@ class TelemetryIn(serializers.Serializer):
         max_length=120, help_text="Unique per batch: a batch sent again is counted once."
     )
     school = id_field(help_text="The id of the school the aggregates are about.")
-    aggregates = serializers.ListField(child=AggregateIn(), min_length=1, max_length=10_000)
+    # at most 500 a batch: below DATA_UPLOAD_MAX_NUMBER_FIELDS, should it come as a form
+    aggregates = serializers.ListField(child=AggregateIn(), min_length=1, max_length=500)
 
 
 class TelemetryOut(serializers.Serializer):
