@@ -11,13 +11,18 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.decorators import api_view, authentication_classes, throttle_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    parser_classes,
+    throttle_classes,
+)
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from edumlops.core.api import Conflict, errors, parse
+from edumlops.core.api import Conflict, StrictJSONParser, errors, parse
 from edumlops.core.throttles import PredictThrottle, TokenThrottle
 from edumlops.deployments import rollout, services, serving
 from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
@@ -206,6 +211,7 @@ def _predict_school(request: Request, pk: int) -> School:
     [IntegrationTokenAuthentication, TokenAuthentication, SessionAuthentication]
 )
 @throttle_classes([PredictThrottle])
+@parser_classes([StrictJSONParser])  # rows of features: JSON only, never a form
 def school_predict(request: Request, pk: int) -> Response:
     """Score one row ({"row": {...}}) or a batch ({"rows": [...]}) with the school's active
     version. Each answer: probability, risk band, the version that answered and, for linear

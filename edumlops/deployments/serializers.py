@@ -9,6 +9,7 @@ from rest_framework import serializers
 from edumlops.core.api import ErrorOut, FieldErrorOut
 from edumlops.deployments import services
 from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
+from edumlops.deployments.serving import MAX_TEXT
 from edumlops.ml.serving_core import MAX_ROWS
 
 MAX_ID = 2**63 - 1
@@ -120,18 +121,40 @@ class PromoteIn(serializers.Serializer):
 # --- predict -----------------------------------------------------------------------------------
 
 
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "number"}, {"type": "string", "maxLength": MAX_TEXT}],
+        "nullable": True,
+        "description": "A number, a category as text, or null for unknown.",
+    }
+)
+class FeatureValueField(serializers.Field):
+    """A feature's value, kept as sent: the served model's features decide what is right, and
+    edumlops.deployments.serving.check_rows names each wrong one with its row and the fix."""
+
+    def to_internal_value(self, data: object) -> object:
+        return data
+
+    def to_representation(self, value: object) -> object:
+        return value
+
+
 class PredictIn(serializers.Serializer):
     """`rows` (a batch) or `row` (one): objects of feature: value (numbers as numbers,
     categories as text, null for unknown)."""
 
     rows = serializers.ListField(
-        child=serializers.DictField(),
+        child=serializers.DictField(child=FeatureValueField(allow_null=True)),
         required=False,
         min_length=1,
         max_length=MAX_ROWS,
         help_text=f"1 to {MAX_ROWS} rows, each an object of feature: value.",
     )
-    row = serializers.DictField(required=False, help_text="One row, instead of `rows`.")
+    row = serializers.DictField(
+        child=FeatureValueField(allow_null=True),
+        required=False,
+        help_text="One row, instead of `rows`.",
+    )
 
     def validate(self, data: dict) -> dict:
         if ("rows" in data) == ("row" in data):

@@ -7,12 +7,17 @@ from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.decorators import api_view, authentication_classes, throttle_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    parser_classes,
+    throttle_classes,
+)
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from edumlops.core.api import parse
+from edumlops.core.api import StrictJSONParser, parse
 from edumlops.core.throttles import TelemetryThrottle
 from edumlops.deployments.models import IntegrationToken
 from edumlops.deployments.tokens import IntegrationTokenAuthentication
@@ -98,6 +103,7 @@ def _telemetry_school(request: Request, pk: int) -> School:
     [IntegrationTokenAuthentication, TokenAuthentication, SessionAuthentication]
 )
 @throttle_classes([TelemetryThrottle])
+@parser_classes([StrictJSONParser])  # nested aggregates: JSON only, never a form
 def telemetry(request: Request) -> Response:
     """Daily aggregates from an edge node (or any integration): per school, day and model
     version, counts, risk bands, histograms on the model's reference bins, latency. Sending

@@ -284,7 +284,8 @@ def test_a_visible_deployment_the_role_may_not_change_is_a_403_saying_why(
     )
     assert response.status_code == 403
     assert response.json() == {
-        "detail": "You may not promote here.",
+        "detail": "You may not promote here: rollouts and promotions are decided by district "
+        "staff.",
         "code": "permission_denied",
         "errors": [],
     }
@@ -418,3 +419,11 @@ def test_one_row_is_still_answered(served, school_a, staff):
     listed = client_for(staff).get(f"/api/schools/{school_a.pk}/predictions/").json()
     assert set(listed[0]) == {"id", "at", "model_version", "probability", "risk_band", "features"}
     assert not AuditRecord.objects.filter(action="rollback").exists()
+
+
+def test_predict_is_json_only(school_a, staff):
+    form = {f"rows.{i}.grade": "9" for i in range(1100)}
+    response = client_for(staff).post(f"/api/schools/{school_a.pk}/predict/", form)  # multipart
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    assert not Prediction.objects.exists()

@@ -200,3 +200,12 @@ def test_another_districts_alert_answers_exactly_like_a_missing_one(
             assert seen.json() == unknown.json()
     assert client_for(teacher_a).get("/api/alerts/").json() == []
     assert Alert.objects.filter(status="open").count() == 2
+
+
+def test_telemetry_is_json_only(staff, school_a):
+    """A form of a thousand fields made Django answer an HTML 400: aggregates are JSON."""
+    form = {f"aggregates.{i}": "x" for i in range(1100)}
+    response = client_for(staff).post("/api/telemetry/", form)  # multipart
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    assert not TelemetryBatch.objects.exists()
