@@ -34,6 +34,9 @@ from edumlops.registry.models import ModelVersion
 __all__ = [
     "CACHE",
     "MAX_ROWS",
+    "MAX_TEXT",
+    "RowsError",
+    "check_rows",
     "ModelCache",
     "RequestError",
     "explain",
@@ -106,3 +109,66 @@ def load(model: ModelVersion) -> ServingModel:
 
 
 CACHE = ModelCache(getattr(settings, "SERVING_CACHE_SIZE", 8))
+
+
+# --- the rows of a predict request, checked against the served model ---------------------------
+
+MAX_TEXT = 256  # the longest text a categorical feature may hold
+
+
+class RowsError(RequestError):
+    """Rows that do not fit the model: each entry of `errors` names the row, the feature (as a
+    dotted `field`, e.g. `rows.3.gpa`), the problem and its fix (`message`)."""
+
+
+def check_rows(model: ServingModel, rows: list[dict], where: str = "rows") -> None:
+    """Refuse the whole request if any row misses a feature, has one the model does not know, a
+    value of the wrong type, a number that is not finite or a text longer than MAX_TEXT.
+    `where` is how the request named its rows (`rows`, or `row` for one)."""
+    try:
+        validate(model, rows)
+        problems: list[dict] = []
+    except RequestError as exc:
+        problems = list(exc.errors)
+    categorical = set(model.categorical)
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            if name in categorical and isinstance(value, str) and len(value) > MAX_TEXT:
+                problems.append(
+                    {"row": i, "field": name, "problem": f"text longer than {MAX_TEXT} characters"}
+                )
+    if not problems:
+        return
+    features = ", ".join(model.features)
+    errors = []
+    for p in sorted(problems, key=lambda p: (p["row"], p["field"])):
+        feature, problem = p["field"], p["problem"]
+        if len(problem) > 120:  # a value quoted in the problem is cut short
+            problem = problem[:117] + "..."
+        if problem == "missing":
+            fix = f"send a value for {feature} (null if unknown)"
+        elif problem == "unknown feature":
+            fix = f"remove it; the model's features are {features}"
+        elif problem.startswith("must be a number"):
+            fix = "send a finite number, or null if unknown"
+        elif problem.startswith("must be text"):
+            fix = "send the category as text, or null if unknown"
+        else:
+            fix = f"shorten it to at most {MAX_TEXT} characters"
+        field = f"row.{feature}" if where == "row" else f"rows.{p['row']}.{feature}"
+        errors.append(
+            {
+                "field": field,
+                "message": f"{problem}: {fix}.",
+                "row": p["row"],
+                "feature": feature,
+                "problem": problem,
+            }
+        )
+    named = sorted({e["feature"] for e in errors})
+    raise RowsError(
+        f"{len(errors)} problem(s) with the features {', '.join(named)}: send exactly the "
+        f"model's features ({features}), numbers as numbers, categories as text (null for "
+        "unknown).",
+        errors,
+    )

@@ -18,10 +18,6 @@ from edumlops.monitoring.models import DailyAggregate, TelemetryBatch
 from edumlops.schools.models import School
 
 
-class TelemetryError(ValueError):
-    pass
-
-
 def aggregate_day(school: School, day: dt.date) -> list[DailyAggregate]:
     """(Re)build the central aggregates of one school and day from its recorded predictions."""
     rows = list(
@@ -93,39 +89,66 @@ def aggregate_and_prune(today: dt.date | None = None) -> dict[str, int]:
 
 
 FIELDS = {"day", "model_version", "count", "bands", "histograms"}
+MAX_TOTAL = 2**31 - 1  # the largest count a daily aggregate holds
+
+
+class TelemetryError(ValueError):
+    """A batch refused; `field` names the value at fault (dotted, e.g. aggregates.0.count)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _checked(aggregates: Any) -> list[dict[str, Any]]:
+    """Each aggregate read through AggregateIn, or a TelemetryError naming the first bad one."""
+    from edumlops.monitoring.serializers import AggregateIn
+
+    if not isinstance(aggregates, list) or not aggregates:
+        raise TelemetryError('"aggregates" must be a non-empty list.', "aggregates")
+    out = []
+    for i, item in enumerate(aggregates):
+        missing = FIELDS - set(item) if isinstance(item, dict) else FIELDS
+        if missing:
+            raise TelemetryError(
+                f"Aggregate {i} lacks {', '.join(sorted(missing))}.", f"aggregates.{i}"
+            )
+        checked = AggregateIn(data=item)
+        if not checked.is_valid():
+            field, problems = next(iter(checked.errors.items()))
+            problem = problems[0] if isinstance(problems, list) else problems
+            if isinstance(problem, dict):  # a nested value: name its first key
+                key, inner = next(iter(problem.items()))
+                field, problem = f"{field}.{key}", inner[0] if isinstance(inner, list) else inner
+            raise TelemetryError(f"Aggregate {i}: {field}: {problem}", f"aggregates.{i}.{field}")
+        out.append(checked.validated_data)
+    return out
 
 
 def receive(district: Any, key: str, school: School, aggregates: list[Any]) -> tuple[int, bool]:
     """Add a batch of edge aggregates once. Returns (aggregates added, duplicate?)."""
     from edumlops.registry.models import ModelVersion
 
-    key = (key or "").strip()
+    key = key.strip() if isinstance(key, str) else ""
     if not key or len(key) > 120:
-        raise TelemetryError("Give each batch an idempotency_key (1 to 120 characters).")
-    if not isinstance(aggregates, list) or not aggregates:
-        raise TelemetryError('"aggregates" must be a non-empty list.')
-    for i, item in enumerate(aggregates):
-        missing = FIELDS - set(item) if isinstance(item, dict) else FIELDS
-        if missing:
-            raise TelemetryError(f"Aggregate {i} lacks {', '.join(sorted(missing))}.")
-        if not isinstance(item["count"], int) or item["count"] < 0:
-            raise TelemetryError(f"Aggregate {i}: count must be a whole number ≥ 0.")
+        raise TelemetryError(
+            "Give each batch an idempotency_key (1 to 120 characters).", "idempotency_key"
+        )
+    aggregates = _checked(aggregates)
     try:
         with transaction.atomic():
             TelemetryBatch.objects.create(key=key, district=district, aggregates=len(aggregates))
             for i, item in enumerate(aggregates):
-                try:
-                    day = dt.date.fromisoformat(str(item["day"]))
-                except ValueError:
-                    raise TelemetryError(f"Aggregate {i}: day must be YYYY-MM-DD.") from None
+                day = item["day"]
                 model = ModelVersion.objects.filter(
                     pk=item["model_version"], district=district
                 ).first()
                 if model is None:
                     raise TelemetryError(
-                        f"Aggregate {i}: no model version {item['model_version']}."
+                        f"Aggregate {i}: no model version {item['model_version']} in {district}.",
+                        f"aggregates.{i}.model_version",
                     )
-                source = f"edge:{item.get('node', 'unknown')}"[:80]
+                source = f"edge:{item.get('node') or 'unknown'}"[:80]
                 profile = str(item.get("device_profile", ""))[:80]
                 row, created = DailyAggregate.objects.select_for_update().get_or_create(
                     school=school,
@@ -142,6 +165,11 @@ def receive(district: Any, key: str, school: School, aggregates: list[Any]) -> t
                     },
                 )
                 if not created:  # a later batch of the same day: add it up
+                    if row.count + item["count"] > MAX_TOTAL:
+                        raise TelemetryError(
+                            f"Aggregate {i}: the day's count would pass {MAX_TOTAL}.",
+                            f"aggregates.{i}.count",
+                        )
                     row.count = F("count") + item["count"]
                     row.bands = _add(row.bands, item["bands"])
                     row.histograms = {

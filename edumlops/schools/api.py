@@ -53,8 +53,8 @@ class SchoolSerializer(serializers.ModelSerializer):
 
 
 class MembershipSerializer(serializers.ModelSerializer):
-    school = serializers.PrimaryKeyRelatedField(read_only=True)
-    district = serializers.PrimaryKeyRelatedField(read_only=True)
+    school = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    district = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     scope = serializers.CharField(source="scope_label", read_only=True)
 
     class Meta:
@@ -62,9 +62,15 @@ class MembershipSerializer(serializers.ModelSerializer):
         fields = ["role", "school", "district", "scope"]
 
 
-@extend_schema(responses=MembershipSerializer(many=True))
+class MeOut(serializers.Serializer):
+    username = serializers.CharField()
+    memberships = MembershipSerializer(many=True)
+
+
+@extend_schema(responses=MeOut)
 @api_view(["GET"])
 def me(request: Request) -> Response:
+    """Who you are and your roles (each with its school or district)."""
     memberships = request.user.memberships.select_related("school", "district")
     return Response(
         {

@@ -119,9 +119,25 @@ def can(user: Any, action: Action | str, obj: Any) -> bool:
     return False
 
 
+# Why a role may not take an action, for the 403's detail.
+WHY: dict[Action, str] = {
+    Action.VIEW: "it is outside your school or district",
+    Action.EDIT_THRESHOLDS: "it is outside your school or district",
+    Action.ROLL_BACK: "rollbacks here are for district staff, or for teachers where the district "
+    "allows it",
+    Action.APPROVE: "approvals are decided by district staff",
+    Action.PROMOTE: "rollouts and promotions are decided by district staff",
+    Action.VIEW_AUDIT: "the audit trail is for district staff and admins",
+    Action.MANAGE: "only admins manage schools, edge nodes and users",
+    Action.MANAGE_DATA: "datasets, training and integration tokens are for district staff and "
+    "admins",
+}
+
+
 def require(user: Any, action: Action | str, obj: Any) -> None:
     if not can(user, action, obj):
-        raise PermissionDenied(f"You may not {Action(action).value.replace('_', ' ')} here.")
+        action = Action(action)
+        raise PermissionDenied(f"You may not {action.value.replace('_', ' ')} here: {WHY[action]}.")
 
 
 def roles(user: Any) -> set[str]:

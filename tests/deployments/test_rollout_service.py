@@ -201,9 +201,14 @@ def test_the_api_refuses_an_early_promotion_then_an_alerted_one_then_promotes(
     open_alert = alert(school_a)
     alerted = api.post(url, {"reason": "two weeks in"}, format="json")
     assert alerted.status_code == 400
-    assert alerted.json() == {
-        "detail": f"Pilot #{pilot.pk} cannot be promoted yet: open alert(s) on the pilot: "
+    reason = (
+        f"Pilot #{pilot.pk} cannot be promoted yet: open alert(s) on the pilot: "
         f"{open_alert} (resolve them). Promote it once these hold."
+    )
+    assert alerted.json() == {
+        "detail": reason,
+        "code": "invalid",
+        "errors": [{"field": "", "message": reason}],
     }
     assert Deployment.objects.get(pk=pilot.pk).active and district_version(district) == "1"
 

@@ -51,4 +51,10 @@ def test_a_school_token_predicts_for_its_school_only(
     teacher = APIClient()
     teacher.force_authenticate(teacher_a)
     response = teacher.post("/api/tokens/", {"name": "mine", "district": district.pk})
-    assert response.status_code in (403, 404)
+    assert response.status_code == 400  # a district they do not see, as if it did not exist
+    assert response.json()["errors"] == [
+        {
+            "field": "district",
+            "message": f"No district {district.pk} that you may see: check the id.",
+        }
+    ]

@@ -57,7 +57,7 @@ def test_an_edge_batch_counts_once(ml_stores, district, school_a, school_b, staf
                 "device_profile": "old laptop",
                 "count": 7,
                 "bands": {"low": 5, "high": 2},
-                "histograms": {"attendance_rate": [1] * (bins - 1) + [7 - (bins - 1)]},
+                "histograms": {"attendance_rate": [1] * 7 + [0] * (bins - 7)},
                 "latency_p50_ms": 4.0,
                 "latency_p95_ms": 9.0,
             }
@@ -77,7 +77,13 @@ def test_an_edge_batch_counts_once(ml_stores, district, school_a, school_b, staf
 
     bad = {**batch, "idempotency_key": "k3", "aggregates": [{"day": "2026-11-20"}]}
     response = client.post("/api/telemetry/", bad, format="json")
-    assert response.status_code == 400 and "lacks" in response.json()["detail"]
+    assert response.status_code == 400
+    assert {e["field"] for e in response.json()["errors"]} == {
+        "aggregates.0.model_version",
+        "aggregates.0.count",
+        "aggregates.0.bands",
+        "aggregates.0.histograms",
+    }
     other = {**batch, "idempotency_key": "k4", "school": school_b.pk}
     assert client.post("/api/telemetry/", other, format="json").status_code == 403
     assert DailyAggregate.objects.get().count == 14

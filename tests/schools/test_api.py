@@ -61,3 +61,44 @@ def test_me_lists_the_users_memberships(api, teacher_a, school_a):
     assert data["memberships"] == [
         {"role": "teacher", "school": school_a.pk, "district": None, "scope": "Alder School"}
     ]
+
+
+def test_me_is_one_object_with_nullable_scopes(api, platform_admin, teacher_a, school_a):
+    data = api(platform_admin).get("/api/me/").json()
+    assert data == {
+        "username": "platform_admin",
+        "memberships": [
+            {"role": "admin", "school": None, "district": None, "scope": "all districts"}
+        ],
+    }
+    mine = api(teacher_a).get("/api/me/").json()["memberships"]
+    assert mine == [
+        {"role": "teacher", "school": school_a.pk, "district": None, "scope": str(school_a)}
+    ]
+
+
+def test_another_districts_school_and_district_answer_exactly_like_missing_ones(
+    api, teacher_a, staff, other_school, other_district, school_b, district
+):
+    cases = [
+        (api(teacher_a), f"/api/schools/{other_school.pk}/", "/api/schools/999999/"),
+        (api(teacher_a), f"/api/schools/{school_b.pk}/", "/api/schools/999999/"),
+        (api(staff), f"/api/schools/{other_school.pk}/", "/api/schools/999999/"),
+        (api(teacher_a), f"/api/districts/{other_district.pk}/", "/api/districts/999999/"),
+        (api(teacher_a), f"/api/districts/{district.pk}/", "/api/districts/999999/"),
+        (api(staff), f"/api/districts/{other_district.pk}/", "/api/districts/999999/"),
+    ]
+    for client, seen_path, unknown_path in cases:
+        seen, unknown = client.get(seen_path), client.get(unknown_path)
+        assert seen.status_code == unknown.status_code == 404
+        assert (
+            seen.json()
+            == unknown.json()
+            == {
+                "detail": "No School matches the given query."
+                if "schools" in seen_path
+                else "No District matches the given query.",
+                "code": "not_found",
+                "errors": [],
+            }
+        )
