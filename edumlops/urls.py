@@ -134,6 +134,7 @@ urlpatterns = [
 ]
 
 # Error pages: friendly HTML, or the API's error shape for /api/ paths (edumlops/site/views.py).
+handler400 = "edumlops.site.views.bad_request"
 handler403 = "edumlops.site.views.forbidden"
 handler404 = "edumlops.site.views.not_found"
 handler500 = "edumlops.site.views.server_error"

@@ -20,12 +20,15 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 # --- the one error shape -------------------------------------------------------------------------
 
@@ -77,10 +80,18 @@ def error_body(detail: Any, code: str) -> dict[str, Any]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler (status, headers such as Retry-After and WWW-Authenticate), with the body
     rewritten into the one error shape."""
+    # imported here: rest_framework.views reads the settings' parser classes, which live in this
+    # module, so importing it at the top would be circular when this module is imported first
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, Http404) and not isinstance(exc, exceptions.NotFound):
         exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, RequestDataTooBig):
+        exc = TooLarge("The form body is too large: send the file as multipart, or fewer values.")
+    elif isinstance(exc, SuspiciousOperation):  # e.g. a form with more fields than Django reads
+        exc = exceptions.ParseError(f"The request body was refused: {exc}")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

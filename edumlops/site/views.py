@@ -277,6 +277,14 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400 raised outside a view's own checks (e.g. a form with too many fields)."""
+    if _is_api(request):
+        detail = "The request could not be read: send a smaller JSON body."
+        return JsonResponse(error_body(detail, "parse_error"), status=400)
+    return defaults.bad_request(request, exception)
+
+
 def forbidden(request: HttpRequest, exception: Exception) -> HttpResponse:
     """403: the page says why (the reason the view gave) and where to go."""
     if _is_api(request):
