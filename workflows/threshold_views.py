@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from edumlops.core.api import api_error, errors, parse
+from edumlops.core.http import posted_id
 from edumlops.schools.models import District, School
 from edumlops.schools.permissions import visible_districts, visible_schools
 from workflows import thresholds
@@ -31,13 +32,6 @@ from workflows.api import ID_MAX, seen_districts
 from workflows.models import Workflow
 
 TEMPLATE = "workflows/thresholds.html"
-
-
-def _posted_id(value: object) -> int:
-    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
-    the 404 of an unknown id rather than a 500."""
-    text = str(value or "")
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
 
 
 @dataclass(frozen=True)
@@ -210,7 +204,7 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
         )
 
     workflow = get_object_or_404(
-        Workflow, pk=_posted_id(request.POST.get("workflow")), district=scope.district
+        Workflow, pk=posted_id(request.POST.get("workflow")), district=scope.district
     )
     saved, errors, status = _save(request, scope, workflow)
     if saved and not request.htmx:

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from edumlops.core.http import posted_id
 from edumlops.datasets.models import DatasetVersion
 from edumlops.deployments.models import Deployment, Prediction
 from edumlops.registry.models import ModelVersion
@@ -27,13 +28,6 @@ from workflows.blocks import CATEGORY_LABELS, REGISTRY, catalog
 from workflows.compiler import plan
 from workflows.graph import Graph, diff
 from workflows.models import Approval, Run, StepRun, Workflow, WorkflowVersion, models_of
-
-
-def _posted_id(value: object) -> int:
-    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
-    the 404 of an unknown id rather than a 500."""
-    text = str(value or "")
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
 
 
 def _get_run_for_user(request: HttpRequest, pk: int) -> Run:
@@ -105,7 +99,7 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Approvals are decided by district staff.")
     if request.method == "POST":
         run = get_object_or_404(
-            Run, pk=_posted_id(request.POST.get("run")), workflow__district__in=districts
+            Run, pk=posted_id(request.POST.get("run")), workflow__district__in=districts
         )
         comment = request.POST.get("comment", "").strip()
         node_id = request.POST.get("node_id")
@@ -207,7 +201,7 @@ def workflow_list_page(request: HttpRequest) -> HttpResponse:
 def workflow_new(request: HttpRequest) -> HttpResponse:
     """An empty workflow (no version yet), opened on the canvas."""
     district = get_object_or_404(
-        visible_districts(request.user), pk=_posted_id(request.POST.get("district"))
+        visible_districts(request.user), pk=posted_id(request.POST.get("district"))
     )
     if not can(request.user, Action.MANAGE, district):
         raise PermissionDenied("Only the district's ML lead / admin builds workflows.")

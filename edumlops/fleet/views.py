@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from edumlops.core.http import posted_id
 from edumlops.fleet import tokens
 from edumlops.fleet.api import register_command
 from edumlops.fleet.models import EdgeNode, describe
@@ -24,13 +25,6 @@ from edumlops.schools.models import School
 from edumlops.schools.permissions import Action, can, require, visible_districts, visible_schools
 
 TEMPLATE = "fleet/edge.html"
-
-
-def _posted_id(value: object) -> int:
-    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
-    the 404 of an unknown id rather than a 500."""
-    text = str(value or "")
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
 
 
 def _latency_bars(rows: list[dict]) -> None:
@@ -86,7 +80,7 @@ def edge_page(request: HttpRequest) -> HttpResponse:
             extra = _register(request, district)
         elif request.POST.get("do") == "revoke":
             node = get_object_or_404(
-                EdgeNode, pk=_posted_id(request.POST.get("node")), school__district=district
+                EdgeNode, pk=posted_id(request.POST.get("node")), school__district=district
             )
             require(request.user, Action.MANAGE, district)
             try:

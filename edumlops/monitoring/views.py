@@ -8,24 +8,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 
+from edumlops.core.http import posted_id
 from edumlops.monitoring import services
 from edumlops.monitoring.api import visible_alerts
 from edumlops.monitoring.models import Alert
 from edumlops.schools.permissions import Action, can, require
 
 
-def _posted_id(value: object) -> int:
-    """A posted id as an integer; anything else (text, too many digits) matches no row, so it is
-    the 404 of an unknown id rather than a 500."""
-    text = str(value or "")
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else 0
-
-
 @login_required
 def alerts_page(request: HttpRequest) -> HttpResponse:
     alerts = visible_alerts(request.user)
     if request.method == "POST":
-        alert = get_object_or_404(alerts, pk=_posted_id(request.POST.get("alert")))
+        alert = get_object_or_404(alerts, pk=posted_id(request.POST.get("alert")))
         require(request.user, Action.EDIT_THRESHOLDS, alert)
         try:
             services.decide(
