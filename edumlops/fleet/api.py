@@ -110,7 +110,7 @@ class ReportOut(serializers.Serializer):
     events_stored = serializers.IntegerField()
 
 
-class TelemetryOut(serializers.Serializer):
+class EdgeTelemetryOut(serializers.Serializer):
     added = serializers.IntegerField()
     duplicate = serializers.BooleanField()
 
@@ -169,7 +169,7 @@ class ReportIn(serializers.Serializer):
     )
 
 
-class TelemetryIn(serializers.Serializer):
+class EdgeTelemetryIn(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=120)
     aggregates = serializers.ListField(
         child=serializers.DictField(),
@@ -582,10 +582,10 @@ def report(request: Request) -> Response:
 
 
 @extend_schema(
-    request=TelemetryIn,
+    request=EdgeTelemetryIn,
     responses={
-        200: OpenApiResponse(TelemetryOut, description="A resent batch: nothing added."),
-        201: TelemetryOut,
+        200: OpenApiResponse(EdgeTelemetryOut, description="A resent batch: nothing added."),
+        201: EdgeTelemetryOut,
     },
 )
 @node_call(["POST"])
@@ -596,7 +596,7 @@ def telemetry(request: Request) -> Response:
     from edumlops.monitoring import telemetry as t
 
     node: EdgeNode = request.auth
-    body = parse(TelemetryIn, request.data)
+    body = parse(EdgeTelemetryIn, request.data)
     # the source is this node, whatever the batch says
     aggregates = [{**a, "node": node.name} for a in body["aggregates"]]
     try:
