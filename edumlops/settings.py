@@ -217,7 +217,8 @@ for _scope, _rate in EDUMLOPS_THROTTLE_RATES.items():
         )
 
 # Failed logins (django-axes) on /login/ and /admin/login/: after EDUMLOPS_LOGIN_FAILURES wrong
-# passwords for one username from one address, that pair is locked out for
+# passwords for one account (from any address), or from one address (for any account), that
+# account or address is locked out for
 # EDUMLOPS_LOGIN_COOLOFF_MINUTES (each further try restarts the wait); even the right password is
 # refused meanwhile, with the lockout page (429) that says when to try again. Attempts are kept in
 # the database (admin: Axes → Access attempts; delete one, or `manage.py axes_reset_username
@@ -231,14 +232,16 @@ for _name, _value in (
     if _value < 1:
         raise ConfigError(f"{_name}={_value} must be at least 1, e.g. 10 failures or 15 minutes")
 AUTHENTICATION_BACKENDS = [
-    # first: refuses a locked-out username and address before any password is checked
+    # first: refuses a locked-out account or address before any password is checked
     "edumlops.site.lockout.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_FAILURE_LIMIT = LOGIN_FAILURES
 AXES_COOLOFF_TIME = dt.timedelta(minutes=LOGIN_COOLOFF_MINUTES)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# per account (guessing one password from many addresses) and per address (one address spraying
+# many accounts); a successful login clears both counts
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "edumlops.site.lockout.locked_out"
 AXES_VERBOSE = False

@@ -20,7 +20,7 @@ from edumlops.audit import models as audit
 
 
 class LockoutBackend(AxesStandaloneBackend):
-    """Refuses a locked-out username and address before any password is checked (the next
+    """Refuses a locked-out account or address before any password is checked (the next
     backend checks the password). Every login door passes the request, so every door counts;
     an authenticate() without a request (the test client's login(), a shell) has no address to
     count and is let through to the password check."""
@@ -58,7 +58,7 @@ def locked_out(
 def record_lockout(
     sender: Any, request: HttpRequest, username: str | None, ip_address: str | None, **kwargs: Any
 ) -> None:
-    """One audit record when a username and address become locked out (not one per further
+    """One audit record when an account or an address becomes locked out (not one per further
     try: those only restart the wait)."""
     failures = getattr(request, "axes_failures_since_start", None)
     if failures != settings.AXES_FAILURE_LIMIT:
@@ -77,5 +77,5 @@ def record_lockout(
             "failures": failures,
             "locked_minutes": round(wait.total_seconds() / 60) if wait else None,
         },
-        reason=f"{failures} failed logins in a row from {ip_address}",
+        reason=f"{failures} failed logins for {username!r} or from {ip_address}",
     )

@@ -1,6 +1,7 @@
-"""Failed-login lockout (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username
-from one address, both login doors answer the lockout page (429) — even to the right password —
-until the cool-off has passed or an admin lifts it; each lockout is in the audit trail."""
+"""Failed-login lockout (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one account
+(from any address) or from one address (for any account), both login doors answer the lockout
+page (429) — even to the right password — until the cool-off has passed or an admin lifts it;
+each lockout is in the audit trail."""
 
 from __future__ import annotations
 
@@ -64,14 +65,36 @@ def test_the_lockout_is_audited_once(client, root):
         "failures": 10,
         "locked_minutes": 15,
     }
-    assert record.reason == "10 failed logins in a row from 10.0.0.1"
+    assert record.reason == "10 failed logins for 'root' or from 10.0.0.1"
 
 
-def test_another_address_or_another_username_is_not_locked(client, root, teacher_a):
+def test_the_account_is_locked_from_every_address(client, root):
     _lock(client, "/login/")
+    assert _try(client, "/login/", PASSWORD, address="10.0.0.2").status_code == 429
+    assert not _logged_in(client)
+
+
+def test_guesses_spread_over_addresses_lock_the_account(client, root):
+    for i in range(9):
+        assert _try(client, "/login/", "wrong", address=f"10.0.1.{i}").status_code == 200
+    assert _try(client, "/login/", "wrong", address="10.0.1.99").status_code == 429
+    assert _try(client, "/login/", PASSWORD, address="10.0.2.1").status_code == 429
+
+
+def test_one_address_spraying_accounts_is_locked(client, root, make_user):
+    for i in range(9):
+        assert _try(client, "/login/", "wrong", username=f"user{i}").status_code == 200
+    assert _try(client, "/login/", "wrong", username="user9").status_code == 429
+    assert _try(client, "/login/", PASSWORD).status_code == 429  # root, from that address
     assert _try(client, "/login/", PASSWORD, address="10.0.0.2").status_code == 302
-    client.logout()
-    assert _try(client, "/login/", PASSWORD, username="teacher_a").status_code == 302
+
+
+def test_another_account_from_another_address_is_not_locked(client, root, teacher_a):
+    _lock(client, "/login/")
+    assert (
+        _try(client, "/login/", PASSWORD, username="teacher_a", address="10.0.0.2").status_code
+        == 302
+    )
 
 
 @pytest.mark.parametrize("door", DOORS)
