@@ -108,7 +108,7 @@ class UploadIn(serializers.Serializer):
     file = serializers.FileField(
         allow_empty_file=True,  # read_csv says "line 1: the file is empty", with the fix
         help_text="The CSV: UTF-8 (BOM or not), UTF-16 with a BOM or Windows-1252; plain or "
-        "gzip-compressed (.csv.gz, at most the size limit once unpacked)."
+        "gzip-compressed (.csv.gz, at most the size limit once unpacked).",
     )
     name = _text(help_text="The dataset's name (default: the file's name).")
     district = serializers.IntegerField(
