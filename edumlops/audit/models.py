@@ -158,6 +158,28 @@ def record(
     return entry
 
 
+def revoke_once(obj: Any, actor: Any, reason: str) -> bool:
+    """Revoke a key-like object (a model with `revoked_at`) now, with one audit record; False,
+    and nothing written, when it was revoked already (its revocation time stays the first)."""
+    with transaction.atomic():
+        changed = (
+            type(obj)
+            .objects.filter(pk=obj.pk, revoked_at__isnull=True)
+            .update(revoked_at=timezone.now())
+        )
+        if changed:
+            record(
+                action=AuditRecord.Action.TOKEN,
+                actor=actor,
+                target=obj,
+                before={"revoked": False},
+                after={"revoked": True},
+                reason=reason,
+            )
+    obj.refresh_from_db(fields=["revoked_at"])
+    return bool(changed)
+
+
 @dataclass(frozen=True)
 class Break:
     record_id: int

@@ -48,16 +48,8 @@ def create(
 
 
 def revoke(token: IntegrationToken, user: Any) -> None:
-    with transaction.atomic():
-        IntegrationToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-        audit.record(
-            action=audit.AuditRecord.Action.TOKEN,
-            actor=user,
-            target=token,
-            before={"revoked": False},
-            after={"revoked": True},
-            reason="revoked",
-        )
+    """Revoke the token (audited); revoking it again changes nothing."""
+    audit.revoke_once(token, user, "integration token revoked")
 
 
 def school_for_caller(request: Any, pk: int, action: Action) -> School:

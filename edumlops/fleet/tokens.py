@@ -63,21 +63,8 @@ def create(school: School, name: str, user: Any) -> tuple[EdgeNode, str]:
 
 def revoke(node: EdgeNode, user: Any) -> None:
     """Revoke the node's token: from now on every call it makes gets 401."""
-    with transaction.atomic():
-        changed = EdgeNode.objects.filter(pk=node.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
-        if not changed:
-            raise NodeError(f"{node} is already revoked.")
-        audit.record(
-            action=audit.AuditRecord.Action.TOKEN,
-            actor=user,
-            target=node,
-            before={"revoked": False},
-            after={"revoked": True},
-            reason="edge node revoked",
-        )
-    node.refresh_from_db()
+    if not audit.revoke_once(node, user, "edge node revoked"):
+        raise NodeError(f"{node} is already revoked.")
 
 
 class EdgeNodeAuthentication(BearerKeyAuthentication):

@@ -11,7 +11,6 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, throttle_classes
@@ -50,21 +49,8 @@ def create_key(user: Any, name: str) -> tuple[UserKey, str]:
 
 def revoke_key(key: UserKey, user: Any) -> UserKey:
     """Revoke `key`, audited: from now on a call with it gets 401."""
-    with transaction.atomic():
-        changed = UserKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
-        if not changed:
-            raise KeyProblem(f"The key {key} is already revoked.")
-        audit.record(
-            action=audit.AuditRecord.Action.TOKEN,
-            actor=user,
-            target=key,
-            before={"revoked": False},
-            after={"revoked": True},
-            reason="API key revoked",
-        )
-    key.refresh_from_db()
+    if not audit.revoke_once(key, user, "API key revoked"):
+        raise KeyProblem(f"The key {key} is already revoked.")
     return key
 
 

@@ -434,7 +434,7 @@ def test_telemetry_through_the_node_token_counts_once(two_models, school_a, scho
                 "node": "pretending-to-be-another",
                 "count": 7,
                 "bands": {"low": 5, "high": 2},
-                "histograms": {"attendance_rate": [1] * (bins - 1) + [7 - (bins - 1)]},
+                "histograms": {"attendance_rate": [7] + [0] * (bins - 1)},
                 "latency_p50_ms": 0.25,
                 "latency_p95_ms": 0.61,
                 "device_profile": "4c-8g-x86_64",
