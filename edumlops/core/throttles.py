@@ -7,13 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
 
 class CallerRateThrottle(SimpleRateThrottle):
-    """Counts per caller: a user (however signed in: session or any of their API keys, so making
-    more keys buys no more requests), a key that is not a user's (integration token or edge node,
-    by its id) or, for anonymous requests, the client address."""
+    """Counts the writes (not GET, HEAD or OPTIONS) per caller: a user (however signed in:
+    session or any of their API keys, so making more keys buys no more requests), a key that is
+    not a user's (integration token or edge node, by its id) or, for anonymous requests, the
+    client address."""
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        # only requests that change something count: listing tokens or datasets is never limited
+        if request.method in SAFE_METHODS:
+            return True
+        return super().allow_request(request, view)
 
     def get_rate(self) -> str | None:
         # read on each request (not frozen at import), so a deployment or a test can change it

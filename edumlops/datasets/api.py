@@ -188,13 +188,6 @@ def _dataset_error(exc: DatasetError) -> Response:
     return api_error({exc.field: [str(exc)]})
 
 
-class UploadThrottleOnPost(UploadThrottle):
-    """UploadThrottle for uploads only: listing the datasets is not counted."""
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        return request.method != "POST" or super().allow_request(request, view)
-
-
 # --- endpoints --------------------------------------------------------------------------------
 @extend_schema(methods=["GET"], responses={200: DatasetOut(many=True)})
 @extend_schema(
@@ -204,7 +197,7 @@ class UploadThrottleOnPost(UploadThrottle):
 )
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser, FormParser])
-@throttle_classes([UploadThrottleOnPost])
+@throttle_classes([UploadThrottle])
 def dataset_list(request: Request) -> Response:
     """GET: the datasets of the districts you see. POST: upload a CSV (multipart field `file`,
     optional `name`, `district` and roles); 201 with the new version, 200 with the existing one

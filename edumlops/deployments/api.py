@@ -18,7 +18,6 @@ from rest_framework.decorators import (
     throttle_classes,
 )
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -274,15 +273,6 @@ def school_predictions(request: Request, pk: int) -> Response:
     return Response(PredictionOut(items, many=True).data)
 
 
-class TokenCreationThrottle(TokenThrottle):
-    """Counts the requests that create a token; listing them is not limited."""
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        if request.method in SAFE_METHODS:
-            return True
-        return super().allow_request(request, view)
-
-
 @extend_schema(
     methods=["GET"],
     responses=TokenOut(many=True),
@@ -296,7 +286,7 @@ class TokenCreationThrottle(TokenThrottle):
     "admins); the answer holds the key, shown this once.",
 )
 @api_view(["GET", "POST"])
-@throttle_classes([TokenCreationThrottle])
+@throttle_classes([TokenThrottle])
 def token_list(request: Request) -> Response:
     """GET: the integration tokens of your districts (never their keys). POST: create one for
     the district or one school; the answer holds the key, shown this once."""

@@ -91,17 +91,10 @@ class UserKeyIn(serializers.Serializer):
     )
 
 
-class CreateKeyThrottle(TokenThrottle):
-    """The `tokens` rate, on making keys only (listing is not limited)."""
-
-    def allow_request(self, request: Any, view: Any) -> bool:
-        return request.method != "POST" or super().allow_request(request, view)
-
-
 @extend_schema(methods=["GET"], responses={200: UserKeyOut(many=True)})
 @extend_schema(methods=["POST"], request=UserKeyIn, responses={201: UserKeyCreatedOut})
 @api_view(["GET", "POST"])
-@throttle_classes([CreateKeyThrottle])
+@throttle_classes([TokenThrottle])
 def key_list(request: Request) -> Response:
     """GET: your API keys (never the keys themselves). POST: make one; the answer holds the key,
     shown this once. Keys are made while signed in (session), not with another key, so that a
