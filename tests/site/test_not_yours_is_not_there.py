@@ -135,7 +135,8 @@ def test_a_visible_object_the_role_may_not_act_on_is_a_403_that_says_why(world):
     school.district.save(update_fields=["teachers_may_roll_back"])
     answer = client.post(f"/schools/{school.pk}/rollback/", {"reason": "x"})
     assert answer.status_code == 403
-    assert "You may not roll back here." in answer.content.decode()
+    page = answer.content.decode()
+    assert "You may not roll back here: rollbacks here are for district staff" in page
     assert "Back to your dashboard" in answer.content.decode()
     # the same button for a school the teacher cannot see: 404, as for no school at all
     other = pages[2]["school"]
