@@ -167,7 +167,8 @@ def test_a_run_started_while_the_broker_is_down_answers_503_and_runs_once_it_is_
     own_redis.shutdown_nosave()
     status, body = post(stack.web, f"/api/workflows/{workflow.pk}/runs/", token, {})
     assert status == 503, (status, body)
-    assert set(body) == {"detail"} and "broker" in body["detail"] and "Redis" in body["detail"]
+    assert set(body) == {"detail", "code", "errors"}
+    assert "broker" in body["detail"] and "Redis" in body["detail"]
     run = Run.objects.get(workflow=workflow)  # saved, not an orphan: the reconciler sends it
     assert run.status == "queued" and f"run {run.pk}" in body["detail"]
     own_redis.start()
@@ -223,7 +224,7 @@ def test_an_approval_given_while_the_broker_is_down_answers_503_and_the_run_goes
         stack.web, f"/api/runs/{run_id}/approve/", staff_token, {"comment": "fine", "node_id": "ok"}
     )
     assert status == 503, (status, body)
-    assert set(body) == {"detail"} and "approval" in body["detail"]
+    assert set(body) == {"detail", "code", "errors"} and "approval" in body["detail"]
     assert StepRun.objects.get(run_id=run_id, node_id="ok").status == "queued"  # recorded
     own_redis.start()
     own_redis.wait_ready()
