@@ -11,28 +11,11 @@ from rest_framework.test import APIClient
 from edumlops.deployments import tokens
 from edumlops.monitoring.models import Alert, DailyAggregate, TelemetryBatch
 from edumlops.monitoring.services import raise_alert
-from edumlops.registry.models import ModelVersion
+from tests.registry.test_api import client_for, registered
 
 pytestmark = pytest.mark.django_db
 
 SHAPE = {"detail", "code", "errors"}
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-def registered(district) -> ModelVersion:
-    return ModelVersion.objects.create(
-        district=district,
-        name=f"{district.slug}-at-risk",
-        version="1",
-        run_id="r" * 32,
-        algorithm="logistic_regression",
-        dataset_sha256="0" * 64,
-    )
 
 
 def aggregate(model_version: int, **change) -> dict:
