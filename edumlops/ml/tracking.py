@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 ALIASES = ("champion", "challenger")
+# The scikit-learn pipeline is logged beside the registered (pyfunc) model; this model-version
+# tag holds its URI.
+SKLEARN_MODEL = "sklearn-pipeline"
+SKLEARN_TAG = "sklearn_model_uri"
 _configured: tuple[str, str] | None = None
 
 # A model logged here is served through ONNX or re-loaded by this code, whose dependencies are
@@ -100,17 +107,32 @@ def log_trained_model(
     params: dict[str, Any],
     metrics: dict[str, float],
     input_example: Any,
-    output_example: Any,
+    output_example: Any = None,
     tags: dict[str, str],
     extra_json: dict[str, Any] | None = None,
 ) -> LoggedModel:
-    """One MLflow run: params, metrics, the fitted pipeline with its signature and an input
-    example, registered as a new version of `model_name`."""
+    """One MLflow run: params, metrics and two logged models, the registered one being what the
+    predict API serves.
+
+    - `model` (registered as a new version of `model_name`): the pyfunc wrapper around the
+      pipeline's ONNX file (edumlops.ml.pyfunc_model), whose probabilities are the served ones;
+      its signature takes the features (typed from `input_example`, the training rows' own
+      columns) and gives `probability`.
+    - `sklearn-pipeline`: the fitted scikit-learn pipeline (what validation, export and the
+      performance checks load through `load_pipeline`), named on the version by the tag
+      `sklearn_model_uri`.
+
+    `output_example` is ignored (kept for callers written before the pyfunc was registered)."""
     import mlflow
     from mlflow.models import infer_signature
 
+    from edumlops.ml import onnx_bundle, pyfunc_model
+    from edumlops.ml.training import prepare_frame
+
+    spec = spec_of(pipeline)
+    raw = input_example if isinstance(input_example, pd.DataFrame) else None
+    onnx_bytes = onnx_bundle.to_onnx(pipeline, spec)
     exp = experiment_id(experiment)
-    signature = infer_signature(input_example, output_example)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # integer-column hints about missing values
         with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
@@ -120,21 +142,46 @@ def log_trained_model(
             mlflow.set_tags(tags)
             for name, payload in (extra_json or {}).items():
                 mlflow.log_dict(payload, name)
-            info = mlflow.sklearn.log_model(
+            prepared = prepare_frame(raw, spec) if raw is not None else input_example
+            sklearn_info = mlflow.sklearn.log_model(
                 pipeline,
-                name="model",
-                signature=signature,
-                input_example=input_example,
+                name=SKLEARN_MODEL,
+                signature=infer_signature(prepared, pipeline.predict_proba(prepared)),
+                input_example=prepared,
                 pip_requirements=PIP_REQUIREMENTS,
                 skops_trusted_types=SKOPS_TRUSTED_TYPES,
             )
-            version = mlflow.register_model(info.model_uri, model_name, tags=tags)
+            info = pyfunc_model.log(
+                name="model",
+                onnx_bytes=onnx_bytes,
+                numeric=spec.numeric,
+                categorical=spec.categorical,
+                example=raw,
+            )
+            version = mlflow.register_model(
+                info.model_uri,
+                model_name,
+                tags={**tags, SKLEARN_TAG: sklearn_info.model_uri},
+            )
     return LoggedModel(
         name=model_name,
         version=str(version.version),
         run_id=run.info.run_id,
         model_uri=f"models:/{model_name}/{version.version}",
     )
+
+
+def spec_of(pipeline: Any) -> Any:
+    """The FeatureSpec a fitted pipeline (training.build_pipeline) was built for, read off its
+    column transformer."""
+    from edumlops.ml.training import FeatureSpec
+
+    columns = {
+        name: list(cols)
+        for name, _, cols in pipeline.named_steps["prepare"].transformers_
+        if name in ("numeric", "categorical")
+    }
+    return FeatureSpec(columns.get("numeric", []), columns.get("categorical", []))
 
 
 def _param(value: Any) -> str:
@@ -188,9 +235,34 @@ def aliases_of(name: str, version: str) -> list[str]:
 
 
 def load_pipeline(name: str, version: str) -> Any:
+    """The fitted scikit-learn pipeline of a registered version: the model its `sklearn_model_uri`
+    tag names (versions registered before the pyfunc wrapper are the pipeline itself)."""
     import mlflow
 
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    tags = client().get_model_version(name, str(version)).tags or {}
+    return mlflow.sklearn.load_model(tags.get(SKLEARN_TAG) or f"models:/{name}/{version}")
+
+
+def served_onnx(name: str, version: str) -> bytes | None:
+    """The ONNX file inside a registered version's pyfunc model (what MLflow users load), or
+    None for versions registered before it was there."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from edumlops.ml.pyfunc_model import ONNX_ARTIFACT
+
+    target = tempfile.mkdtemp(prefix="edumlops-artifact-")
+    try:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}/artifacts/{ONNX_ARTIFACT}",
+                dst_path=target,
+            )
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_bytes()
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def download(run_id: str, artifact_path: str) -> Path:

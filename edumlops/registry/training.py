@@ -80,8 +80,9 @@ def train_and_register(
             "split": job.split,
         },
         metrics={"train_rows": float(len(frame)), "train_positives": float(y.sum())},
-        input_example=X.head(5),
-        output_example=pipeline.predict_proba(X.head(5)),
+        # the training rows as read (whole-number columns stay integers): the registered
+        # model's signature is typed from them
+        input_example=frame[spec.columns].head(5),
         tags={
             "district": job.district.slug,
             "dataset_sha256": version.sha256,
