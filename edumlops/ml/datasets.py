@@ -759,7 +759,7 @@ class Outcome:
     @property
     def not_features(self) -> list[str]:
         """Columns a model may not learn from: the derived label, its source, the leaks."""
-        return [self.name, self.column, *(e["column"] for e in self.excluded)]
+        return list(dict.fromkeys([self.name, self.column, *(e["column"] for e in self.excluded)]))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
