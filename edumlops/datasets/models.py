@@ -163,6 +163,7 @@ class DatasetVersion(models.Model):
                     ),
                 )
                 roles.label, roles.positive = roles.outcome.name, [OUTCOME_YES]
+                _check_kept_leaks(self.frame(), roles)
         with transaction.atomic():
             locked = DatasetVersion.objects.select_for_update().get(pk=self.pk)
             self.roles = locked.roles
@@ -186,6 +187,21 @@ class DatasetVersion(models.Model):
             "roles": self.roles,
             "rows": self.rows,
         }
+
+
+def _check_kept_leaks(frame: pd.DataFrame, roles: Roles) -> None:
+    """keep_leaky may name only columns that leak the outcome (anything else is kept anyway,
+    and naming it is a mistake worth telling)."""
+    assert roles.outcome is not None
+    leaks = [leak["column"] for leak in describe_outcome(frame, roles).leaks]
+    needless = [c for c in roles.outcome.keep_leaky if c not in leaks]
+    if needless:
+        found = f"(the leaking columns: {', '.join(leaks)})" if leaks else "(none leaks)"
+        raise DatasetError(
+            f"{', '.join(map(repr, needless))} does not predict {roles.outcome.name} almost "
+            f"perfectly, so it stays a feature anyway {found}: remove it from keep_leaky.",
+            field="outcome.keep_leaky",
+        )
 
 
 def _audited(roles: Roles) -> dict[str, Any]:

@@ -118,6 +118,7 @@ def test_between_and_in_rules(client, version_id):
         ({"op": "in", "value": ["x"]}, "outcome.op", "for categories"),
         ({"value": 50}, "outcome.value", "one class only"),
         ({"keep_leaky": ["nope"]}, "outcome.keep_leaky", "not a column"),
+        ({"keep_leaky": ["absences"]}, "outcome.keep_leaky", "stays a feature anyway"),
     ],
 )
 def test_a_bad_rule_is_a_400_naming_the_field_and_changes_nothing(

@@ -177,3 +177,31 @@ def test_the_generated_grades_have_no_label_and_two_leaking_earlier_grades():
     described = describe_outcome(frame, roles)
     assert {leak["column"] for leak in described.leaks} == {"grade_term1", "grade_term2"}
     assert 0.1 < described.counts["positive"] / described.counts["rows"] < 0.4
+
+
+def test_the_model_card_states_the_rule_and_the_columns_left_out():
+    from edumlops.ml.model_card import build_card, to_markdown
+
+    frame = grades()
+    roles = Roles(label="at_risk", positive=["yes"], outcome=check_outcome(frame, rule()))
+    outcome = describe_outcome(frame, roles)
+    training = {
+        "rows": 197,
+        "positives": 90,
+        "label": "at_risk",
+        "positive": ["yes"],
+        "outcome": {**outcome.definition(), "rule": outcome.rule, "excluded": outcome.excluded},
+    }
+    card = build_card(
+        model={"name": "maple-at-risk", "version": "1"},
+        intended_use="Flag students.",
+        training=training,
+        validation={},
+        bias_report={},
+        bundle={},
+        approvals=[],
+    )
+    assert card["data"]["outcome"]["rule"] == "G3 < 10"
+    md = to_markdown(card)
+    assert "- Outcome rule: at_risk = yes where G3 < 10, else no" in md
+    assert "- Not a feature: G2 (it alone predicts at_risk almost perfectly" in md

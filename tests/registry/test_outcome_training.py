@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import Client
 
 from edumlops.datasets.models import store_generated
 from edumlops.ml import tracking
@@ -69,6 +70,11 @@ def test_a_model_trains_on_the_derived_outcome_without_its_source_or_leaks(
         "grade_term1",
         "grade_term2",
     }
+    page = Client()
+    page.force_login(staff)
+    html = page.get(f"/models/{model.pk}/").content.decode()
+    assert "at_risk = yes where final_grade &lt; 10, else no" in html
+    assert "Not a feature: grade_term2" in html
 
 
 def test_the_early_warning_template_accepts_a_dataset_with_only_a_numeric_grade(district, staff):
