@@ -163,7 +163,8 @@ class DatasetVersion(models.Model):
                     ),
                 )
                 roles.label, roles.positive = roles.outcome.name, [OUTCOME_YES]
-                _check_kept_leaks(self.frame(), roles)
+                if roles.outcome.keep_leaky:
+                    _check_kept_leaks(self.frame(), roles)
         with transaction.atomic():
             locked = DatasetVersion.objects.select_for_update().get(pk=self.pk)
             self.roles = locked.roles

@@ -944,8 +944,9 @@ def with_outcome(frame: pd.DataFrame, roles: Roles) -> pd.DataFrame:
 
 
 def single_feature_auc(values: pd.Series, y: np.ndarray) -> float | None:
-    """ROC AUC of one column by itself (numbers as they are, categories by their positive
-    share); None when it cannot be measured."""
+    """ROC AUC of one column by itself (numbers as they are; categories by their positive share
+    among the other rows — out of fold, so a column of many rare values does not look like a
+    leak by merely memorising rows); None when it cannot be measured."""
     from sklearn.metrics import roc_auc_score
 
     if len(set(y.tolist())) < 2:
@@ -956,9 +957,14 @@ def single_feature_auc(values: pd.Series, y: np.ndarray) -> float | None:
             return None
         score = x.fillna(x.median()).to_numpy()
     else:
-        text = values.astype(str).where(values.notna(), "(missing)")
-        share = pd.Series(y, index=values.index).groupby(text).mean()
-        score = text.map(share).to_numpy(dtype=float)
+        text = values.astype(str).where(values.notna(), "(missing)").to_numpy()
+        folds = np.arange(len(text)) % 5
+        score = np.full(len(text), float(np.mean(y)))
+        for fold in range(5):
+            rest = folds != fold
+            share = pd.Series(y[rest]).groupby(text[rest]).mean()
+            here = pd.Series(text[~rest]).map(share).to_numpy(dtype=float)
+            score[~rest] = np.where(np.isnan(here), float(np.mean(y[rest])), here)
     return float(roc_auc_score(y, score))
 
 

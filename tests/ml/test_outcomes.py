@@ -205,3 +205,11 @@ def test_the_model_card_states_the_rule_and_the_columns_left_out():
     md = to_markdown(card)
     assert "- Outcome rule: at_risk = yes where G3 < 10, else no" in md
     assert "- Not a feature: G2 (it alone predicts at_risk almost perfectly" in md
+
+
+def test_a_category_of_many_rare_values_is_not_taken_for_a_leak():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    rare = pd.Series([f"c{i // 2}" for i in range(300)])  # 150 values, two rows each
+    assert 0.3 < single_feature_auc(rare, y) < 0.7
+    assert single_feature_auc(pd.Series(np.where(y == 1, "fail", "pass")), y) == 1.0
