@@ -43,6 +43,7 @@ class AuditRecord(models.Model):
         THRESHOLD = "threshold_change", "threshold change"
         WORKFLOW_VERSION = "workflow_version", "workflow version saved"
         DATASET_UPLOAD = "dataset_upload", "dataset upload"
+        DATASET_ROLES = "dataset_roles", "dataset roles / outcome rule changed"
         TOKEN = "token_created", "token created"
         ALERT = "alert_decision", "alert acknowledged / resolved"
         LOGIN_LOCKOUT = "login_lockout", "login locked out"

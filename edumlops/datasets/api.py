@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes, throttle_classes
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -22,7 +22,14 @@ from rest_framework.response import Response
 from edumlops.core.api import api_error, errors, parse
 from edumlops.core.throttles import UploadThrottle
 from edumlops.datasets.models import Dataset, DatasetVersion, ingest, limits
-from edumlops.ml.datasets import DatasetError, DatasetTooLarge, Roles
+from edumlops.ml.datasets import (
+    LEAK_AUC,
+    OUTCOME_OPS,
+    OUTCOME_YES,
+    DatasetError,
+    DatasetTooLarge,
+    Roles,
+)
 from edumlops.schools.models import District
 from edumlops.schools.permissions import (
     Action,
@@ -37,6 +44,72 @@ ROLE_KEYS = ("label", "positive", "sensitive", "school", "grade", "time")
 
 
 # --- answers ----------------------------------------------------------------------------------
+class GroupCountOut(serializers.Serializer):
+    group = serializers.CharField()
+    rows = serializers.IntegerField(help_text="Rows of this group with a known outcome.")
+    positive = serializers.IntegerField(help_text="Of them, rows where the rule holds.")
+
+
+class OutcomeCountsOut(serializers.Serializer):
+    rows = serializers.IntegerField(help_text="Rows with a known outcome.")
+    positive = serializers.IntegerField(help_text="Rows where the rule holds (label 'yes').")
+    negative = serializers.IntegerField(help_text="Rows where it does not (label 'no').")
+    missing = serializers.IntegerField(
+        help_text="Rows whose source value is missing: no outcome, left out of training."
+    )
+    by_group = serializers.DictField(
+        child=GroupCountOut(many=True),
+        help_text="Per sensitive attribute, the rows and positives of each group.",
+    )
+
+
+class ExcludedOut(serializers.Serializer):
+    column = serializers.CharField()
+    why = serializers.CharField(help_text="Why a model may not learn from it.")
+    auc = serializers.FloatField(required=False, help_text="Its single-column ROC AUC (leaks).")
+
+
+class LeakOut(serializers.Serializer):
+    column = serializers.CharField()
+    auc = serializers.FloatField(help_text="ROC AUC of this column alone for the outcome.")
+    kept = serializers.BooleanField(help_text="True when keep_leaky lets models use it anyway.")
+
+
+class OutcomeOut(serializers.Serializer):
+    name = serializers.CharField(help_text="The derived label's name (a column of no file).")
+    column = serializers.CharField(help_text="The column the rule reads.")
+    op = serializers.CharField()
+    value = serializers.JSONField(help_text="A number; [lo, hi] for between; a list for in.")
+    rule = serializers.CharField(help_text='The rule in words, e.g. "G3 < 10".')
+    label = serializers.CharField(help_text="The label it makes (its name).")
+    positive = serializers.ListField(
+        child=serializers.CharField(), help_text='Its positive class: ["yes"].'
+    )
+    keep_leaky = serializers.ListField(child=serializers.CharField())
+    counts = OutcomeCountsOut()
+    excluded = ExcludedOut(many=True, help_text="Columns left out of features, and why.")
+    leaks = LeakOut(
+        many=True,
+        help_text=f"Columns that alone predict the outcome almost perfectly (AUC above "
+        f"{LEAK_AUC} or below {1 - LEAK_AUC:.2f}); excluded unless kept.",
+    )
+
+
+def outcome_out(version: DatasetVersion) -> dict[str, Any] | None:
+    outcome = version.outcome
+    if outcome is None:
+        return None
+    return {
+        **outcome.definition(),
+        "rule": outcome.rule,
+        "label": outcome.name,
+        "positive": [OUTCOME_YES],
+        "counts": outcome.counts,
+        "excluded": outcome.excluded,
+        "leaks": outcome.leaks,
+    }
+
+
 class DatasetVersionOut(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.name")
     dataset_id = serializers.IntegerField(source="dataset.pk")
@@ -44,7 +117,17 @@ class DatasetVersionOut(serializers.ModelSerializer):
     schema = serializers.ListField(
         child=serializers.DictField(), help_text="One entry per column: name, kind, stats."
     )
-    roles = serializers.DictField(help_text="label, positive, sensitive, school, grade, time.")
+    roles = serializers.DictField(
+        help_text="label, positive, sensitive, school, grade, time (and outcome: see there)."
+    )
+    outcome = serializers.SerializerMethodField(
+        help_text="The label derived from a rule, with its counts and the columns it excludes; "
+        "null when none is defined."
+    )
+
+    @extend_schema_field(OutcomeOut(allow_null=True))
+    def get_outcome(self, version: DatasetVersion) -> dict[str, Any] | None:
+        return outcome_out(version)
 
     class Meta:
         model = DatasetVersion
@@ -61,6 +144,7 @@ class DatasetVersionOut(serializers.ModelSerializer):
             "encoding",
             "schema",
             "roles",
+            "outcome",
             "created_by",
             "created_at",
         ]
@@ -126,6 +210,28 @@ class UploadIn(serializers.Serializer):
     time = _text(allow_null=True, help_text="The date or term column.")
 
 
+class OutcomeIn(serializers.Serializer):
+    name = serializers.CharField(
+        max_length=63, help_text="The derived label's name, e.g. at_risk (not a column's name)."
+    )
+    column = serializers.CharField(max_length=200, help_text="The column the rule reads.")
+    op = serializers.ChoiceField(
+        choices=list(OUTCOME_OPS),
+        help_text="<, <=, >, >=, == or between for a numeric column; in for categories.",
+    )
+    value = serializers.JSONField(
+        help_text="A number (e.g. 10); [lo, hi] for between (both included); a list of the "
+        'column\'s values for in (e.g. ["teacher", "health"]).'
+    )
+    keep_leaky = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=500,
+        help_text="Columns to keep as features although they alone predict the outcome almost "
+        "perfectly (by default such columns are excluded).",
+    )
+
+
 class RolesIn(serializers.Serializer):
     label = _text(allow_null=True)
     positive = serializers.ListField(
@@ -137,6 +243,13 @@ class RolesIn(serializers.Serializer):
     school = _text(allow_null=True)
     grade = _text(allow_null=True)
     time = _text(allow_null=True)
+    outcome = OutcomeIn(
+        required=False,
+        allow_null=True,
+        help_text='Derive the label from a rule on a column, e.g. {"name": "at_risk", '
+        '"column": "G3", "op": "<", "value": 10}: it becomes the label with positive class '
+        '"yes" (replacing label and positive). null removes the rule.',
+    )
 
 
 def _split(values: list[str]) -> list[str]:
@@ -254,18 +367,20 @@ def dataset_detail(request: Request, pk: int) -> Response:
 @extend_schema(methods=["PATCH"], request=RolesIn, responses={200: DatasetVersionOut})
 @api_view(["GET", "PATCH"])
 def version_detail(request: Request, pk: int) -> Response:
-    """GET: a version with its schema and statistics. PATCH: mark its roles (label, positive
-    class, sensitive attributes, school/grade/time columns). 404 for a version you may not see;
-    403 when you see it but may not change its roles."""
+    """GET: a version with its schema, statistics and outcome rule. PATCH: mark its roles
+    (label, positive class, sensitive attributes, school/grade/time columns) and/or define the
+    outcome from a rule (`outcome`: the derived column becomes the label; its source column and
+    any column that alone predicts it almost perfectly are left out of features, unless named
+    in `keep_leaky`). Audited. A 400 names the field at fault (e.g. `outcome.column`) and
+    changes nothing. 404 for a version you may not see; 403 when you may not change it."""
     version = get_object_or_404(_visible_versions(request), pk=pk)
     if request.method == "GET":
         return Response(DatasetVersionOut(version).data)
     if not can(request.user, Action.MANAGE_DATA, version):
         raise PermissionDenied("A dataset's roles are marked by district staff and admins.")
     incoming = parse(RolesIn, request.data)
-    merged = {**version.roles, **incoming}
     try:
-        version.set_roles(Roles.from_dict(merged))
+        version.change_roles(dict(incoming), request.user)
     except DatasetError as exc:
         return _dataset_error(exc)
     return Response(DatasetVersionOut(version).data)

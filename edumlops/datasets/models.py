@@ -21,15 +21,20 @@ from django.db.models import Max
 
 from edumlops.audit import models as audit
 from edumlops.ml.datasets import (
+    OUTCOME_YES,
     DatasetError,
     Limits,
     Minimisation,
+    Outcome,
     Roles,
     apply_minimisation,
+    check_outcome,
     check_roles,
+    describe_outcome,
     infer_schema,
     read_csv,
     split_indices,
+    with_outcome,
 )
 from edumlops.schools.models import District
 
@@ -117,12 +122,61 @@ class DatasetVersion(models.Model):
         """The parsed rows (a copy: callers may change it)."""
         return _read_parquet(str(self.parquet_path), self.sha256).copy()
 
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.role_set.outcome
+
     def set_roles(self, roles: Roles) -> None:
         """Mark the label, positive class, sensitive attributes... (DatasetError if they do not
-        fit the data)."""
-        check_roles(self.frame(), roles)
+        fit the data). An outcome rule's counts and excluded columns are worked out again."""
+        frame = self.frame()
+        check_roles(frame, roles)
+        if roles.outcome is not None:
+            roles.outcome = describe_outcome(frame, roles)
         self.roles = roles.to_dict()
         self.save(update_fields=["roles"])
+
+    def change_roles(self, changes: dict[str, Any], user: Any = None) -> None:
+        """Apply a change of roles from the page or the API, and audit it. `changes` holds the
+        roles to change; "outcome" (when present) is a rule {name, column, op, value,
+        keep_leaky} — the derived column becomes the label with positive class "yes" — or None
+        to remove the rule. DatasetError (nothing saved) when anything does not fit the data."""
+        before = self.role_set
+        merged = {**self.roles, **{k: v for k, v in changes.items() if k != "outcome"}}
+        roles = Roles.from_dict(merged)
+        if "outcome" in changes:
+            old = before.outcome
+            if changes["outcome"] is None:
+                roles.outcome = None
+                if old is not None and roles.label == old.name:
+                    roles.label, roles.positive = None, []
+            else:
+                rule = changes["outcome"]
+                roles.outcome = check_outcome(
+                    self.frame(),
+                    Outcome(
+                        name=str(rule.get("name", "")),
+                        column=str(rule.get("column", "")),
+                        op=str(rule.get("op", "")),
+                        value=rule.get("value"),
+                        keep_leaky=list(rule.get("keep_leaky") or []),
+                    ),
+                )
+                roles.label, roles.positive = roles.outcome.name, [OUTCOME_YES]
+                if roles.outcome.keep_leaky:
+                    _check_kept_leaks(self.frame(), roles)
+        with transaction.atomic():
+            locked = DatasetVersion.objects.select_for_update().get(pk=self.pk)
+            self.roles = locked.roles
+            self.set_roles(roles)
+            audit.record(
+                action=audit.AuditRecord.Action.DATASET_ROLES,
+                actor=user,
+                target=self,
+                before=_audited(before),
+                after=_audited(self.role_set),
+                reason="outcome rule changed" if "outcome" in changes else "roles changed",
+            )
 
     def reference(self) -> dict[str, Any]:
         """What travels between workflow steps: ids and small JSON, never rows."""
@@ -134,6 +188,33 @@ class DatasetVersion(models.Model):
             "roles": self.roles,
             "rows": self.rows,
         }
+
+
+def _check_kept_leaks(frame: pd.DataFrame, roles: Roles) -> None:
+    """keep_leaky may name only columns that leak the outcome (anything else is kept anyway,
+    and naming it is a mistake worth telling)."""
+    assert roles.outcome is not None
+    leaks = [leak["column"] for leak in describe_outcome(frame, roles).leaks]
+    needless = [c for c in roles.outcome.keep_leaky if c not in leaks]
+    if needless:
+        found = f"(the leaking columns: {', '.join(leaks)})" if leaks else "(none leaks)"
+        raise DatasetError(
+            f"{', '.join(map(repr, needless))} does not predict {roles.outcome.name} almost "
+            f"perfectly, so it stays a feature anyway {found}: remove it from keep_leaky.",
+            field="outcome.keep_leaky",
+        )
+
+
+def _audited(roles: Roles) -> dict[str, Any]:
+    """The roles as the audit trail keeps them: the rule as set, not the counts."""
+    data = roles.to_dict()
+    if roles.outcome is not None:
+        data["outcome"] = {
+            **roles.outcome.definition(),
+            "rule": roles.outcome.rule,
+            "excluded": [e["column"] for e in roles.outcome.excluded],
+        }
+    return data
 
 
 @functools.lru_cache(maxsize=4)
@@ -235,15 +316,19 @@ GENERATED_ROLES = Roles(
 
 
 def store_generated(
-    district: District, name: str, frame: pd.DataFrame, user: Any = None
+    district: District, name: str, frame: pd.DataFrame, user: Any = None, labelled: bool = True
 ) -> tuple[DatasetVersion, bool]:
-    """Store rows from the synthetic district generator, with their roles marked."""
+    """Store rows from the synthetic district generator, with their roles marked (all but the
+    label when not `labelled`: rows with grades, whose outcome is defined by a rule)."""
+    roles = GENERATED_ROLES
+    if not labelled:
+        roles = Roles.from_dict({**roles.to_dict(), "label": None, "positive": []})
     return ingest(
         district=district,
         name=name,
         data=frame.to_csv(index=False).encode(),
         user=user,
-        roles=GENERATED_ROLES,
+        roles=roles,
         original_name=f"{name}.csv",
         source=Dataset.Source.GENERATED,
         description="Synthetic district made by `manage.py generate_district_data`.",
@@ -279,8 +364,8 @@ def load_reference(ref: dict[str, Any], pseudonym_key: bytes) -> tuple[pd.DataFr
             f"Dataset version {ref.get('version')} no longer exists: pick another in the "
             "Dataset block."
         )
-    frame = version.frame()
     roles = Roles.from_dict(ref.get("roles") or version.roles)
+    frame = with_outcome(version.frame(), roles)
     if ref.get("minimise"):
         frame = apply_minimisation(frame, Minimisation(**ref["minimise"]), pseudonym_key)
     split = ref.get("split")

@@ -486,9 +486,15 @@ class Roles:
     school: str | None = None
     grade: str | None = None
     time: str | None = None
+    outcome: Outcome | None = None  # a label derived from a rule (label == outcome.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def not_features(self) -> list[str]:
+        """Columns a model never learns from because of the outcome (none without one)."""
+        return self.outcome.not_features if self.outcome else []
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Roles:
@@ -500,6 +506,7 @@ class Roles:
             school=data.get("school") or None,
             grade=data.get("grade") or None,
             time=data.get("time") or None,
+            outcome=Outcome.from_dict(data.get("outcome")),
         )
 
 
@@ -508,7 +515,15 @@ def label_values(frame: pd.DataFrame, label: str) -> list[str]:
 
 
 def check_roles(frame: pd.DataFrame, roles: Roles) -> None:
-    """Raise DatasetError when the marked roles do not fit the data."""
+    """Raise DatasetError when the marked roles do not fit the data (the outcome's rule, when
+    there is one, is applied first: its name is then a column like any other)."""
+    if roles.outcome is not None:
+        if roles.outcome.column not in frame.columns:
+            raise DatasetError(
+                f"The outcome's column '{roles.outcome.column}' is not in the file.",
+                field="outcome.column",
+            )
+        frame = with_outcome(frame, roles)
     columns = [str(c) for c in frame.columns]
 
     def need(col: str | None, what: str, field: str) -> None:
@@ -611,6 +626,8 @@ def plan_minimisation(
             result.keep.append(col.name)
         else:
             result.dropped.append({"column": col.name, "why": "not needed by the model"})
+    if roles.outcome is not None and roles.outcome.name not in result.keep:
+        result.keep.append(roles.outcome.name)  # derived before minimising: not in the schema
     return result
 
 
@@ -691,3 +708,336 @@ def split_indices(
     test_periods = set(ordered[-n_test:])
     is_test = periods.isin(test_periods).to_numpy()
     return positions[~is_test], positions[is_test]
+
+
+# --- outcomes derived from a rule -------------------------------------------------------------
+NUMERIC_OPS = ("<", "<=", ">", ">=", "==", "between")
+OUTCOME_OPS = (*NUMERIC_OPS, "in")
+OUTCOME_YES, OUTCOME_NO = "yes", "no"
+# A column that alone tells the outcome apart this well (ROC AUC of the column by itself, or
+# 1 - AUC) is almost certainly recorded with or after the outcome: it is left out of features.
+LEAK_AUC = 0.95
+OUTCOME_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ -]{0,62}$")
+_OP_WORDS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "="}
+
+
+@dataclass
+class Outcome:
+    """ "at risk = final grade < 10": a yes/no label derived from a rule on one column. The rule
+    is what the user set; `excluded`, `leaks` and `counts` are what the data said when it was
+    set (recomputed whenever the roles change)."""
+
+    name: str
+    column: str
+    op: str
+    value: Any  # a number; [lo, hi] for "between"; a list of values for "in"
+    keep_leaky: list[str] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)  # {"column", "why", "auc"?}
+    leaks: list[dict[str, Any]] = field(default_factory=list)  # {"column", "auc", "kept"}
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rule(self) -> str:
+        """The rule in words, e.g. "G3 < 10", "G3 between 8 and 12", "Mjob is teacher or health"."""
+        if self.op == "between":
+            lo, hi = self.value
+            return f"{self.column} between {_num(lo)} and {_num(hi)}"
+        if self.op == "in":
+            return f"{self.column} is {' or '.join(map(str, self.value))}"
+        return f"{self.column} {_OP_WORDS[self.op]} {_num(self.value)}"
+
+    def definition(self) -> dict[str, Any]:
+        """What the user set (what the audit records and the API echoes)."""
+        return {
+            "name": self.name,
+            "column": self.column,
+            "op": self.op,
+            "value": self.value,
+            "keep_leaky": list(self.keep_leaky),
+        }
+
+    @property
+    def not_features(self) -> list[str]:
+        """Columns a model may not learn from: the derived label, its source, the leaks."""
+        return list(dict.fromkeys([self.name, self.column, *(e["column"] for e in self.excluded)]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Outcome | None:
+        if not data:
+            return None
+        return cls(
+            name=str(data["name"]),
+            column=str(data["column"]),
+            op=str(data["op"]),
+            value=data["value"],
+            keep_leaky=[str(c) for c in data.get("keep_leaky") or []],
+            excluded=list(data.get("excluded") or []),
+            leaks=list(data.get("leaks") or []),
+            counts=dict(data.get("counts") or {}),
+        )
+
+
+def _num(x: Any) -> str:
+    return f"{float(x):g}"
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DatasetError(f"{what} must be a number, e.g. 10.", field="outcome.value")
+    try:
+        number = float(value)
+    except ValueError:
+        raise DatasetError(
+            f"{what} must be a number, not {str(value)[:40]!r}: e.g. 10.", field="outcome.value"
+        ) from None
+    if not math.isfinite(number):
+        raise DatasetError(f"{what} must be a finite number, e.g. 10.", field="outcome.value")
+    return number
+
+
+def check_outcome(frame: pd.DataFrame, outcome: Outcome) -> Outcome:
+    """The rule with its value normalised (numbers as floats, categories as text), or
+    DatasetError naming the field ("outcome.name", "outcome.column", "outcome.op",
+    "outcome.value", "outcome.keep_leaky") and the fix."""
+    columns = [str(c) for c in frame.columns]
+    name = outcome.name.strip()
+    if not OUTCOME_NAME.match(name):
+        raise DatasetError(
+            "Name the outcome with a letter followed by letters, digits, '_', '-' or spaces "
+            "(at most 63 characters), e.g. at_risk.",
+            field="outcome.name",
+        )
+    if name in columns:
+        raise DatasetError(
+            f"The file already has a column '{name}': name the outcome something else, e.g. "
+            f"{name}_derived.",
+            field="outcome.name",
+        )
+    if outcome.column not in columns:
+        raise DatasetError(
+            f"There is no column '{outcome.column}' (columns: {', '.join(columns)}).",
+            field="outcome.column",
+        )
+    kind = infer_column(outcome.column, frame[outcome.column]).kind
+    if outcome.op not in OUTCOME_OPS:
+        raise DatasetError(
+            f"Unknown rule '{outcome.op}': use one of {', '.join(OUTCOME_OPS)}.",
+            field="outcome.op",
+        )
+    value: Any
+    if outcome.op in NUMERIC_OPS:
+        if kind != "numeric":
+            raise DatasetError(
+                f"'{outcome.column}' holds {kind} values, so '{outcome.op}' does not apply: "
+                "use 'in' with the values that mean the outcome, or pick a numeric column.",
+                field="outcome.op",
+            )
+        if outcome.op == "between":
+            pair = outcome.value
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise DatasetError(
+                    "'between' takes two numbers, the lowest and the highest: e.g. [8, 12].",
+                    field="outcome.value",
+                )
+            lo = _number(pair[0], "The lower bound")
+            hi = _number(pair[1], "The upper bound")
+            if lo > hi:
+                raise DatasetError(
+                    f"The lower bound {lo:g} is above the upper bound {hi:g}: swap them.",
+                    field="outcome.value",
+                )
+            value = [lo, hi]
+        else:
+            if isinstance(outcome.value, list):
+                raise DatasetError(
+                    f"'{outcome.op}' takes one number, e.g. 10 (use 'between' for a range).",
+                    field="outcome.value",
+                )
+            value = _number(outcome.value, "The value")
+    else:
+        if kind not in ("categorical", "boolean"):
+            raise DatasetError(
+                f"'{outcome.column}' holds {kind} values: 'in' is for categories; for numbers "
+                "use <, <=, >, >=, == or between.",
+                field="outcome.op",
+            )
+        wanted = outcome.value if isinstance(outcome.value, list) else None
+        if not wanted or not all(isinstance(v, (str, int, float)) for v in wanted):
+            raise DatasetError(
+                f"'in' takes a list of the values of '{outcome.column}' that mean the outcome, "
+                'e.g. ["yes"].',
+                field="outcome.value",
+            )
+        wanted = list(dict.fromkeys(str(v) for v in wanted))
+        present = label_values(frame, outcome.column)
+        unknown = [v for v in wanted if v not in present]
+        if unknown:
+            raise DatasetError(
+                f"{', '.join(map(repr, unknown))} does not occur in '{outcome.column}' (values: "
+                f"{', '.join(present[:20])}).",
+                field="outcome.value",
+            )
+        value = wanted
+    keep = list(dict.fromkeys(str(c) for c in outcome.keep_leaky))
+    unknown = [c for c in keep if c not in columns]
+    if unknown:
+        raise DatasetError(
+            f"keep_leaky names {', '.join(map(repr, unknown))}, not a column of the file "
+            f"(columns: {', '.join(columns)}).",
+            field="outcome.keep_leaky",
+        )
+    if outcome.column in keep:
+        raise DatasetError(
+            f"'{outcome.column}' is what the outcome is made from, so it can never be a feature: "
+            "remove it from keep_leaky.",
+            field="outcome.keep_leaky",
+        )
+    checked = Outcome(name=name, column=outcome.column, op=outcome.op, value=value, keep_leaky=keep)
+    derived = derive_outcome(frame, checked)
+    classes = set(derived.dropna())
+    if len(classes) < 2:
+        every = "every" if classes == {OUTCOME_YES} else "no"
+        raise DatasetError(
+            f"The rule {checked.rule} holds for {every} row with a value, so the outcome has one "
+            "class only: change the value so that some rows are positive and some are not.",
+            field="outcome.value",
+        )
+    return checked
+
+
+def derive_outcome(frame: pd.DataFrame, outcome: Outcome) -> pd.Series:
+    """ "yes" where the rule holds, "no" where it does not, missing where the source column is."""
+    source = frame[outcome.column]
+    if outcome.op == "in":
+        holds = source.astype(str).isin([str(v) for v in outcome.value])
+    else:
+        x = pd.to_numeric(source, errors="coerce")
+        op, v = outcome.op, outcome.value
+        if op == "between":
+            holds = (x >= float(v[0])) & (x <= float(v[1]))
+        else:
+            v = float(v)
+            holds = {
+                "<": x < v,
+                "<=": x <= v,
+                ">": x > v,
+                ">=": x >= v,
+                "==": x == v,
+            }[op]
+        source = x
+    out = pd.Series(np.where(holds, OUTCOME_YES, OUTCOME_NO), index=frame.index, dtype=object)
+    return out.where(source.notna(), None)
+
+
+def with_outcome(frame: pd.DataFrame, roles: Roles) -> pd.DataFrame:
+    """The rows with the derived outcome as a column, when the roles define one. Rows whose
+    source value is missing have no outcome and are left out."""
+    outcome = roles.outcome
+    if outcome is None or outcome.column not in frame.columns:
+        return frame
+    frame = frame.copy()
+    frame[outcome.name] = derive_outcome(frame, outcome)
+    return frame[frame[outcome.name].notna()].reset_index(drop=True)
+
+
+def single_feature_auc(values: pd.Series, y: np.ndarray) -> float | None:
+    """ROC AUC of one column by itself (numbers as they are; categories by their positive share
+    among the other rows — out of fold, so a column of many rare values does not look like a
+    leak by merely memorising rows); None when it cannot be measured."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(set(y.tolist())) < 2:
+        return None
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        x = pd.to_numeric(values, errors="coerce").astype(float)
+        if x.notna().sum() == 0 or x.nunique() < 2:
+            return None
+        score = x.fillna(x.median()).to_numpy()
+    else:
+        text = values.astype(str).where(values.notna(), "(missing)").to_numpy()
+        folds = np.arange(len(text)) % 5
+        score = np.full(len(text), float(np.mean(y)))
+        for fold in range(5):
+            rest = folds != fold
+            share = pd.Series(y[rest]).groupby(text[rest]).mean()
+            here = pd.Series(text[~rest]).map(share).to_numpy(dtype=float)
+            score[~rest] = np.where(np.isnan(here), float(np.mean(y[rest])), here)
+    return float(roc_auc_score(y, score))
+
+
+def find_leaks(
+    frame: pd.DataFrame, y: np.ndarray, columns: Iterable[str], threshold: float = LEAK_AUC
+) -> list[dict[str, Any]]:
+    """Columns that alone predict `y` almost perfectly: AUC above `threshold` or below
+    1 - `threshold`."""
+    leaks = []
+    for col in columns:
+        auc = single_feature_auc(frame[col], y)
+        if auc is not None and (auc > threshold or auc < 1 - threshold):
+            leaks.append({"column": col, "auc": round(auc, 4)})
+    return leaks
+
+
+def describe_outcome(frame: pd.DataFrame, roles: Roles) -> Outcome:
+    """The roles' outcome with what the data says about it: counts overall and per sensitive
+    group, the columns left out of features (its source, and leaks unless kept) and why."""
+    from edumlops.ml.training import infer_features
+
+    outcome = roles.outcome
+    assert outcome is not None
+    derived = derive_outcome(frame, outcome)
+    known = derived.notna()
+    y = (derived[known] == OUTCOME_YES).to_numpy(dtype=int)
+    rows = frame[known]
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for attribute in roles.sensitive:
+        if attribute not in frame.columns:
+            continue
+        groups = rows[attribute].astype(str).where(rows[attribute].notna(), "(missing)")
+        table = pd.Series(y, index=rows.index).groupby(groups).agg(["size", "sum"])
+        by_group[attribute] = [
+            {"group": str(g), "rows": int(r["size"]), "positive": int(r["sum"])}
+            for g, r in table.iterrows()
+        ]
+    counts = {
+        "rows": int(known.sum()),
+        "positive": int(y.sum()),
+        "negative": int(len(y) - y.sum()),
+        "missing": int((~known).sum()),
+        "by_group": by_group,
+    }
+    not_candidates = {outcome.column, outcome.name, roles.label, roles.time, roles.school}
+    not_candidates |= set(roles.sensitive)
+    candidates = infer_features(rows, exclude=not_candidates).columns
+    leaks = find_leaks(rows, y, candidates)
+    for leak in leaks:
+        leak["kept"] = leak["column"] in outcome.keep_leaky
+    excluded: list[dict[str, Any]] = [
+        {
+            "column": outcome.column,
+            "why": f"the outcome {outcome.name} is made from it ({outcome.rule})",
+        }
+    ]
+    for leak in leaks:
+        if not leak["kept"]:
+            excluded.append(
+                {
+                    "column": leak["column"],
+                    "why": f"it alone predicts {outcome.name} almost perfectly (AUC "
+                    f"{leak['auc']:.3f}): probably recorded with or after the outcome",
+                    "auc": leak["auc"],
+                }
+            )
+    return Outcome(
+        name=outcome.name,
+        column=outcome.column,
+        op=outcome.op,
+        value=outcome.value,
+        keep_leaky=list(outcome.keep_leaky),
+        excluded=excluded,
+        leaks=leaks,
+        counts=counts,
+    )

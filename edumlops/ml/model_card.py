@@ -98,6 +98,7 @@ def build_card(
             "sensitive_attributes": training.get("sensitive", []),
             "schools": training.get("schools", []),
             "period": training.get("period", {}),
+            "outcome": training.get("outcome"),
         },
         "evaluation": {
             "test_rows": validation.get("test_rows"),
@@ -194,6 +195,7 @@ def to_markdown(card: dict[str, Any]) -> str:
         f"- Dataset: {data.get('dataset')} (SHA-256 `{data.get('dataset_sha256')}`)",
         f"- Training rows: {data.get('rows')} ({data.get('positives')} positive)",
         f"- Label: {data.get('label')} (positive: {', '.join(data.get('positive_class') or [])})",
+        *outcome_lines(data.get("outcome")),
         f"- Sensitive attributes: {', '.join(data.get('sensitive_attributes') or []) or 'none'}",
         f"- Schools: {', '.join(data.get('schools') or []) or 'not recorded'}",
     ]
@@ -244,3 +246,13 @@ def to_markdown(card: dict[str, Any]) -> str:
         lines += ["", "## Bundle", "", f"Signed with key `{bundle.get('signing_key_id')}`:"]
         lines += [f"- {name}: `{digest}`" for name, digest in bundle.get("files", {}).items()]
     return "\n".join(lines) + "\n"
+
+
+def outcome_lines(outcome: dict[str, Any] | None) -> list[str]:
+    """How the label was made, when it was derived from a rule."""
+    if not outcome:
+        return []
+    lines = [f"- Outcome rule: {outcome['name']} = yes where {outcome['rule']}, else no"]
+    for excluded in outcome.get("excluded") or []:
+        lines.append(f"- Not a feature: {excluded['column']} ({excluded['why']})")
+    return lines

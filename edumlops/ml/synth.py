@@ -121,8 +121,14 @@ def generate_district(
     seed: int = 0,
     bias: Bias | None = None,
     drift: float = 1.0,
+    grades: bool = False,
 ) -> pd.DataFrame:
-    """`n_rows` student-term rows over `school_years` (each year has three terms)."""
+    """`n_rows` student-term rows over `school_years` (each year has three terms).
+
+    `grades=True` gives the rows a numeric `final_grade` (0–20) instead of the yes/no `at_risk`
+    column — the outcome must then be defined from it (e.g. at risk = final_grade < 10) — plus
+    two earlier-term grades, `grade_term1` and `grade_term2`, that predict it almost perfectly
+    (a leak the outcome check must catch)."""
     if n_rows < 1:
         raise ValueError("n_rows must be at least 1.")
     if not school_years:
@@ -246,6 +252,13 @@ def generate_district(
             "at_risk": at_risk,
         }
     )
+    if grades:
+        # the same latent risk, on a 0–20 scale: about the same share below 10 as at risk
+        final = np.clip(np.round(11.5 - 2.6 * risk - 2.0 + noisy(0.8)), 0, 20)
+        frame = frame.drop(columns="at_risk")
+        frame["grade_term1"] = np.clip(np.round(final + noisy(0.9)), 0, 20)
+        frame["grade_term2"] = np.clip(np.round(final + noisy(0.6)), 0, 20)
+        frame["final_grade"] = final
     frame.loc[frame["teacher_note"] == "", "teacher_note"] = None
     return frame.sort_values(["term", "school", "student_id"], kind="stable").reset_index(drop=True)
 

@@ -135,6 +135,12 @@ def provenance(frame: Any, roles: Roles, version: Any, y: Any) -> dict[str, Any]
         "positive": roles.positive,
         "sensitive": roles.sensitive,
     }
+    if roles.outcome is not None and roles.label == roles.outcome.name:
+        training["outcome"] = {
+            **roles.outcome.definition(),
+            "rule": roles.outcome.rule,
+            "excluded": roles.outcome.excluded,
+        }
     if roles.school and roles.school in frame:
         training["schools"] = sorted(map(str, frame[roles.school].dropna().unique()))[:200]
     if roles.time and roles.time in frame:

@@ -140,13 +140,20 @@ class DatasetBlock(Block):
         roles = version.role_set
         if not roles.label or not roles.positive:
             raise BlockError(
-                f'"{version}" has no label column and positive class marked: mark them on the '
-                f"dataset's page (/datasets/{version.dataset_id}/)."
+                f'"{version}" has no label column and positive class marked: mark them, or '
+                "define the outcome from a column (e.g. a grade), on the dataset's page "
+                f"(/datasets/versions/{version.pk}/)."
             )
         context.log(
             f"{version}: {version.rows} rows, {len(version.schema)} columns, "
             f"sha256 {version.sha256[:12]}…; label '{roles.label}' "
-            f"(positive: {', '.join(roles.positive)}); sensitive: "
+            f"(positive: {', '.join(roles.positive)}"
+            + (
+                f"; yes where {roles.outcome.rule}"
+                if roles.outcome and roles.outcome.name == roles.label
+                else ""
+            )
+            + "); sensitive: "
             f"{', '.join(roles.sensitive) or 'none marked'}"
         )
         context.metric("rows", version.rows)

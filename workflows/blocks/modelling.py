@@ -157,7 +157,7 @@ class TrainBlock(Block):
 
 def _features(frame: Any, roles: Roles, ref: dict[str, Any], params: TrainParams) -> FeatureSpec:
     personal = set(ref.get("personal", [])) | set((ref.get("minimise") or {}).get("hashed", []))
-    exclude = {roles.label, roles.time} | personal
+    exclude = {roles.label, roles.time} | personal | set(roles.not_features)
     if not params.use_sensitive_attributes:
         exclude |= set(roles.sensitive)
     exclude.discard(None)
@@ -171,9 +171,10 @@ def _features(frame: Any, roles: Roles, ref: dict[str, Any], params: TrainParams
         blocked = [c for c in params.features if c in exclude]
         if blocked:
             raise BlockError(
-                f"{', '.join(blocked)} cannot be a feature (the label, the date/term column, a "
-                "personal column, or a sensitive attribute while 'use sensitive attributes' is "
-                "off): remove it from the feature list."
+                f"{', '.join(blocked)} cannot be a feature (the label, the column the outcome "
+                "is made from or one that leaks it, the date/term column, a personal column, or "
+                "a sensitive attribute while 'use sensitive attributes' is off): remove it from "
+                "the feature list."
             )
         inferred = infer_features(frame[params.features], exclude=())
         spec = inferred

@@ -15,7 +15,10 @@ class Command(BaseCommand):
     help = (
         "Generate realistic synthetic student-term rows (schools of different sizes and "
         "localities, grades, sensitive attributes, engagement features with seasonal patterns "
-        "and cohort drift). Writes CSV to --output (or stdout), or stores it with --dataset."
+        "and cohort drift). Writes CSV to --output (or stdout), or stores it with --dataset. "
+        "With --grades the rows have a numeric final_grade (0-20) and no yes/no at_risk column, "
+        "plus two earlier-term grades that leak it: define the outcome (e.g. final_grade < 10) "
+        "on the dataset's page."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,6 +38,14 @@ class Command(BaseCommand):
             help="inject bias against a group, e.g. english_learner=yes",
         )
         parser.add_argument("--bias-strength", type=float, default=1.0)
+        parser.add_argument(
+            "--grades",
+            action="store_true",
+            help="a numeric final_grade (0-20) instead of the at_risk label, with grade_term1 and "
+            "grade_term2 (earlier terms) that predict it almost perfectly; no label is marked: "
+            "define the outcome from final_grade on the dataset's page or with PATCH "
+            "/api/dataset-versions/{id}/",
+        )
         parser.add_argument("--output", type=Path, help="CSV file to write (default: stdout)")
         parser.add_argument(
             "--dataset", help="store the rows as a new version of this dataset instead"
@@ -55,6 +66,7 @@ class Command(BaseCommand):
                 seed=opts["seed"],
                 bias=bias,
                 drift=opts["drift"],
+                grades=opts["grades"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -65,7 +77,9 @@ class Command(BaseCommand):
             district = District.objects.filter(slug=opts["district"]).first()
             if district is None:
                 raise CommandError(f"No district '{opts['district']}': run seed_demo first.")
-            version, created = store_generated(district, opts["dataset"], frame)
+            version, created = store_generated(
+                district, opts["dataset"], frame, labelled=not opts["grades"]
+            )
             what = "Stored" if created else "Already stored as"
             self.stdout.write(f"{what} {version} ({version.rows} rows, sha256 {version.sha256})")
             return
