@@ -16,6 +16,7 @@ from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
 from edumlops.site import keys as site_keys
+from edumlops.site import notifications
 from edumlops.site import views as core_views
 from workflows import gallery_views, threshold_views, training_views
 from workflows import views as workflow_views
@@ -25,9 +26,14 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("districts/<int:pk>/", core_views.district_dashboard, name="district"),
     path("schools/<int:pk>/", core_views.school_dashboard, name="school"),
+    path("schools/<int:pk>/model/", core_views.school_model_card, name="school-model"),
+    path("notifications/", notifications.notification_list, name="notifications"),
+    path("notifications/read/", notifications.notification_mark_read, name="notifications-read"),
+    path("notifications/<int:pk>/open/", notifications.notification_open, name="notification-open"),
+    path("favicon.ico", core_views.favicon, name="favicon"),
     path("datasets/", datasets_views.dataset_list, name="datasets"),
     path("datasets/versions/<int:pk>/", datasets_views.version_profile, name="dataset-version"),
-    path("models/", registry_views.model_list, name="models"),
+    path("models/", core_views.models_page, name="models"),
     path("models/train/", training_views.train, name="model-train"),
     path("models/<int:pk>/", registry_views.model_card_page, name="model-card"),
     path(

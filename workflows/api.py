@@ -283,7 +283,7 @@ class NotificationOut(serializers.ModelSerializer):
 
     class Meta:
         model = Notification
-        fields = ["id", "title", "body", "link", "created_at", "read"]
+        fields = ["id", "title", "body", "link", "link_label", "created_at", "read"]
 
     def get_read(self, notification: Notification) -> bool:
         return notification.read_at is not None
@@ -512,3 +512,13 @@ def notifications(request: Request) -> Response:
     """The user's notifications, newest first (at most 100)."""
     items = Notification.objects.filter(user=request.user)[:100]
     return Response(NotificationOut(items, many=True).data)
+
+
+@extend_schema(request=None, responses={200: NotificationOut})
+@api_view(["POST"])
+def notification_read(request: Request, pk: int) -> Response:
+    """Mark one of the user's notifications read (anyone else's answers 404)."""
+    note = get_object_or_404(Notification, pk=pk, user=request.user)
+    Notification.mark_read(request.user, note.pk)
+    note.refresh_from_db()
+    return Response(NotificationOut(note).data)

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from edumlops.audit import models as audit
@@ -258,20 +259,31 @@ class StepContext:
         ]
 
     def notify(
-        self, *, recipients: str, title: str, message: str, email: bool, link: str = ""
+        self,
+        *,
+        recipients: str,
+        title: str,
+        message: str,
+        email: bool,
+        link: str = "",
+        link_label: str = "",
     ) -> int:
         """One notification per person and step, and at most one e-mail: the e-mail is
         claimed (emailed_at) in the transaction that sends it, so a step run again after its
-        worker died does not send it twice unless it died in the middle of sending."""
+        worker died does not send it twice unless it died in the middle of sending. The
+        notification links to a page (the run's page unless `link` names another)."""
         users = _recipients(self.run, recipients)
-        body = message.format_map(
-            _SafeDict(workflow=self.run.workflow.name, run=f"run {self.run_id}")
-        )
-        link = link or f"/api/runs/{self.run_id}/"
+        body = message.format_map(_SafeDict(workflow=self.run.workflow.name, run=f"#{self.run_id}"))
+        if not link:
+            link = reverse("run", args=[self.run_id])
+            link_label = link_label or f"Open run #{self.run_id} of {self.run.workflow.name}"
+        link_label = (link_label or "Open")[:100]
         count = 0
         for user in users:
             note, _ = Notification.objects.get_or_create(
-                step=self._step, user=user, defaults={"title": title, "body": body, "link": link}
+                step=self._step,
+                user=user,
+                defaults={"title": title, "body": body, "link": link, "link_label": link_label},
             )
             count += 1
             if email and user.email and note.emailed_at is None:
@@ -635,7 +647,8 @@ def _wait_for_people(
         title=f"Approval needed: {label} in {context.run.workflow.name}"[:200],
         message=f"{summary + chr(10) if summary else ''}{exc}\n\nDecide in the approvals inbox.",
         email=True,
-        link="/approvals/",
+        link=reverse("approvals"),
+        link_label="Decide in the approvals inbox",
     )
     settle(run_id)
     return S.WAITING_APPROVAL

@@ -263,7 +263,8 @@ class Notification(models.Model):
     )
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
-    link = models.CharField(max_length=500, blank=True)
+    link = models.CharField(max_length=500, blank=True)  # a page, never an API URL
+    link_label = models.CharField(max_length=100, blank=True)  # what the link opens, in words
     step = models.ForeignKey(
         StepRun, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
     )
@@ -283,6 +284,18 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} → {self.user}"
+
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    @classmethod
+    def mark_read(cls, user: Any, pk: int | None = None) -> int:
+        """Mark one of the user's notifications (or all of them) read; the number marked."""
+        unread = cls.objects.filter(user=user, read_at__isnull=True)
+        if pk is not None:
+            unread = unread.filter(pk=pk)
+        return unread.update(read_at=timezone.now())
 
 
 class EngineLease(models.Model):

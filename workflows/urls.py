@@ -26,4 +26,5 @@ urlpatterns = [
     path("templates/", gallery_views.api_templates, name="api-templates"),
     path("templates/<slug:key>/use/", gallery_views.api_use_template, name="api-template-use"),
     path("notifications/", api.notifications, name="api-notifications"),
+    path("notifications/<int:pk>/read/", api.notification_read, name="api-notification-read"),
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -31,6 +33,50 @@ CSV_COLUMNS = (
     "hash",
     "prev_hash",
 )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field of an audit record as a person reads it: field: old → new."""
+
+    field: str
+    old: str
+    new: str
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted field names ({"a": {"b": 1}} → {"a.b": 1})."""
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if prefix:
+        return {prefix: value}
+    return {} if value in ({}, None, "") else {"value": value}
+
+
+def _words(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value or "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value) or "none"
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def changes(before: Any, after: Any) -> list[Change]:
+    """The fields of `before` and `after` that differ (or are only on one side), in order."""
+    old, new = _flat(before), _flat(after)
+    fields = list(dict.fromkeys([*old, *new]))
+    return [
+        Change(f, _words(old.get(f)), _words(new.get(f)))
+        for f in fields
+        if f not in old or f not in new or old[f] != new[f]
+    ]
 
 
 def _districts(request: HttpRequest) -> list:
@@ -73,6 +119,8 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     if request.GET.get("export") == "csv":
         return _csv(records)
     page = Paginator(records, 50).get_page(request.GET.get("page"))
+    for r in page:
+        r.changes = changes(r.before, r.after)
     query = "&".join(f"{k}={v}" for k, v in f.items() if v)
     return TemplateResponse(
         request,

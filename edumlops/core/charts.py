@@ -198,3 +198,69 @@ def time_chart(
         when(first, dt.UTC).date().isoformat(),
         when(last, dt.UTC).date().isoformat(),
     )
+
+
+# --- a count per day with both axes: "predictions per day" ------------------------------------
+@dataclass(frozen=True)
+class Tick:
+    at: float  # x for date ticks, y for count ticks
+    label: str
+
+
+@dataclass(frozen=True)
+class DayChart:
+    width: int
+    height: int
+    left: int  # the plot area: x from left to width, y from 0 to bottom
+    bottom: int
+    bars: list[Bar]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    total: int
+    busiest: int
+
+
+def day_columns(
+    days: list[Any], counts: list[int], *, width: int = 480, height: int = 150, every: int = 7
+) -> DayChart:
+    """One bar per day on a dated x axis (a tick every `every` days and on the last day) and a
+    count axis from 0 to a round top (0, half, top), for `<svg>` of width × height."""
+    if len(days) != len(counts):
+        raise ValueError(f"{len(days)} days but {len(counts)} counts: give one count per day.")
+    left, bottom = 36, height - 22  # room for the count labels and the date labels
+    busiest = max(counts, default=0)
+    top = _round_top(busiest)
+    plot_w, plot_h = width - left, bottom - 4
+    step = plot_w / max(len(days), 1)
+    bars = [
+        Bar(
+            x=round(left + i * step + 0.5, 2),
+            y=round(bottom - plot_h * c / top, 2),
+            w=round(max(step - 1, 1), 2),
+            h=round(plot_h * c / top, 2),
+            title=f"{_day(d)}: {c} prediction{'s' if c != 1 else ''}",
+        )
+        for i, (d, c) in enumerate(zip(days, counts, strict=True))
+    ]
+    last = len(days) - 1
+    x_ticks = [
+        Tick(round(left + (i + 0.5) * step, 2), _day(d))
+        for i, d in enumerate(days)
+        if (last - i) % every == 0
+    ]
+    y_ticks = [Tick(round(bottom - plot_h * v / top, 2), str(v)) for v in (0, top // 2, top)]
+    return DayChart(width, height, left, bottom, bars, x_ticks, y_ticks, sum(counts), busiest)
+
+
+def _round_top(n: int) -> int:
+    """The smallest of 2, 4, 10, 20, 40, 100, ... (even, so half is whole) at or above n."""
+    scale = 1
+    while True:
+        for m in (2, 4, 10):
+            if n <= m * scale:
+                return m * scale
+        scale *= 10
+
+
+def _day(d: Any) -> str:
+    return d.strftime("%-d %b") if hasattr(d, "strftime") else str(d)

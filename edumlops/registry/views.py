@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -14,6 +15,7 @@ from edumlops.core.charts import calibration_points, group_bars
 from edumlops.ml import model_card
 from edumlops.ml.fairness import METRICS
 from edumlops.registry.models import ModelVersion, mlflow_ready
+from edumlops.schools.models import School
 from edumlops.schools.permissions import Action, can, visible_districts
 
 
@@ -26,12 +28,12 @@ def _get_model_for_user(request: HttpRequest, pk: int) -> ModelVersion:
     )
 
 
-@login_required
-def model_list(request: HttpRequest) -> HttpResponse:
-    models = ModelVersion.objects.filter(
-        district__in=visible_districts(request.user)
-    ).select_related("district")
-    return TemplateResponse(request, "registry/list.html", {"models": models})
+def models_for(user) -> QuerySet[ModelVersion]:  # noqa: ANN001
+    """Every version of the districts the user sees whole (district staff and admins). A
+    teacher sees none here: only the model in use at their school (edumlops/site/views.py)."""
+    return ModelVersion.objects.filter(district__in=visible_districts(user)).select_related(
+        "district"
+    )
 
 
 def fairness_charts(card: dict) -> list[dict]:
@@ -64,20 +66,24 @@ def model_card_page(request: HttpRequest, pk: int) -> HttpResponse:
             model.set_alias(alias, actor=request.user)
             messages.success(request, f"{model} is now the {alias}.")
         return redirect("model-card", pk=model.pk)
+    return TemplateResponse(request, "registry/card.html", card_context(request.user, model))
+
+
+def card_context(user, model: ModelVersion, *, school: School | None = None) -> dict:  # noqa: ANN001
+    """What the model card page shows. With `school` (a teacher reading the card of the model in
+    use at their school) the district's own pages stay out: no dataset, run or download links,
+    no training schools, no approvers' names, no alias buttons."""
     card = model.card()
-    charts = fairness_charts(card)
-    return TemplateResponse(
-        request,
-        "registry/card.html",
-        {
-            "model": model,
-            "card": card,
-            "charts": charts,
-            "calibration": calibration_points(card["evaluation"].get("calibration")),
-            "may_promote": can(request.user, Action.PROMOTE, model),
-            "metric_labels": model_card.METRIC_LABELS,
-        },
-    )
+    return {
+        "model": model,
+        "card": card,
+        "charts": fairness_charts(card),
+        "calibration": calibration_points(card["evaluation"].get("calibration")),
+        "may_promote": school is None and can(user, Action.PROMOTE, model),
+        "metric_labels": model_card.METRIC_LABELS,
+        "school": school,
+        "district_view": school is None,
+    }
 
 
 @login_required

@@ -10,19 +10,29 @@ from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
 from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views import defaults
 
 from edumlops.core.api import error_body
-from edumlops.core.charts import column_bars, time_chart
-from edumlops.deployments.models import Prediction
+from edumlops.core.charts import column_bars, day_columns, time_chart
+from edumlops.deployments.models import Deployment, Prediction
 from edumlops.deployments.services import resolve
 from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck, PerformanceCheck
+from edumlops.registry import views as registry_views
 from edumlops.schools.models import CalendarPeriod, District, School
 from edumlops.schools.permissions import Action, can, visible_districts, visible_schools
+from workflows.compiler import plan
+from workflows.models import StepRun
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ def district_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             ],
             "may_approve": can(request.user, Action.APPROVE, district),
             "may_manage": can(request.user, Action.MANAGE, district),
+            **_attention(request.user, district),
         },
     )
 
@@ -186,9 +197,7 @@ def _monitoring(school) -> dict:  # noqa: ANN001
     for row in recent:
         per_day[row["day"]] = max(per_day.get(row["day"], 0), row["n"])
     days = [since + dt.timedelta(days=i) for i in range(30)]
-    volume = column_bars(
-        [per_day.get(d, 0) for d in days], [d.isoformat() for d in days], width=300, height=50
-    )
+    volume = day_columns(days, [per_day.get(d, 0) for d in days])
     bands = {
         b["band"]: b["n"]
         for b in Prediction.objects.filter(school=school, created_at__date__gte=since)
@@ -260,6 +269,76 @@ def _district_monitoring(district) -> dict:  # noqa: ANN001
 def _resolve(school):  # noqa: ANN001, ANN202
 
     return resolve(school)
+
+
+def _attention(user, district: District) -> dict:  # noqa: ANN001
+    """What asks for this person on the district's home: the steps waiting for their decision
+    (for those who approve) and the newest alerts, each with the page to act on."""
+    waiting = []
+    if can(user, Action.APPROVE, district):
+        steps = (
+            StepRun.objects.filter(
+                status=StepRun.Status.WAITING_APPROVAL, run__workflow__district=district
+            )
+            .select_related("run__workflow", "run__version")
+            .order_by("started_at", "id")
+        )
+        waiting = [
+            {"step": s, "run": s.run, "label": _step_label(s), "since": s.started_at}
+            for s in steps[:10]
+        ]
+    alerts = Alert.objects.filter(district=district).select_related("school")[:5]
+    return {"pending_approvals": waiting, "recent_alerts": list(alerts)}
+
+
+def _step_label(step: StepRun) -> str:
+    p = plan(step.run.version.graph)
+    return p.nodes[step.node_id].label or p.block(step.node_id).label
+
+
+# --- models: the registry for district staff, the model in use for a teacher -----------------
+def in_use(user) -> list[tuple[School, Deployment]]:  # noqa: ANN001
+    """(school, deployment) for each school the user sees only as a school (teachers) and that
+    a deployment serves."""
+    if visible_districts(user).exists():
+        return []
+    found = [(school, resolve(school)) for school in visible_schools(user).order_by("name")]
+    return [(school, d) for school, d in found if d is not None]
+
+
+@login_required
+def models_page(request: HttpRequest) -> HttpResponse:
+    """District staff: every version. Teachers: the model their school uses, with its card."""
+    return TemplateResponse(
+        request,
+        "registry/list.html",
+        {
+            "models": registry_views.models_for(request.user),
+            "in_use": in_use(request.user),
+            "may_train": any(
+                can(request.user, Action.MANAGE_DATA, d) for d in visible_districts(request.user)
+            ),
+        },
+    )
+
+
+@login_required
+def school_model_card(request: HttpRequest, pk: int) -> HttpResponse:
+    """The card of the model in use at a school, for anyone who sees the school (a teacher sees
+    no other version, and none of the district's own pages)."""
+    school = _get_school_for_user(request, pk)
+    deployment = resolve(school)
+    if deployment is None:
+        raise Http404("No model is deployed for this school.")
+    model = deployment.model_version
+    whole = can(request.user, Action.VIEW, model.district)  # district staff: the full card
+    context = registry_views.card_context(request.user, model, school=None if whole else school)
+    return TemplateResponse(request, "registry/card.html", context)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask every site for /favicon.ico: send them the SVG icon."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

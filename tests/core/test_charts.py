@@ -63,3 +63,36 @@ def test_time_chart_places_lines_bands_and_alerts_on_one_axis():
     assert chart.bands[0].x == 30.0 and chart.markers[0].x == 100.0
     assert chart.lines[0].dash != chart.lines[1].dash  # told apart without colour
     assert time_chart({}) is None
+
+
+def test_predictions_per_day_have_dated_ticks_and_a_round_count_axis():
+    import datetime as dt
+
+    from edumlops.core.charts import day_columns
+
+    days = [dt.date(2026, 11, 4) + dt.timedelta(days=i) for i in range(30)]
+    counts = [0] * 29 + [13]
+    chart = day_columns(days, counts, width=336, height=150)
+    assert (chart.total, chart.busiest) == (13, 13)
+    # a tick every 7 days counted back from the last day, which is always labelled
+    assert [t.label for t in chart.x_ticks] == ["5 Nov", "12 Nov", "19 Nov", "26 Nov", "3 Dec"]
+    assert [t.label for t in chart.y_ticks] == ["0", "10", "20"]  # 13 rounds up to 20
+    assert chart.y_ticks[0].at == chart.bottom and chart.y_ticks[-1].at == 4
+    assert chart.bars[-1].title == "3 Dec: 13 predictions" and chart.bars[0].h == 0
+    assert chart.bars[-1].h == round((chart.bottom - 4) * 13 / 20, 2)
+    assert chart.bars[0].x >= chart.left  # bars start right of the count axis
+
+
+def test_a_day_chart_with_no_predictions_still_has_axes_and_one_count_per_day_is_required():
+    import datetime as dt
+
+    import pytest
+
+    from edumlops.core.charts import day_columns
+
+    days = [dt.date(2026, 12, 1), dt.date(2026, 12, 2)]
+    chart = day_columns(days, [0, 0])
+    assert [t.label for t in chart.y_ticks] == ["0", "1", "2"]
+    assert chart.bars[1].title == "2 Dec: 0 predictions"
+    with pytest.raises(ValueError, match="2 days but 1 counts"):
+        day_columns(days, [1])

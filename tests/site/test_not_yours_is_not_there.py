@@ -42,11 +42,13 @@ def _objects(district, school, staff, tmp_path, tag):
         algorithm="logistic_regression",
         dataset_sha256="0" * 64,
     )
+    Deployment.objects.create(district=district, model_version=model, scope="district")
     workflow = Workflow.objects.create(district=district, name=f"W {tag}", owner=staff)
     wv = workflow.save_version(GRAPH, "first", staff)
     run = Run.objects.create(workflow=workflow, version=wv, trigger_node="start")
     return {
         "school": f"/schools/{school.pk}/",
+        "school model": f"/schools/{school.pk}/model/",
         "district": f"/districts/{district.pk}/",
         "dataset version": f"/datasets/versions/{version.pk}/",
         "model card": f"/models/{model.pk}/",
@@ -57,6 +59,7 @@ def _objects(district, school, staff, tmp_path, tag):
 
 MISSING_URLS = {
     "school": f"/schools/{MISSING}/",
+    "school model": f"/schools/{MISSING}/model/",
     "district": f"/districts/{MISSING}/",
     "dataset version": f"/datasets/versions/{MISSING}/",
     "model card": f"/models/{MISSING}/",
@@ -81,14 +84,16 @@ def world(
         2: _objects(other_district, other_school, users["staff of district 2"], tmp_path, "two"),
     }
     pages[1]["school B"] = f"/schools/{school_b.pk}/"
+    pages[1]["school B model"] = f"/schools/{school_b.pk}/model/"
     return users, pages
 
 
 # what each role may see: (district of the objects, kind) pairs; the rest must look missing
 VISIBLE = {
-    "teacher of school A": {(1, "school")},
-    "teacher of school B": {(1, "school B")},
-    "staff of district 1": {(1, kind) for kind in MISSING_URLS} | {(1, "school B")},
+    "teacher of school A": {(1, "school"), (1, "school model")},
+    "teacher of school B": {(1, "school B"), (1, "school B model")},
+    "staff of district 1": {(1, kind) for kind in MISSING_URLS}
+    | {(1, "school B"), (1, "school B model")},
     "staff of district 2": {(2, kind) for kind in MISSING_URLS},
 }
 

@@ -46,7 +46,7 @@ def test_notify_emails_each_recipient_once_even_when_the_step_is_redelivered(
     assert engine.execute_step(run.pk, "tell", me=me) == "succeeded"
     assert engine.execute_step(run.pk, "tell", me=me) == "succeeded"  # redelivered: no-op
     assert [m.to for m in mail.outbox] == [["staff@district.example"]]
-    assert mail.outbox[0].body == f"Test workflow: run {run.pk}"
+    assert mail.outbox[0].body == f"Test workflow: #{run.pk}"
     assert Notification.objects.get().emailed_at is not None
     assert _steps(run)["tell"].attempts == 1
     assert engine.settle(run.pk) == "succeeded"

@@ -1,0 +1,50 @@
+"""Human words for the status codes stored by checks, runs and alerts: `{{ check.status|words }}`.
+
+Pages never print a raw code such as ``insufficient_data``; a code missing from the table below
+is shown with its underscores turned into spaces, so a new code still reads as words.
+"""
+
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+WORDS: dict[str, str] = {
+    # drift, performance and latency checks
+    "drift": "drift found",
+    "no_drift": "no drift",
+    "insufficient_data": "not enough data yet",
+    "ok": "all right",
+    "degraded": "worse than at training",
+    "slow": "slower than allowed",
+    # alerts
+    "open": "open",
+    "acknowledged": "seen, not yet resolved",
+    "resolved": "resolved",
+    "info": "for information",
+    "warning": "warning",
+    "critical": "critical",
+    # runs and steps
+    "pending": "not started",
+    "queued": "waiting to start",
+    "running": "running",
+    "waiting": "waiting",
+    "waiting_approval": "waiting for approval",
+    "succeeded": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "skipped": "skipped",
+    "blocked": "not run (an earlier step failed)",
+    # bias gate
+    "pass": "passed",
+    "fail": "failed",
+    "inconclusive": "inconclusive",
+}
+
+
+@register.filter
+def words(code: object) -> str:
+    """The words for a status code (unknown codes: underscores become spaces)."""
+    text = "" if code is None else str(code)
+    return WORDS.get(text, text.replace("_", " "))
