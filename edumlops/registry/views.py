@@ -10,9 +10,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 
-from edumlops.core.charts import calibration_points, group_bars
+from edumlops.core.charts import calibration_points
 from edumlops.ml import model_card
-from edumlops.ml.fairness import METRICS
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from edumlops.schools.permissions import Action, can, visible_districts
 
@@ -34,24 +33,6 @@ def model_list(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "registry/list.html", {"models": models})
 
 
-def fairness_charts(card: dict) -> list[dict]:
-    """Bar charts of the first two group metrics per sensitive attribute (not intersections)."""
-    groups = card["fairness"]["groups"]
-    attributes = list(dict.fromkeys(g["attribute"] for g in groups))
-    metrics = [m for m in METRICS if any(m in g["metrics"] for g in groups)]
-    return [
-        {
-            "attribute": attribute,
-            "metric": metric,
-            "metric_label": METRICS[metric],
-            "bars": group_bars(groups, attribute, metric),
-        }
-        for metric in metrics[:2]
-        for attribute in attributes
-        if "×" not in attribute
-    ]
-
-
 @login_required
 def model_card_page(request: HttpRequest, pk: int) -> HttpResponse:
     model = _get_model_for_user(request, pk)
@@ -65,14 +46,12 @@ def model_card_page(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"{model} is now the {alias}.")
         return redirect("model-card", pk=model.pk)
     card = model.card()
-    charts = fairness_charts(card)
     return TemplateResponse(
         request,
         "registry/card.html",
         {
             "model": model,
             "card": card,
-            "charts": charts,
             "calibration": calibration_points(card["evaluation"].get("calibration")),
             "may_promote": can(request.user, Action.PROMOTE, model),
             "metric_labels": model_card.METRIC_LABELS,
