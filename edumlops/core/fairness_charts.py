@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from edumlops.ml.fairness import COUNTED, JOIN, OUTCOMES, metric_name, rule_name, students
+from edumlops.ml.fairness import (
+    COUNTED,
+    JOIN,
+    OUTCOMES,
+    metric_name,
+    not_judged,
+    rule_name,
+    students,
+)
 from edumlops.ml.model_card import wilson
 
 _DENOMINATOR = {
@@ -38,16 +46,10 @@ def _judged(group: dict[str, Any], metric: str, minimum: int) -> tuple[bool, str
     if judged is None:  # a report stored before groups said so
         count = _count(group, metric)
         if group.get("insufficient"):
-            judged = False
-            reason = f"not judged: {students(int(group['n']))}, fewer than the {minimum} needed"
+            judged, reason = False, not_judged(minimum, "held-out students")
         else:
             judged = count >= minimum
-            reason = (
-                ""
-                if judged
-                else f"not judged: {students(count, COUNTED[metric])}, fewer than the "
-                f"{minimum} needed"
-            )
+            reason = "" if judged else not_judged(minimum, COUNTED[metric])
     return bool(judged), reason
 
 

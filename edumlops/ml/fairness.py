@@ -65,6 +65,11 @@ def students(count: int, what: str = "held-out students") -> str:
     return f"{count} {what[:-1] if count == 1 and what.endswith('s') else what}"
 
 
+def not_judged(minimum: int, what: str) -> str:
+    """Why a group's rate is shown greyed (its counts are shown next to it)."""
+    return f"not judged: fewer than the {minimum} {what} needed"
+
+
 RuleKind = Literal["max_difference", "min_ratio"]
 Outcome = Literal["pass", "fail", "inconclusive"]
 JOIN = " × "
@@ -274,15 +279,9 @@ def bias_report(
                 count = int(denominators[m][i])
                 judged[m] = bool(sufficient[i]) and count >= min_group_size
                 if not sufficient[i]:
-                    reasons[m] = (
-                        f"not judged: {students(int(sizes[i]))}, fewer than the "
-                        f"{min_group_size} needed"
-                    )
+                    reasons[m] = not_judged(min_group_size, "held-out students")
                 elif not judged[m]:
-                    reasons[m] = (
-                        f"not judged: {students(count, COUNTED[m])}, fewer than the "
-                        f"{min_group_size} needed"
-                    )
+                    reasons[m] = not_judged(min_group_size, COUNTED[m])
             groups.append(
                 GroupRow(
                     attribute=name,
@@ -370,7 +369,7 @@ def _check(
         )
         base.outcome = "inconclusive"
         base.reason = (
-            f"{name}: the {label} is compared only between groups with at least "
+            f"{name}: {label} is compared only between groups with at least "
             f"{min_group_size} {counted}; {have}, too few to compare"
             + (f" ({listed})" if small else "")
             + ". Collect more data or lower the minimum group size."
@@ -404,7 +403,7 @@ def _check(
     base.worst_group, base.best_group = worst, best
     interval = f"95% interval {low:.3f}–{high:.3f}"
     if rule.kind == "max_difference":
-        gap = f"the {label} differs by {value:.3f} between groups ({interval}; worst: {worst})"
+        gap = f"{label} differs by {value:.3f} between groups ({interval}; worst: {worst})"
         if high <= rule.threshold:
             base.outcome, verdict = "pass", f"within the limit {rule.threshold:g}"
         elif low > rule.threshold:
@@ -413,7 +412,10 @@ def _check(
             base.outcome = "inconclusive"
             verdict = f"the interval straddles the limit {rule.threshold:g}"
     else:
-        gap = f"the {label} ratio between groups is {value:.3f} ({interval}; worst: {worst})"
+        gap = (
+            f"{label}: the worst group's rate is {value:.3f} of the best's ({interval}; "
+            f"worst: {worst})"
+        )
         if low >= rule.threshold:
             base.outcome, verdict = "pass", f"at or above the minimum {rule.threshold:g}"
         elif high < rule.threshold:

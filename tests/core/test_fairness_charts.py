@@ -55,7 +55,7 @@ def test_groups_not_judged_keep_their_numbers_and_say_why():
         not x["judged"] and x["value"] is not None and x["width"] == pytest.approx(100 * x["value"])
     )
     assert x["counts"].endswith("of 12 held-out students")
-    assert x["reason"] == "not judged: 12 held-out students, fewer than the 30 needed"
+    assert x["reason"] == "not judged: fewer than the 30 held-out students needed"
     check = next(c for c in view["checks"] if c["attribute"] == "address")
     assert check["rule_label"] == "largest gap between groups (max difference)"
     assert check["counted"] == "at-risk students"
@@ -108,7 +108,7 @@ def test_a_report_stored_before_groups_said_why_is_shown_the_same_way():
     (chart,) = view["charts"]
     f, m = chart["bars"]
     assert f["counts"] == "14 at-risk students of 93 held-out students"
-    assert f["reason"] == "not judged: 14 at-risk students, fewer than the 30 needed"
+    assert f["reason"] == "not judged: fewer than the 30 at-risk students needed"
     assert m["counts"] == "11 at-risk students of 70 held-out students" and not m["judged"]
     assert chart["flagged"] and view["checks"][0]["counted"] == "at-risk students"
 

@@ -156,7 +156,12 @@ def test_an_intersection_too_small_to_judge_asks_staff_with_the_report_once(
     assert "Missed at-risk students (false-negative rate)" in page
     assert "false_negative_rate" not in page and "max_difference" not in page
 
+    panel = client.get(f"/runs/{run.pk}/steps/bias/").content.decode()  # the canvas's panel
+    assert panel.count('data-testid="fairness"') == 1 and 'data-attribute="sex × address"' in panel
+    report_part = panel[panel.index('data-testid="fairness"') :]
+    assert "false_negative_rate" not in report_part  # (the step's metric keys above stay codes)
+
     card = client.get(f"/models/{model.pk}/").content.decode()
     assert card.count('data-testid="fairness"') == 1
     assert 'class="groupchart flagged flagged-inconclusive intersection"' in card
-    assert "not judged: " in card and "fewer than the 180 needed" in card
+    assert "not judged: fewer than the 180 at-risk students needed" in card
