@@ -25,12 +25,51 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+# The one mapping from codes to the words pages show (model card, canvas panel, approvals, the
+# train form); the JSON keeps the codes.
 METRICS = {
-    "false_negative_rate": "False-negative rate (at-risk students missed)",
-    "selection_rate": "Selection rate (share flagged)",
-    "recall": "Recall (at-risk students found)",
-    "false_positive_rate": "False-positive rate (flagged but fine)",
+    "false_negative_rate": "missed at-risk students (false-negative rate)",
+    "selection_rate": "students flagged (selection rate)",
+    "recall": "at-risk students found (recall)",
+    "false_positive_rate": "students flagged who were not at risk (false-positive rate)",
 }
+RULES = {
+    "max_difference": "largest gap between groups (max difference)",
+    "min_ratio": "smallest ratio between groups (min ratio)",
+}
+OUTCOMES = {
+    "pass": "passed",
+    "fail": "failed",
+    "inconclusive": "inconclusive",
+    "not checked": "not checked",
+}
+# What each rate is computed on: its denominator, counted per group.
+COUNTED = {
+    "false_negative_rate": "at-risk students",
+    "recall": "at-risk students",
+    "false_positive_rate": "students not at risk",
+    "selection_rate": "held-out students",
+}
+
+
+def metric_name(code: str) -> str:
+    return METRICS.get(code, code.replace("_", " "))
+
+
+def rule_name(code: str) -> str:
+    return RULES.get(code, code.replace("_", " "))
+
+
+def students(count: int, what: str = "held-out students") -> str:
+    """'1 at-risk student', '14 at-risk students'."""
+    return f"{count} {what[:-1] if count == 1 and what.endswith('s') else what}"
+
+
+def not_judged(minimum: int, what: str) -> str:
+    """Why a group's rate is shown greyed (its counts are shown next to it)."""
+    return f"not judged: fewer than the {minimum} {what} needed"
+
+
 RuleKind = Literal["max_difference", "min_ratio"]
 Outcome = Literal["pass", "fail", "inconclusive"]
 JOIN = " × "
@@ -64,6 +103,12 @@ class BiasCheck:
     reason: str
     worst_group: str | None = None
     best_group: str | None = None
+    # What the check counted per group and how many it needed: the rate's denominator (e.g.
+    # "at-risk students"), the minimum, and the groups left out with both of their counts.
+    counted: str = ""
+    min_group_size: int = 0
+    judged_groups: int = 0
+    not_judged: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +119,14 @@ class GroupRow:
     positives: int
     metrics: dict[str, float | None]
     insufficient: bool
+    # Per metric: is the rate judged (enough students in its denominator), and if not, why.
+    judged: dict[str, bool] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    attributes: list[str] = field(default_factory=list)  # two for an intersection
+
+    @property
+    def negatives(self) -> int:
+        return self.n - self.positives
 
 
 @dataclass
@@ -212,8 +265,23 @@ def bias_report(
         codes = pd.Categorical(labels, categories=names).codes.astype(np.int64)
         sizes = by_group["n"].to_numpy(dtype=int)
         sufficient = sizes >= min_group_size
+        positives = by_group["positives"].to_numpy(dtype=int)
+        denominators = {
+            "false_negative_rate": positives,
+            "recall": positives,
+            "false_positive_rate": sizes - positives,
+            "selection_rate": sizes,
+        }
         for i, group in enumerate(names):
             row = by_group.iloc[i]
+            judged, reasons = {}, {}
+            for m in metrics:
+                count = int(denominators[m][i])
+                judged[m] = bool(sufficient[i]) and count >= min_group_size
+                if not sufficient[i]:
+                    reasons[m] = not_judged(min_group_size, "held-out students")
+                elif not judged[m]:
+                    reasons[m] = not_judged(min_group_size, COUNTED[m])
             groups.append(
                 GroupRow(
                     attribute=name,
@@ -222,6 +290,9 @@ def bias_report(
                     positives=int(row["positives"]),
                     metrics={m: _clean(row[m]) for m in metrics},
                     insufficient=not bool(sufficient[i]),
+                    judged=judged,
+                    reasons=reasons,
+                    attributes=list(attrs),
                 )
             )
         boot_rates = {m: [] for m in metrics}
@@ -229,19 +300,12 @@ def bias_report(
             c = _counts(codes[idx], y[idx], p[idx], len(names))
             for m in metrics:
                 boot_rates[m].append(_rate(m, c))
-        positives = by_group["positives"].to_numpy(dtype=int)
-        denominators = {
-            "false_negative_rate": positives,
-            "recall": positives,
-            "false_positive_rate": sizes - positives,
-            "selection_rate": sizes,
-        }
         for rule in rules:
             values = by_group[rule.metric].to_numpy(dtype=float)
             counts = denominators[rule.metric]
             values = np.where(sufficient & (counts >= min_group_size), values, np.nan)
             checks.append(
-                _check(name, rule, values, names, counts, min_group_size, boot_rates, tail)
+                _check(name, rule, values, names, counts, sizes, min_group_size, boot_rates, tail)
             )
     outcome: Outcome = (
         "fail"
@@ -276,20 +340,38 @@ def _check(
     values: np.ndarray,
     names: list[str],
     counts: np.ndarray,
+    sizes: np.ndarray,
     min_group_size: int,
     boot_rates: dict[str, list[np.ndarray]],
     tail: float,
 ) -> BiasCheck:
-    label = METRICS[rule.metric].split(" (")[0].lower()
+    label = metric_name(rule.metric)
+    counted = COUNTED[rule.metric]
     judged = ~np.isnan(values)
     base = BiasCheck(name, rule.metric, rule.kind, rule.threshold, None, None, None, "pass", "")
+    base.counted, base.min_group_size, base.judged_groups = (
+        counted,
+        min_group_size,
+        int(judged.sum()),
+    )
+    base.not_judged = [
+        {"group": g, "count": int(c), "n": int(n)}
+        for g, c, n, ok in zip(names, counts, sizes, judged, strict=True)
+        if not ok
+    ]
+    small = [_counts_text(d, counted) for d in base.not_judged]
+    listed = "; ".join(small[:6]) + (" …" if len(small) > 6 else "")
     if judged.sum() < 2:
-        small = [f"{g} ({n})" for g, n, ok in zip(names, counts, judged, strict=True) if not ok]
+        have = (
+            "no group has that many"
+            if not judged.any()
+            else f"only {int(judged.sum())} group has that many"
+        )
         base.outcome = "inconclusive"
         base.reason = (
-            f"{name}: only {int(judged.sum())} group(s) have at least {min_group_size} held-out "
-            f"students to compute the {label} on; too few to compare"
-            + (f" (insufficient: {', '.join(small[:6])})" if small else "")
+            f"{name}: {label} is compared only between groups with at least "
+            f"{min_group_size} {counted}; {have}, too few to compare"
+            + (f" ({listed})" if small else "")
             + ". Collect more data or lower the minimum group size."
         )
         return base
@@ -319,7 +401,7 @@ def _check(
     )
     base.value, base.ci_low, base.ci_high = round(value, 4), round(low, 4), round(high, 4)
     base.worst_group, base.best_group = worst, best
-    interval = f"95% CI {low:.3f}–{high:.3f}"
+    interval = f"95% interval {low:.3f}–{high:.3f}"
     if rule.kind == "max_difference":
         gap = f"{label} differs by {value:.3f} between groups ({interval}; worst: {worst})"
         if high <= rule.threshold:
@@ -330,7 +412,10 @@ def _check(
             base.outcome = "inconclusive"
             verdict = f"the interval straddles the limit {rule.threshold:g}"
     else:
-        gap = f"{label} ratio between groups is {value:.3f} ({interval}; worst: {worst})"
+        gap = (
+            f"{label}: the worst group's rate is {value:.3f} of the best's ({interval}; "
+            f"worst: {worst})"
+        )
         if low >= rule.threshold:
             base.outcome, verdict = "pass", f"at or above the minimum {rule.threshold:g}"
         elif high < rule.threshold:
@@ -338,14 +423,17 @@ def _check(
         else:
             base.outcome = "inconclusive"
             verdict = f"the interval straddles the minimum {rule.threshold:g}"
-    left_out = [f"{g} ({n})" for g, n, ok in zip(names, counts, judged, strict=True) if not ok]
     base.reason = f"{name}: {gap}, {verdict}." + (
-        f" Not judged, fewer than {min_group_size} students to compute it on: "
-        f"{', '.join(left_out[:6])}{' …' if len(left_out) > 6 else ''}."
-        if left_out
-        else ""
+        f" Not judged, fewer than {min_group_size} {counted}: {listed}." if small else ""
     )
     return base
+
+
+def _counts_text(entry: dict[str, Any], counted: str) -> str:
+    """'F: 14 at-risk students of 93 held-out students' (or just '12 held-out students')."""
+    if counted == "held-out students":
+        return f"{entry['group']}: {students(entry['n'])}"
+    return f"{entry['group']}: {students(entry['count'], counted)} of {students(entry['n'])}"
 
 
 def _summary(outcome: Outcome, checks: list[BiasCheck]) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from edumlops.ml.fairness import metric_name
+
 # For each group metric, which count is its denominator (so a Wilson interval can be drawn).
 DENOMINATORS = {
     "false_negative_rate": "positives",
@@ -223,7 +225,8 @@ def to_markdown(card: dict[str, Any]) -> str:
     groups = fair.get("groups") or []
     if groups:
         names = sorted({m for g in groups for m in g["metrics"]})
-        lines.append("| Attribute | Group | n | " + " | ".join(names) + " |")
+        words = [metric_name(name) for name in names]
+        lines.append("| Attribute | Group | held-out students | " + " | ".join(words) + " |")
         lines.append("|---|---|---|" + "---|" * len(names))
         for g in groups:
             cells = []

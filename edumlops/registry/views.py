@@ -11,9 +11,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 
-from edumlops.core.charts import calibration_points, group_bars
+from edumlops.core.charts import calibration_points
 from edumlops.ml import model_card
-from edumlops.ml.fairness import METRICS
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from edumlops.schools.models import School
 from edumlops.schools.permissions import Action, can, visible_districts
@@ -34,24 +33,6 @@ def models_for(user) -> QuerySet[ModelVersion]:  # noqa: ANN001
     return ModelVersion.objects.filter(district__in=visible_districts(user)).select_related(
         "district"
     )
-
-
-def fairness_charts(card: dict) -> list[dict]:
-    """Bar charts of the first two group metrics per sensitive attribute (not intersections)."""
-    groups = card["fairness"]["groups"]
-    attributes = list(dict.fromkeys(g["attribute"] for g in groups))
-    metrics = [m for m in METRICS if any(m in g["metrics"] for g in groups)]
-    return [
-        {
-            "attribute": attribute,
-            "metric": metric,
-            "metric_label": METRICS[metric],
-            "bars": group_bars(groups, attribute, metric),
-        }
-        for metric in metrics[:2]
-        for attribute in attributes
-        if "×" not in attribute
-    ]
 
 
 @login_required
@@ -77,7 +58,6 @@ def card_context(user, model: ModelVersion, *, school: School | None = None) -> 
     return {
         "model": model,
         "card": card,
-        "charts": fairness_charts(card),
         "calibration": calibration_points(card["evaluation"].get("calibration")),
         "may_promote": school is None and can(user, Action.PROMOTE, model),
         "metric_labels": model_card.METRIC_LABELS,

@@ -99,11 +99,19 @@ def test_a_rate_is_judged_only_on_enough_students_in_its_denominator():
     report = bias_report(y, pred, frame, FNR, intersections=False, min_group_size=30)
     check = report.checks[0]
     assert check.outcome == "pass", check.reason  # c's FNR of 1.0 over 6 students is not judged
-    assert "Not judged" in check.reason and "c (6)" in check.reason
+    assert "Not judged, fewer than 30 at-risk students" in check.reason
+    assert "c: 6 at-risk students of 200 held-out students" in check.reason
+    assert check.not_judged == [{"group": "c", "count": 6, "n": 200}]
+    c = next(g for g in report.groups if g.group == "c")
+    assert not c.insufficient and c.judged == {"false_negative_rate": False}
+    assert c.metrics["false_negative_rate"] == 1.0  # kept, shown greyed with the reason
+    assert c.reasons["false_negative_rate"] == (
+        "not judged: fewer than the 30 at-risk students needed"
+    )
     selection = bias_report(
         y, pred, frame, [BiasRule("selection_rate", "max_difference", 0.5)], intersections=False
     )
-    assert "c (" not in selection.checks[0].reason  # 200 students: c counts for selection rate
+    assert "c:" not in selection.checks[0].reason  # 200 students: c counts for selection rate
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -117,3 +125,61 @@ def test_noise_among_many_equal_groups_is_not_called_bias(seed):
     frame = pd.DataFrame({"g": np.repeat(list("abcdef"), 80)})
     report = bias_report(y, pred, frame, FNR, intersections=False, seed=seed)
     assert report.outcome != "fail", report.summary
+
+
+def test_the_insufficiency_message_says_what_it_counts_and_the_minimum():
+    """The issue's case: 93 and 70 held-out students, of whom 14 and 11 at risk: the message
+    names both counts, so it agrees with a chart showing 93 and 70."""
+    y = np.array([1] * 14 + [0] * 79 + [1] * 11 + [0] * 59)
+    pred = np.zeros_like(y)
+    frame = pd.DataFrame({"sex": ["F"] * 93 + ["M"] * 70})
+    report = bias_report(y, pred, frame, FNR, intersections=False, min_group_size=30)
+    check = report.checks[0]
+    assert check.outcome == "inconclusive"
+    assert check.counted == "at-risk students" and check.min_group_size == 30
+    assert check.judged_groups == 0
+    assert "at least 30 at-risk students; no group has that many" in check.reason
+    assert "F: 14 at-risk students of 93 held-out students" in check.reason
+    assert "M: 11 at-risk students of 70 held-out students" in check.reason
+    assert "false-negative rate" in check.reason and "false_negative_rate" not in check.reason
+    f = next(g for g in report.groups if g.group == "F")
+    assert (f.n, f.positives, f.negatives) == (93, 14, 79)
+
+
+def test_insufficient_groups_keep_their_numbers_and_reason():
+    y, pred, frame = groups_with_fnr(0.2, 0.2, 500)
+    frame.loc[:9, "g"] = "tiny"
+    pred[:10] = 0
+    pred[0] = 1  # tiny: 5 at-risk students, one found
+    report = bias_report(y, pred, frame, FNR, intersections=False, min_group_size=30)
+    tiny = next(g for g in report.groups if g.group == "tiny")
+    assert tiny.insufficient and tiny.n == 10 and tiny.positives == 5
+    assert tiny.metrics["false_negative_rate"] == pytest.approx(0.8)
+    assert tiny.judged == {"false_negative_rate": False}
+    assert tiny.reasons["false_negative_rate"] == (
+        "not judged: fewer than the 30 held-out students needed"
+    )
+    again = BiasReport.from_dict(report.to_dict())
+    assert again.groups[-1].reasons == report.groups[-1].reasons
+
+
+def test_intersections_carry_their_attributes_counts_and_failing_check():
+    """An intersection that fails while each attribute alone passes is in the report with its
+    groups' counts, so it can be charted."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    sex = rng.choice(["F", "M"], n)
+    address = rng.choice(["U", "R"], n)
+    y = rng.integers(0, 2, n)
+    miss = np.where((sex == "F") & (address == "U"), 0.5, 0.15)
+    miss = np.where((sex == "M") & (address == "R"), 0.0, miss)
+    pred = np.where(y == 1, (rng.random(n) >= miss).astype(int), 0)
+    frame = pd.DataFrame({"sex": sex, "address": address})
+    report = bias_report(y, pred, frame, [BiasRule("false_negative_rate", "max_difference", 0.2)])
+    by_attr = {c.attribute: c for c in report.checks}
+    assert by_attr["sex × address"].outcome == "fail"
+    assert by_attr["sex × address"].worst_group == "F × U"
+    fu = next(g for g in report.groups if g.group == "F × U")
+    assert fu.attribute == "sex × address" and fu.attributes == ["sex", "address"]
+    assert fu.n == int(((sex == "F") & (address == "U")).sum())
+    assert fu.positives == int(y[(sex == "F") & (address == "U")].sum())

@@ -28,9 +28,7 @@ def train(version, staff, **overrides):
         dataset_version=version.pk,
         algorithm="logistic_regression",
         test_share=0.5,
-        max_difference=0.15,
-        min_group_size=30,
-        **overrides,
+        **{"max_difference": 0.15, "min_group_size": 30, **overrides},
     )
     return start_training(version, request, staff)
 
@@ -112,3 +110,58 @@ def test_generated_demo_roles_mark_the_four_sensitive_attributes(ml_stores, dist
     assert created
     assert version.role_set.sensitive == ["ses", "english_learner", "disability", "sex"]
     assert isinstance(version.frame(), pd.DataFrame)
+
+
+def sex_and_address(rows=4000, seed=1):
+    """Generated students with a second attribute, address (U/R), independent of sex: at the
+    held-out half each sex and each address has about 250 at-risk students, each sex × address
+    pair about 125, so a minimum of 180 judges single attributes and none of the pairs."""
+    frame = generate_district(rows, seed=seed)
+    frame = frame[frame["sex"].isin(["F", "M"])].reset_index(drop=True)
+    frame["address"] = pd.Series(["U", "R"] * len(frame))[: len(frame)].sample(
+        frac=1, random_state=seed, ignore_index=True
+    )
+    return frame
+
+
+def test_an_intersection_too_small_to_judge_asks_staff_with_the_report_once(
+    ml_stores, district, staff
+):
+    from django.test import Client
+
+    frame = sex_and_address()
+    roles = Roles(label="at_risk", positive=["yes"], sensitive=["sex", "address"], school="school")
+    version = ingest(
+        district=district, name="address", data=frame.to_csv(index=False).encode(), roles=roles
+    )[0]
+    run = train(version, staff, if_inconclusive="ask_approval", min_group_size=180)
+    assert run_here(run) == "waiting_approval", steps_of(run)["bias"].reason
+    model = ModelVersion.objects.get(workflow_run=run)
+    pair = next(c for c in model.bias_report["checks"] if c["attribute"] == "sex × address")
+    assert pair["outcome"] == "inconclusive" and pair["judged_groups"] == 0
+    assert "at least 180 at-risk students; no group has that many" in pair["reason"]
+    fu = next(g for g in model.bias_report["groups"] if g["group"] == "F × U")
+    assert fu["positives"] < 180 <= fu["n"]  # the count that matters is the at-risk one
+    assert fu["metrics"]["false_negative_rate"] is not None  # kept, though not judged
+
+    client = Client()
+    client.force_login(staff)
+    page = client.get("/approvals/").content.decode()
+    assert page.count('data-testid="decision-asked"') == 1
+    assert "Approving</strong> lets this run go on with that model" in page
+    assert page.count('data-testid="fairness"') == 1  # the report once, not three times
+    assert page.count(model.bias_report["summary"][:60]) == 1
+    assert 'data-attribute="sex × address"' in page
+    assert "F × U" in page and f"{fu['positives']} at-risk students of {fu['n']} held-out" in page
+    assert "Missed at-risk students (false-negative rate)" in page
+    assert "false_negative_rate" not in page and "max_difference" not in page
+
+    panel = client.get(f"/runs/{run.pk}/steps/bias/").content.decode()  # the canvas's panel
+    assert panel.count('data-testid="fairness"') == 1 and 'data-attribute="sex × address"' in panel
+    report_part = panel[panel.index('data-testid="fairness"') :]
+    assert "false_negative_rate" not in report_part  # (the step's metric keys above stay codes)
+
+    card = client.get(f"/models/{model.pk}/").content.decode()
+    assert card.count('data-testid="fairness"') == 1
+    assert 'class="groupchart flagged flagged-inconclusive intersection"' in card
+    assert "not judged: fewer than the 180 at-risk students needed" in card

@@ -133,8 +133,9 @@ class BiasGateParams(Params):
     rule: Literal["max_difference", "min_ratio"] = Field(
         "max_difference",
         description=(
-            "max_difference: the gap between the best and worst group may be at most the "
-            "limit; min_ratio: the worst group's value divided by the best may be no less."
+            "Largest gap between groups (max difference): the best and the worst group may "
+            "differ by at most the limit; smallest ratio between groups (min ratio): the worst "
+            "group's value divided by the best may be no less than the limit."
         ),
     )
     max_difference: float = Field(
@@ -155,7 +156,11 @@ class BiasGateParams(Params):
         30,
         ge=1,
         le=10_000,
-        description="Groups with fewer held-out students are reported as 'insufficient data'.",
+        description=(
+            "A group's rate is judged only when the group has at least this many of the "
+            "students the rate is computed on (its at-risk students for missed at-risk "
+            "students); smaller groups are shown with their numbers but not judged."
+        ),
         json_schema_extra={
             "threshold": "district",
             "label": "Smallest group the bias gate judges",
@@ -197,14 +202,12 @@ class BiasGate(Block):
 
     @classmethod
     def panel_context(cls, run: Any, step: Any) -> dict[str, Any]:
-        """The fairness table and chart of each model the run works on, once the gate ran."""
-        from edumlops.registry.views import fairness_charts
+        """The bias report of each model the run works on, once the gate ran."""
         from workflows.models import models_of
 
         if step.status in ("queued", "skipped", "blocked"):
             return {"fairness": []}
-        cards = [(m, m.card()) for m in models_of(run) if m.bias_report]
-        return {"fairness": [(m, card, fairness_charts(card)) for m, card in cards]}
+        return {"fairness": [m for m in models_of(run) if m.bias_report]}
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         from edumlops.ml import tracking
@@ -255,7 +258,8 @@ class BiasGate(Block):
                 "after reading the report on the model's page.",
                 proposal={
                     "summary": f"Going on with {model} although its bias check is "
-                    f"inconclusive: {report.summary}",
+                    "inconclusive: the steps after the bias gate run with this model as it is; "
+                    "rejecting ends the run",
                     "action": "accept_inconclusive_bias",
                     "model_version": model.pk,
                     "model": str(model),
