@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from edumlops.audit import models as audit
-from edumlops.schools.models import Membership
+from edumlops.schools.models import Membership, School
 from workflows.blocks.base import StepStopped, WaitFor, WaitForApproval
 from workflows.compiler import Plan, plan, step_messages
 from workflows.models import (
@@ -163,23 +163,17 @@ def start_run(
             "on the canvas and save a new version to run it."
         )
     p = _plan_of_version(version.pk)  # versions are immutable: planned once per process
-    triggers = [n for n in p.order if p.block(n).is_trigger]
-    if trigger_node is None:
-        manual = [n for n in triggers if p.block(n).starts_by_hand]
-        if not manual:
-            raise EngineError(
-                'The workflow has no "Start by hand" trigger: add one to run it from here.'
-            )
-        trigger_node = manual[0]
-    elif trigger_node not in triggers:
-        raise EngineError(f'Node "{trigger_node}" is not a trigger of this workflow.')
+    trigger_node = _pick_trigger(p, trigger_node)
+    conf = dict(conf or {})
+    if user is not None and not p.block(trigger_node).starts_by_hand:
+        _check_fired_by_hand(workflow, p, trigger_node, conf)
     active = {trigger_node} | p.descendants(trigger_node)
     with transaction.atomic():
         run = Run.objects.create(
             workflow=workflow,
             version=version,
             trigger_node=trigger_node,
-            conf=conf or {},
+            conf=conf,
             started_by=user,
         )
         StepRun.objects.bulk_create(
@@ -197,6 +191,95 @@ def start_run(
     if failures:  # the run is saved; the reconciler sends it when the broker is back
         raise BrokerUnavailable(run, f"run {run.pk}", failures[0])
     return run
+
+
+def trigger_label(p: Plan, node_id: str) -> str:
+    """A node (a trigger) as people name it: its label on the canvas, else its block's."""
+    return p.nodes[node_id].label or p.block(node_id).label
+
+
+def _pick_trigger(p: Plan, trigger_node: str | None) -> str:
+    """The trigger a run starts from: the one named, else the only one, else the one "Start by
+    hand"; several and none named is a question for the caller."""
+    triggers = [n for n in p.order if p.block(n).is_trigger]
+    names = ", ".join(f'"{n}" ({trigger_label(p, n)})' for n in triggers)
+    if trigger_node is not None:
+        if trigger_node not in triggers:
+            raise EngineError(
+                f'Node "{trigger_node}" is not a trigger of this workflow: name one of {names}.'
+            )
+        return trigger_node
+    if len(triggers) == 1:
+        return triggers[0]
+    manual = [n for n in triggers if p.block(n).starts_by_hand]
+    if len(manual) == 1:
+        return manual[0]
+    raise EngineError(
+        f"The workflow has {len(triggers)} triggers ({names}): choose the one to fire now "
+        "(trigger_node)."
+    )
+
+
+def _check_fired_by_hand(workflow: Workflow, p: Plan, trigger_node: str, conf: dict) -> None:
+    """A trigger that waits for the world (a schedule, a term, an alert) fired by a person: the
+    run has none of what the world would have given it. Blocks that need the school of the
+    alert ask for one, given with the run (`school`)."""
+    label = trigger_label(p, trigger_node)
+    needing = [n for n in sorted(p.descendants(trigger_node)) if p.block(n).needs_school]
+    school = conf.get("school")
+    if needing and school is None:
+        blocks = ", ".join(f'"{trigger_label(p, n)}" ({n})' for n in needing)
+        raise EngineError(
+            f"Fired by hand, the '{label}' trigger has no alert, and {blocks} needs the school "
+            "an alert is about: choose a school to run it for (school)."
+        )
+    if school is not None:
+        if not isinstance(school, int) or not School.objects.filter(
+            pk=school, district=workflow.district_id
+        ).exists():
+            raise EngineError(
+                f"There is no school {school!r} in {workflow.district}: choose one of its schools."
+            )
+
+
+def started_text(run: Run) -> str:
+    """Who or what started the run, in words: "Started by hand by ana: fired the 'Every
+    Monday' trigger now"."""
+    p = _plan_of(run)
+    if run.trigger_node not in p.nodes:
+        return f"Started by {run.started_by_label}"
+    label = trigger_label(p, run.trigger_node)
+    if run.started_by_id is None:
+        summary = (run.conf or {}).get("summary")
+        return f"Started by the '{label}' trigger" + (f" ({summary})" if summary else "")
+    if p.block(run.trigger_node).starts_by_hand:
+        return f"Started by hand by {run.started_by_label}"
+    return f"Started by hand by {run.started_by_label}: fired the '{label}' trigger now"
+
+
+def nothing_ran(statuses: Iterable[tuple[str, str]]) -> bool:
+    """(kind, status) of a run's steps: every step after the trigger was skipped."""
+    after = [status for kind, status in statuses if kind not in _trigger_kinds()]
+    return bool(after) and all(status == S.SKIPPED for status in after)
+
+
+@functools.cache
+def _trigger_kinds() -> frozenset[str]:
+    from workflows.blocks import REGISTRY
+
+    return frozenset(kind for (kind, _), block in REGISTRY.items() if block.is_trigger)
+
+
+def summary_text(run: Run) -> str:
+    """The run's status as people read it; a run in which nothing ran says so."""
+    if run.status == R.SUCCEEDED and run.reason.startswith(NOTHING_RAN):
+        return run.reason
+    words = {R.SUCCEEDED: "passed", R.WAITING_APPROVAL: "waiting for approval"}
+    text = words.get(run.status, str(run.status))
+    return f"{text}: {run.reason}" if run.reason else text
+
+
+NOTHING_RAN = "Nothing ran"
 
 
 # --- executing one step -----------------------------------------------------------------------
@@ -781,6 +864,12 @@ def settle(run_id: int) -> str:
         if failed:
             first = next((s for s in failed if s.status == S.FAILED), failed[0])
             run.end(R.FAILED, run.reason or first.reason)
+        elif nothing_ran((p.nodes[n].kind, s.status) for n, s in steps.items()):
+            why = next(s.reason for s in steps.values() if s.status == S.SKIPPED)
+            run.end(
+                R.SUCCEEDED,
+                f"{NOTHING_RAN}: every step after the trigger was skipped ({why}).",
+            )
         else:
             run.end(R.SUCCEEDED)
         return run.status

@@ -64,6 +64,7 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
     p = plan(run.version.graph)
     steps = sorted(run.steps.all(), key=lambda s: p.order.index(s.node_id))
     labels = {n: (p.nodes[n].label or p.block(n).label) for n in p.order}
+    nothing = engine.nothing_ran((s.kind, s.status) for s in steps)
 
     return TemplateResponse(
         request,
@@ -72,6 +73,9 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
             "run": run,
             "steps": [(s, labels[s.node_id]) for s in steps],
             "may_approve": may_approve,
+            "started": engine.started_text(run),
+            "summary": engine.summary_text(run),
+            "nothing_ran": run.finished and nothing,
             "models": ModelVersion.objects.filter(workflow_run=run),
             # poll while steps move; a run waiting for a decision stays still (and polling
             # would swap away the comment being typed)
@@ -238,12 +242,19 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
         version = latest
     old = version is not None and latest is not None and version.number != latest.number
     read_only = not may_manage or old or run is not None
+    # the newest run, shown after a reload: its states on the canvas when it ran this version
+    last_run = run or workflow.runs.select_related("version").order_by("-created_at", "-pk").first()
     config = {
         "workflowId": workflow.pk,
         "version": version.number if version else None,
         "versionDraft": bool(version and version.draft),
         "readOnly": read_only,
         "runId": run.pk if run else None,
+        "lastRun": _last_run_config(last_run, version),
+        "schools": [
+            {"id": pk, "name": name}
+            for pk, name in workflow.district.schools.order_by("name").values_list("pk", "name")
+        ],
         "csrf": get_token(request),
         "validateUrl": reverse("api-workflow-validate"),
         "versionsUrl": reverse("api-workflow-versions", args=[workflow.pk]),
@@ -266,6 +277,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "version": version,
             "latest": latest,
             "run": run,
+            "last_run": last_run,
             "read_only": read_only,
             "may_manage": may_manage,
             "old": old,
@@ -274,6 +286,18 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "config": config,
         },
     )
+
+
+def _last_run_config(run: Run | None, version: WorkflowVersion | None) -> dict[str, Any] | None:
+    """The run the canvas shows after a reload: its id, and whether its states fit the graph
+    shown (the same version)."""
+    if run is None:
+        return None
+    return {
+        "id": run.pk,
+        "version": run.version.number,
+        "overlay": version is not None and run.version_id == version.pk,
+    }
 
 
 @login_required
