@@ -245,12 +245,12 @@ class RunOut(serializers.ModelSerializer):
     started_by = serializers.StringRelatedField(allow_null=True)
     approvals = serializers.SerializerMethodField()
     started = serializers.SerializerMethodField(
-        help_text="Who or what started the run, e.g. \"Started by hand by ana: fired the "
+        help_text='Who or what started the run, e.g. "Started by hand by ana: fired the '
         "'Every Monday' trigger now\"."
     )
     summary = serializers.SerializerMethodField(
         help_text="The status in words; a run in which every step after the trigger was "
-        "skipped says \"Nothing ran: …\", not passed."
+        'skipped says "Nothing ran: …", not passed.'
     )
 
     class Meta:

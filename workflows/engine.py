@@ -233,13 +233,13 @@ def _check_fired_by_hand(workflow: Workflow, p: Plan, trigger_node: str, conf: d
             f"Fired by hand, the '{label}' trigger has no alert, and {blocks} needs the school "
             "an alert is about: choose a school to run it for (school)."
         )
-    if school is not None:
-        if not isinstance(school, int) or not School.objects.filter(
-            pk=school, district=workflow.district_id
-        ).exists():
-            raise EngineError(
-                f"There is no school {school!r} in {workflow.district}: choose one of its schools."
-            )
+    if school is not None and (
+        not isinstance(school, int)
+        or not School.objects.filter(pk=school, district=workflow.district_id).exists()
+    ):
+        raise EngineError(
+            f"There is no school {school!r} in {workflow.district}: choose one of its schools."
+        )
 
 
 def started_text(run: Run) -> str:

@@ -164,3 +164,29 @@ def test_the_workflow_list_shows_each_workflows_newest_version_and_run(
     (row,) = client.get("/workflows/").context["rows"]
     assert row[0] == workflow and row[1].number == 2 and row[1].draft and row[2] == last
     assert "draft" in client.get("/workflows/").content.decode()
+
+
+def _config(client, url: str) -> dict:
+    html = client.get(url).content.decode()
+    return json.loads(html.split('id="canvas-config" type="application/json">')[1].split("<")[0])
+
+
+def test_the_canvas_names_the_latest_run_so_a_reload_shows_its_states(
+    client, workflow, platform_admin, school_a
+):
+    workflow.save_version(SIMPLE, "first", platform_admin)
+    client.force_login(platform_admin)
+    url = f"/workflows/{workflow.pk}/"
+    assert _config(client, url)["lastRun"] is None
+    first = engine.start_run(workflow, user=platform_admin)
+    assert _config(client, url)["lastRun"] == {"id": first.pk, "version": 1, "overlay": True}
+    moved = {**SIMPLE, "nodes": [{**SIMPLE["nodes"][0], "position": {"x": 50, "y": 0}}]}
+    moved["nodes"].append(SIMPLE["nodes"][1])
+    workflow.save_version(moved, "second", platform_admin)
+    # the newest run is of version 1: named (the run bar links to it), not drawn on version 2
+    assert _config(client, url)["lastRun"] == {"id": first.pk, "version": 1, "overlay": False}
+    second = engine.start_run(workflow, user=platform_admin)
+    assert _config(client, url)["lastRun"] == {"id": second.pk, "version": 2, "overlay": True}
+    asked = _config(client, f"{url}?run={first.pk}")
+    assert asked["runId"] == first.pk and asked["lastRun"]["id"] == first.pk
+    assert asked["schools"] == [{"id": school_a.pk, "name": school_a.name}]
