@@ -400,6 +400,10 @@ class Plan:
                     frontier.append(nxt)
         return seen
 
+    def started_by(self, trigger: str) -> set[str]:
+        """What a run started by `trigger` runs; every other step of it is skipped."""
+        return {trigger} | self.descendants(trigger)
+
     def ancestors(self, node_id: str) -> set[str]:
         seen: set[str] = set()
         frontier = [node_id]

@@ -101,6 +101,18 @@ def _version_of_run(run_id: int) -> int:
     return Run.objects.values_list("version_id", flat=True).get(pk=run_id)
 
 
+@functools.lru_cache(maxsize=4096)
+def _trigger_of_run(run_id: int) -> str:
+    return Run.objects.values_list("trigger_node", flat=True).get(pk=run_id)
+
+
+def started_upstream(p: Plan, run_id: int, node_id: str) -> list[str]:
+    """The inputs of a step that its run started: a block fed by two triggers (a schedule and
+    a "Start by hand") waits for the one that fired, not for the one that did not."""
+    started = p.started_by(_trigger_of_run(run_id))
+    return [u for u in p.upstream(node_id) if u in started]
+
+
 def _plan_of(run: Run | int) -> Plan:
     if isinstance(run, Run):
         return _plan_of_version(run.version_id)
@@ -167,7 +179,7 @@ def start_run(
     conf = dict(conf or {})
     if user is not None and not p.block(trigger_node).starts_by_hand:
         _check_fired_by_hand(workflow, p, trigger_node, conf)
-    active = {trigger_node} | p.descendants(trigger_node)
+    active = p.started_by(trigger_node)
     with transaction.atomic():
         run = Run.objects.create(
             workflow=workflow,
@@ -500,10 +512,14 @@ class _Beats:
 BEATS = _Beats()
 
 
-def _inputs(p: Plan, node_id: str, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _inputs(
+    p: Plan, node_id: str, outputs: dict[str, dict[str, Any]], live: list[str]
+) -> dict[str, Any]:
     block = p.block(node_id)
     values: dict[str, Any] = {port.name: [] if port.many else None for port in block.inputs}
     for inlet in p.inlets[node_id]:
+        if inlet.source not in live:
+            continue  # from a trigger that did not start this run: not an input of it
         value = (outputs.get(inlet.source) or {}).get(inlet.source_port)
         if isinstance(values.get(inlet.target_port), list):
             values[inlet.target_port].append(value)
@@ -548,8 +564,9 @@ def _execute_claimed(
     block_cls = p.block(node_id)
     if block_cls.is_trigger:
         Run.objects.filter(pk=run_id, status=R.QUEUED).update(status=R.RUNNING)
-    missing = [u for u in p.upstream(node_id) if u not in known]
-    outputs = {u: known[u] for u in p.upstream(node_id) if u in known}
+    live = started_upstream(p, run_id, node_id)
+    missing = [u for u in live if u not in known]
+    outputs = {u: known[u] for u in live if u in known}
     if missing:
         outputs.update(
             StepRun.objects.filter(run_id=run_id, node_id__in=missing).values_list(
@@ -562,7 +579,7 @@ def _execute_claimed(
     BEATS.add(step.pk)
     try:
         params = _params(block_cls, node)
-        result = block_cls().execute(context, _inputs(p, node_id, outputs), params)
+        result = block_cls().execute(context, _inputs(p, node_id, outputs, live), params)
     except StepStopped as exc:
         return _fail(run_id, p, step, context, f'Stopped at "{label}" ({node_id}): {exc}'), None
     except WaitForApproval as exc:
@@ -769,7 +786,7 @@ def advance(
     skipped: list[str] = []
     while frontier:
         # a step's own status is not read: the updates below touch only queued steps
-        unknown = {u for d in frontier for u in p.upstream(d)} - known.keys()
+        unknown = {u for d in frontier for u in started_upstream(p, run_id, d)} - known.keys()
         if unknown:
             known.update(
                 StepRun.objects.filter(run_id=run_id, node_id__in=unknown).values_list(
@@ -780,7 +797,7 @@ def advance(
         for d in frontier:
             if known.get(d, S.QUEUED) != S.QUEUED or d in ready:
                 continue
-            ups = [known.get(u) for u in p.upstream(d)]
+            ups = [known.get(u) for u in started_upstream(p, run_id, d)]
             if not all(u in DONE for u in ups):
                 continue  # another input is still on its way: its own end sends this step
             if all(u == S.SUCCEEDED for u in ups):
