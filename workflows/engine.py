@@ -64,6 +64,15 @@ class EngineError(Exception):
     """A request the run's state does not allow (e.g. approving a step that is not waiting)."""
 
 
+class NeedsChoice(EngineError):
+    """Running now needs a choice the caller did not make (which trigger, which school);
+    `on_page` says where to make it on the canvas."""
+
+    def __init__(self, message: str, on_page: str) -> None:
+        super().__init__(message)
+        self.on_page = on_page
+
+
 class BrokerUnavailable(Exception):
     """The decision or the run is saved, but its first message could not reach the broker; the
     reconciler sends it once the broker is back."""
@@ -226,9 +235,11 @@ def _pick_trigger(p: Plan, trigger_node: str | None) -> str:
     manual = [n for n in triggers if p.block(n).starts_by_hand]
     if len(manual) == 1:
         return manual[0]
-    raise EngineError(
+    raise NeedsChoice(
         f"The workflow has {len(triggers)} triggers ({names}): choose the one to fire now "
-        "(trigger_node)."
+        "(trigger_node).",
+        f"The workflow has {len(triggers)} triggers: choose the one to fire now beside the "
+        "Run button.",
     )
 
 
@@ -241,9 +252,11 @@ def _check_fired_by_hand(workflow: Workflow, p: Plan, trigger_node: str, conf: d
     school = conf.get("school")
     if needing and school is None:
         blocks = ", ".join(f'"{trigger_label(p, n)}" ({n})' for n in needing)
-        raise EngineError(
+        raise NeedsChoice(
             f"Fired by hand, the '{label}' trigger has no alert, and {blocks} needs the school "
-            "an alert is about: choose a school to run it for (school)."
+            "an alert is about: choose a school to run it for (school).",
+            f"Fired by hand, the '{label}' trigger has no alert: choose the school to run it "
+            "for beside the Run button.",
         )
     if school is not None and (
         not isinstance(school, int)
@@ -282,12 +295,19 @@ def _trigger_kinds() -> frozenset[str]:
     return frozenset(kind for (kind, _), block in REGISTRY.items() if block.is_trigger)
 
 
+def status_word(run: Run) -> str:
+    """The run's status in a word or two: "passed", "nothing ran", "waiting for approval"."""
+    if run.status == R.SUCCEEDED and run.reason.startswith(NOTHING_RAN):
+        return "nothing ran"
+    words = {R.SUCCEEDED: "passed", R.WAITING_APPROVAL: "waiting for approval"}
+    return words.get(run.status, str(run.status))
+
+
 def summary_text(run: Run) -> str:
     """The run's status as people read it; a run in which nothing ran says so."""
-    if run.status == R.SUCCEEDED and run.reason.startswith(NOTHING_RAN):
+    if status_word(run) == "nothing ran":
         return run.reason
-    words = {R.SUCCEEDED: "passed", R.WAITING_APPROVAL: "waiting for approval"}
-    text = words.get(run.status, str(run.status))
+    text = status_word(run)
     return f"{text}: {run.reason}" if run.reason else text
 
 

@@ -179,11 +179,13 @@ def _dataset_choices(district: Any) -> list[dict[str, Any]]:
 def workflow_list_page(request: HttpRequest) -> HttpResponse:
     # each workflow's newest version and run, one query each (not every version and run)
     newest_version = WorkflowVersion.objects.filter(workflow=OuterRef("pk")).order_by("-number")
+    runnable = newest_version.filter(draft=False)
     newest_run = Run.objects.filter(workflow=OuterRef("pk")).order_by("-created_at", "-pk")
     workflows = list(
         _workflows_for(request)
         .annotate(
             latest_pk=Subquery(newest_version.values("pk")[:1]),
+            runnable_number=Subquery(runnable.values("number")[:1]),
             last_run_pk=Subquery(newest_run.values("pk")[:1]),
         )
         .order_by("district__name", "name")
@@ -191,7 +193,16 @@ def workflow_list_page(request: HttpRequest) -> HttpResponse:
     latest = WorkflowVersion.objects.select_related("created_by").defer("graph", "errors")
     latest = latest.in_bulk([w.latest_pk for w in workflows if w.latest_pk])
     last_runs = Run.objects.in_bulk([w.last_run_pk for w in workflows if w.last_run_pk])
-    rows = [(w, latest.get(w.latest_pk), last_runs.get(w.last_run_pk)) for w in workflows]
+    rows = [
+        (
+            w,
+            latest.get(w.latest_pk),
+            last_runs.get(w.last_run_pk),
+            engine.status_word(last_runs[w.last_run_pk]) if w.last_run_pk else "",
+            w.runnable_number if can(request.user, Action.MANAGE, w) else None,
+        )
+        for w in workflows
+    ]
     manageable = [d for d in visible_districts(request.user) if can(request.user, Action.MANAGE, d)]
     return TemplateResponse(
         request,
@@ -334,13 +345,18 @@ def workflow_diff_partial(request: HttpRequest, pk: int, number: int) -> HttpRes
 @login_required
 @require_POST
 def workflow_run_version(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    """Run this version (from the version list), then watch it on the canvas."""
+    """Run this version (from the version list or the workflow list), then watch it on the
+    canvas. Any trigger runs now (a schedule, a term, an alert fired by hand); when there are
+    several to choose from, the canvas asks which."""
     workflow = _get_workflow(request, pk)
     if not can(request.user, Action.MANAGE, workflow):
         raise PermissionDenied("Only the district's ML lead / admin starts runs.")
     version = get_object_or_404(workflow.versions, number=number)
     try:
         run = engine.start_run(workflow, user=request.user, version=version)
+    except engine.NeedsChoice as exc:  # the canvas asks it beside its Run button
+        messages.info(request, exc.on_page)
+        target = reverse("workflow-edit", args=[workflow.pk])
     except engine.EngineError as exc:
         messages.error(request, str(exc))
         target = reverse("workflow-edit", args=[workflow.pk])

@@ -190,3 +190,43 @@ def test_the_canvas_names_the_latest_run_so_a_reload_shows_its_states(
     asked = _config(client, f"{url}?run={first.pk}")
     assert asked["runId"] == first.pk and asked["lastRun"]["id"] == first.pk
     assert asked["schools"] == [{"id": school_a.pk, "name": school_a.name}]
+
+
+def test_the_workflow_list_runs_any_workflow_now_or_sends_to_the_canvas_to_choose(
+    client, district, platform_admin, staff
+):
+    weekly = Workflow.objects.create(district=district, name="Weekly", owner=platform_admin)
+    weekly.save_version(
+        {
+            "nodes": [node("tick", "schedule_trigger"), node("tell", "notify")],
+            "edges": [edge("tick", "start", "tell")],
+        },
+        "v1",
+        platform_admin,
+    )
+    two = Workflow.objects.create(district=district, name="Two", owner=platform_admin)
+    two.save_version(
+        {
+            "nodes": [node("tick", "schedule_trigger"), node("term", "term_start_trigger")]
+            + [node("tell", "notify")],
+            "edges": [edge("tick", "start", "tell"), edge("term", "start", "tell")],
+        },
+        "v1",
+        platform_admin,
+    )
+    client.force_login(platform_admin)
+    listing = client.get("/workflows/").content.decode()
+    assert listing.count('data-testid="run-now"') == 2
+    response = client.post(f"/workflows/{weekly.pk}/versions/1/run/")
+    run = Run.objects.get(workflow=weekly)
+    assert response["Location"] == f"/workflows/{weekly.pk}/?run={run.pk}"
+    assert run.trigger_node == "tick" and run.started_by == platform_admin
+    asked = client.post(f"/workflows/{two.pk}/versions/1/run/", follow=True)
+    assert asked.redirect_chain[-1][0] == f"/workflows/{two.pk}/"
+    assert (
+        "The workflow has 2 triggers: choose the one to fire now beside the Run button."
+        in asked.content.decode()
+    )
+    assert not Run.objects.filter(workflow=two).exists()
+    client.force_login(staff)  # staff see the list, not the button
+    assert 'data-testid="run-now"' not in client.get("/workflows/").content.decode()
