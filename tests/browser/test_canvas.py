@@ -646,4 +646,17 @@ def test_reload_during_and_after_a_run_shows_its_states_and_links_to_it(
     page.get_by_test_id("run-started").filter(
         has_text="Started by hand by Ada Admin: fired the 'Every Monday' trigger now."
     ).wait_for()
+
+    # a trigger connected to nothing is a problem named on its node, like any other
+    page.goto(url)
+    page.locator('[data-node-id="tell"]').wait_for()
+    loose = _drop(page, "manual_trigger", 700, 420)
+    page.locator(f'[data-node-id="{loose}"][data-state="invalid"]').wait_for(state="attached")
+    _problems_settled(page)
+    assert (
+        f'Node "{loose}": the trigger "Start by hand" is connected to nothing'
+        in page.get_by_test_id("problems").inner_text()
+    )
+    assert "1 problem" in page.locator(f'[data-node-id="{loose}"]').inner_text()
+    page.screenshot(path=str(ARTIFACTS / "unconnected-trigger.png"))
     assert errors_of == []
