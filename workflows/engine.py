@@ -32,7 +32,7 @@ from django.utils import timezone
 from edumlops.audit import models as audit
 from edumlops.schools.models import Membership, School
 from workflows.blocks.base import StepStopped, WaitFor, WaitForApproval
-from workflows.compiler import Plan, plan, step_messages
+from workflows.compiler import InvalidGraph, Plan, plan, step_messages
 from workflows.models import (
     Approval,
     Notification,
@@ -270,7 +270,10 @@ def _check_fired_by_hand(workflow: Workflow, p: Plan, trigger_node: str, conf: d
 def started_text(run: Run) -> str:
     """Who or what started the run, in words: "Started by hand by ana: fired the 'Every
     Monday' trigger now"."""
-    p = _plan_of(run)
+    try:
+        p = _plan_of(run)
+    except InvalidGraph:  # a version whose blocks changed since: say only who started it
+        return f"Started by {run.started_by_label}"
     if run.trigger_node not in p.nodes:
         return f"Started by {run.started_by_label}"
     label = trigger_label(p, run.trigger_node)

@@ -74,7 +74,6 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
             "steps": [(s, labels[s.node_id]) for s in steps],
             "may_approve": may_approve,
             "started": engine.started_text(run),
-            "summary": engine.summary_text(run),
             "nothing_ran": run.finished and nothing,
             "models": ModelVersion.objects.filter(workflow_run=run),
             # poll while steps move; a run waiting for a decision stays still (and polling
