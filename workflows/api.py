@@ -27,7 +27,7 @@ from edumlops.schools.permissions import Action, can, visible_districts, visible
 from workflows import engine
 from workflows.blocks import catalog
 from workflows.compiler import GraphError, validate
-from workflows.graph import Graph, diff
+from workflows.graph import Graph, diff, same_graph
 from workflows.models import Notification, Run, Workflow, WorkflowVersion
 
 ID_MAX = 2**63 - 1
@@ -99,6 +99,20 @@ class RunIn(serializers.Serializer):
         max_value=NUMBER_MAX,
         help_text="Run this version (default: the newest runnable).",
     )
+    trigger_node = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="The trigger to fire now, by its node id. Any trigger can be fired by hand: a "
+        "schedule, a term start or an alert runs now, and the run says it was started by hand. "
+        "Needed when the workflow has several triggers and not exactly one 'Start by hand'.",
+    )
+    school = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=ID_MAX,
+        help_text="An alert trigger fired by hand has no alert: the school that blocks working "
+        "on the alerted school (e.g. 'Deployment of the alerted school') work on instead.",
+    )
 
 
 class DecisionIn(serializers.Serializer):
@@ -155,6 +169,17 @@ class VersionOut(serializers.ModelSerializer):
     class Meta:
         model = WorkflowVersion
         fields = ["number", "message", "created_by", "created_at", "draft", "errors"]
+
+
+class VersionSavedOut(VersionOut):
+    """The version saved (201), or — when the graph is the latest version's — that version with
+    `unchanged` true and nothing saved (200)."""
+
+    unchanged = serializers.BooleanField(help_text="True: nothing changed, no version was made.")
+    detail = serializers.CharField(help_text="What happened, in words.")
+
+    class Meta(VersionOut.Meta):
+        fields = [*VersionOut.Meta.fields, "unchanged", "detail"]
 
 
 class VersionGraphOut(VersionOut):
@@ -219,6 +244,14 @@ class RunOut(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.number")
     started_by = serializers.StringRelatedField(allow_null=True)
     approvals = serializers.SerializerMethodField()
+    started = serializers.SerializerMethodField(
+        help_text='Who or what started the run, e.g. "Started by hand by ana: fired the '
+        "'Every Monday' trigger now\"."
+    )
+    summary = serializers.SerializerMethodField(
+        help_text="The status in words; a run in which every step after the trigger was "
+        'skipped says "Nothing ran: …", not passed.'
+    )
 
     class Meta:
         model = Run
@@ -227,8 +260,10 @@ class RunOut(serializers.ModelSerializer):
             "workflow",
             "version",
             "status",
+            "summary",
             "reason",
             "trigger_node",
+            "started",
             "conf",
             "started_by",
             "created_at",
@@ -240,6 +275,12 @@ class RunOut(serializers.ModelSerializer):
     @extend_schema_field(ApprovalOut(many=True))
     def get_approvals(self, run: Run) -> list[dict]:
         return ApprovalOut(run.approvals.select_related("user"), many=True).data
+
+    def get_started(self, run: Run) -> str:
+        return engine.started_text(run)
+
+    def get_summary(self, run: Run) -> str:
+        return engine.summary_text(run)
 
 
 class BlockPortOut(serializers.Serializer):
@@ -258,6 +299,13 @@ class BlockOut(serializers.Serializer):
     help = serializers.CharField()
     icon = serializers.CharField(allow_blank=True)
     trigger = serializers.BooleanField()
+    by_hand = serializers.BooleanField(
+        help_text="A trigger made for the Run button; other triggers run now when fired by hand."
+    )
+    needs_school = serializers.BooleanField(
+        help_text="Works on the school of the alert that started the run: an alert trigger "
+        "fired by hand asks for a school when this block is downstream."
+    )
     inputs = BlockPortOut(many=True)
     outputs = BlockPortOut(many=True)
     params_schema = serializers.DictField(help_text="The parameters' JSON Schema.")
@@ -411,9 +459,21 @@ def workflow_detail(request: Request, pk: int) -> Response:
     return Response(WorkflowOut(workflow).data)
 
 
-@extend_schema(request=VersionIn, responses={201: VersionOut, 400: INVALID_GRAPH})
+@extend_schema(
+    request=VersionIn,
+    responses={
+        201: VersionSavedOut,
+        200: OpenApiResponse(
+            VersionSavedOut,
+            description="No changes: the graph is the latest version's; nothing was saved.",
+        ),
+        400: INVALID_GRAPH,
+    },
+)
 @api_view(["POST"])
 def workflow_versions(request: Request, pk: int) -> Response:
+    """Save a new version — unless the graph is the latest version's (compared in its
+    normalized form), which answers 200 with `unchanged: true` and saves nothing."""
     workflow = _get_workflow_for_user(request, pk, Action.MANAGE)
     body = parse(VersionIn, request.data)
     graph = body["graph"]
@@ -422,13 +482,20 @@ def workflow_versions(request: Request, pk: int) -> Response:
         return _invalid(found)
     if any(e.code == "malformed" for e in found):
         return _invalid(found)  # not even a graph's shape: nothing the canvas could reopen
+    latest = workflow.latest_version()
+    if latest is not None and same_graph(latest.graph, graph):
+        detail = f"No changes since version {latest.number}: nothing saved."
+        data = {**VersionOut(latest).data, "unchanged": True, "detail": detail}
+        return Response(data, status=status.HTTP_200_OK)
     version = workflow.save_version(
         graph,
         body["message"],
         request.user,
         errors=[e.as_dict() for e in found],
     )
-    return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
+    detail = f"Saved version {version.number}."
+    data = {**VersionOut(version).data, "unchanged": False, "detail": detail}
+    return Response(data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(responses={200: VersionGraphOut})
@@ -456,6 +523,8 @@ def workflow_diff(request: Request, pk: int, number: int) -> Response:
 @extend_schema(request=RunIn, responses={201: RunOut, 503: BROKER_DOWN})
 @api_view(["POST"])
 def workflow_runs(request: Request, pk: int) -> Response:
+    """Run the workflow now: "Start by hand", or any other trigger fired by hand (a schedule,
+    a term start, an alert — `trigger_node` names which when there are several)."""
     workflow = _get_workflow_for_user(request, pk, Action.MANAGE)
     body = parse(RunIn, request.data)
     version = None
@@ -463,11 +532,15 @@ def workflow_runs(request: Request, pk: int) -> Response:
         version = workflow.versions.filter(number=body["version"]).first()
         if version is None:
             raise ValidationError({"version": [f"{workflow} has no version {body['version']}."]})
+    conf = body["conf"]
+    if "school" in body:
+        conf = {**conf, "school": body["school"]}
     run = _engine_call(
         engine.start_run,
         workflow,
         user=request.user,
-        conf=body["conf"],
+        conf=conf,
+        trigger_node=body.get("trigger_node"),
         version=version,
     )
     return _run_response(run, status.HTTP_201_CREATED)

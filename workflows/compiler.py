@@ -231,6 +231,7 @@ def _validate(graph: Graph) -> list[GraphError]:
             )
         )
     triggers = _check_triggers(nodes, blocks, errors)
+    _check_connected(triggers, blocks, {e.source for e in graph.edges}, errors)
     if triggers and not cycle:
         _check_reachable(triggers, nodes, blocks, upstream, errors)
     return errors
@@ -311,6 +312,29 @@ def _check_triggers(
     return triggers
 
 
+def _check_connected(
+    triggers: list[str],
+    blocks: dict[str, type[Block]],
+    feeding: set[str],
+    errors: list[GraphError],
+) -> None:
+    """A trigger no edge leaves would start a run in which nothing runs."""
+    for node_id in triggers:
+        if node_id not in feeding:
+            block = blocks[node_id]
+            port = block.outputs[0].name if block.outputs else None
+            errors.append(
+                GraphError(
+                    f'Node "{node_id}": the trigger "{block.label}" is connected to nothing, so '
+                    "a run it starts would do nothing. Connect its output to the first block "
+                    "to run, or remove it.",
+                    "unconnected_trigger",
+                    node=node_id,
+                    port=port,
+                )
+            )
+
+
 def _check_reachable(
     triggers: list[str],
     nodes: dict[str, Node],
@@ -376,6 +400,10 @@ class Plan:
                     frontier.append(nxt)
         return seen
 
+    def started_by(self, trigger: str) -> set[str]:
+        """What a run started by `trigger` runs; every other step of it is skipped."""
+        return {trigger} | self.descendants(trigger)
+
     def ancestors(self, node_id: str) -> set[str]:
         seen: set[str] = set()
         frontier = [node_id]
@@ -387,10 +415,15 @@ class Plan:
         return seen
 
 
+# Refused when saved, but a version saved before the rule still plans and runs (from its other
+# triggers): its graph is otherwise sound.
+PLANNABLE = frozenset({"unconnected_trigger"})
+
+
 def plan(data: Any) -> Plan:
     graph, errors = parse(data)
     if graph is not None:
-        errors = _validate(graph)
+        errors = [e for e in _validate(graph) if e.code not in PLANNABLE]
     if errors:
         raise InvalidGraph(errors)
     assert graph is not None

@@ -31,9 +31,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from edumlops.audit import models as audit
-from edumlops.schools.models import Membership
+from edumlops.schools.models import Membership, School
 from workflows.blocks.base import StepStopped, WaitFor, WaitForApproval
-from workflows.compiler import Plan, plan, step_messages
+from workflows.compiler import InvalidGraph, Plan, plan, step_messages
 from workflows.models import (
     Approval,
     Notification,
@@ -63,6 +63,15 @@ def lease_seconds() -> int:
 
 class EngineError(Exception):
     """A request the run's state does not allow (e.g. approving a step that is not waiting)."""
+
+
+class NeedsChoice(EngineError):
+    """Running now needs a choice the caller did not make (which trigger, which school);
+    `on_page` says where to make it on the canvas."""
+
+    def __init__(self, message: str, on_page: str) -> None:
+        super().__init__(message)
+        self.on_page = on_page
 
 
 class BrokerUnavailable(Exception):
@@ -100,6 +109,18 @@ def _plan_of_version(version_id: int) -> Plan:
 @functools.lru_cache(maxsize=4096)
 def _version_of_run(run_id: int) -> int:
     return Run.objects.values_list("version_id", flat=True).get(pk=run_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _trigger_of_run(run_id: int) -> str:
+    return Run.objects.values_list("trigger_node", flat=True).get(pk=run_id)
+
+
+def started_upstream(p: Plan, run_id: int, node_id: str) -> list[str]:
+    """The inputs of a step that its run started: a block fed by two triggers (a schedule and
+    a "Start by hand") waits for the one that fired, not for the one that did not."""
+    started = p.started_by(_trigger_of_run(run_id))
+    return [u for u in p.upstream(node_id) if u in started]
 
 
 def _plan_of(run: Run | int) -> Plan:
@@ -164,23 +185,17 @@ def start_run(
             "on the canvas and save a new version to run it."
         )
     p = _plan_of_version(version.pk)  # versions are immutable: planned once per process
-    triggers = [n for n in p.order if p.block(n).is_trigger]
-    if trigger_node is None:
-        manual = [n for n in triggers if p.block(n).starts_by_hand]
-        if not manual:
-            raise EngineError(
-                'The workflow has no "Start by hand" trigger: add one to run it from here.'
-            )
-        trigger_node = manual[0]
-    elif trigger_node not in triggers:
-        raise EngineError(f'Node "{trigger_node}" is not a trigger of this workflow.')
-    active = {trigger_node} | p.descendants(trigger_node)
+    trigger_node = _pick_trigger(p, trigger_node)
+    conf = dict(conf or {})
+    if user is not None and not p.block(trigger_node).starts_by_hand:
+        _check_fired_by_hand(workflow, p, trigger_node, conf)
+    active = p.started_by(trigger_node)
     with transaction.atomic():
         run = Run.objects.create(
             workflow=workflow,
             version=version,
             trigger_node=trigger_node,
-            conf=conf or {},
+            conf=conf,
             started_by=user,
         )
         StepRun.objects.bulk_create(
@@ -198,6 +213,109 @@ def start_run(
     if failures:  # the run is saved; the reconciler sends it when the broker is back
         raise BrokerUnavailable(run, f"run {run.pk}", failures[0])
     return run
+
+
+def trigger_label(p: Plan, node_id: str) -> str:
+    """A node (a trigger) as people name it: its label on the canvas, else its block's."""
+    return p.nodes[node_id].label or p.block(node_id).label
+
+
+def _pick_trigger(p: Plan, trigger_node: str | None) -> str:
+    """The trigger a run starts from: the one named, else the only one, else the one "Start by
+    hand"; several and none named is a question for the caller."""
+    triggers = [n for n in p.order if p.block(n).is_trigger]
+    names = ", ".join(f'"{n}" ({trigger_label(p, n)})' for n in triggers)
+    if trigger_node is not None:
+        if trigger_node not in triggers:
+            raise EngineError(
+                f'Node "{trigger_node}" is not a trigger of this workflow: name one of {names}.'
+            )
+        return trigger_node
+    if len(triggers) == 1:
+        return triggers[0]
+    manual = [n for n in triggers if p.block(n).starts_by_hand]
+    if len(manual) == 1:
+        return manual[0]
+    raise NeedsChoice(
+        f"The workflow has {len(triggers)} triggers ({names}): choose the one to fire now "
+        "(trigger_node).",
+        f"The workflow has {len(triggers)} triggers: choose the one to fire now beside the "
+        "Run button.",
+    )
+
+
+def _check_fired_by_hand(workflow: Workflow, p: Plan, trigger_node: str, conf: dict) -> None:
+    """A trigger that waits for the world (a schedule, a term, an alert) fired by a person: the
+    run has none of what the world would have given it. Blocks that need the school of the
+    alert ask for one, given with the run (`school`)."""
+    label = trigger_label(p, trigger_node)
+    needing = [n for n in sorted(p.descendants(trigger_node)) if p.block(n).needs_school]
+    school = conf.get("school")
+    if needing and school is None:
+        blocks = ", ".join(f'"{trigger_label(p, n)}" ({n})' for n in needing)
+        raise NeedsChoice(
+            f"Fired by hand, the '{label}' trigger has no alert, and {blocks} needs the school "
+            "an alert is about: choose a school to run it for (school).",
+            f"Fired by hand, the '{label}' trigger has no alert: choose the school to run it "
+            "for beside the Run button.",
+        )
+    if school is not None and (
+        not isinstance(school, int)
+        or not School.objects.filter(pk=school, district=workflow.district_id).exists()
+    ):
+        raise EngineError(
+            f"There is no school {school!r} in {workflow.district}: choose one of its schools."
+        )
+
+
+def started_text(run: Run) -> str:
+    """Who or what started the run, in words: "Started by hand by ana: fired the 'Every
+    Monday' trigger now"."""
+    try:
+        p = _plan_of(run)
+    except InvalidGraph:  # a version whose blocks changed since: say only who started it
+        return f"Started by {run.started_by_label}"
+    if run.trigger_node not in p.nodes:
+        return f"Started by {run.started_by_label}"
+    label = trigger_label(p, run.trigger_node)
+    if run.started_by_id is None:
+        summary = (run.conf or {}).get("summary")
+        return f"Started by the '{label}' trigger" + (f" ({summary})" if summary else "")
+    if p.block(run.trigger_node).starts_by_hand:
+        return f"Started by hand by {run.started_by_label}"
+    return f"Started by hand by {run.started_by_label}: fired the '{label}' trigger now"
+
+
+def nothing_ran(statuses: Iterable[tuple[str, str]]) -> bool:
+    """(kind, status) of a run's steps: every step after the trigger was skipped."""
+    after = [status for kind, status in statuses if kind not in _trigger_kinds()]
+    return bool(after) and all(status == S.SKIPPED for status in after)
+
+
+@functools.cache
+def _trigger_kinds() -> frozenset[str]:
+    from workflows.blocks import REGISTRY
+
+    return frozenset(kind for (kind, _), block in REGISTRY.items() if block.is_trigger)
+
+
+def status_word(run: Run) -> str:
+    """The run's status in a word or two: "passed", "nothing ran", "waiting for approval"."""
+    if run.status == R.SUCCEEDED and run.reason.startswith(NOTHING_RAN):
+        return "nothing ran"
+    words = {R.SUCCEEDED: "passed", R.WAITING_APPROVAL: "waiting for approval"}
+    return words.get(run.status, str(run.status))
+
+
+def summary_text(run: Run) -> str:
+    """The run's status as people read it; a run in which nothing ran says so."""
+    if status_word(run) == "nothing ran":
+        return run.reason
+    text = status_word(run)
+    return f"{text}: {run.reason}" if run.reason else text
+
+
+NOTHING_RAN = "Nothing ran"
 
 
 # --- executing one step -----------------------------------------------------------------------
@@ -429,10 +547,14 @@ class _Beats:
 BEATS = _Beats()
 
 
-def _inputs(p: Plan, node_id: str, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _inputs(
+    p: Plan, node_id: str, outputs: dict[str, dict[str, Any]], live: list[str]
+) -> dict[str, Any]:
     block = p.block(node_id)
     values: dict[str, Any] = {port.name: [] if port.many else None for port in block.inputs}
     for inlet in p.inlets[node_id]:
+        if inlet.source not in live:
+            continue  # from a trigger that did not start this run: not an input of it
         value = (outputs.get(inlet.source) or {}).get(inlet.source_port)
         if isinstance(values.get(inlet.target_port), list):
             values[inlet.target_port].append(value)
@@ -477,8 +599,9 @@ def _execute_claimed(
     block_cls = p.block(node_id)
     if block_cls.is_trigger:
         Run.objects.filter(pk=run_id, status=R.QUEUED).update(status=R.RUNNING)
-    missing = [u for u in p.upstream(node_id) if u not in known]
-    outputs = {u: known[u] for u in p.upstream(node_id) if u in known}
+    live = started_upstream(p, run_id, node_id)
+    missing = [u for u in live if u not in known]
+    outputs = {u: known[u] for u in live if u in known}
     if missing:
         outputs.update(
             StepRun.objects.filter(run_id=run_id, node_id__in=missing).values_list(
@@ -491,7 +614,7 @@ def _execute_claimed(
     BEATS.add(step.pk)
     try:
         params = _params(block_cls, node)
-        result = block_cls().execute(context, _inputs(p, node_id, outputs), params)
+        result = block_cls().execute(context, _inputs(p, node_id, outputs, live), params)
     except StepStopped as exc:
         return _fail(run_id, p, step, context, f'Stopped at "{label}" ({node_id}): {exc}'), None
     except WaitForApproval as exc:
@@ -699,7 +822,7 @@ def advance(
     skipped: list[str] = []
     while frontier:
         # a step's own status is not read: the updates below touch only queued steps
-        unknown = {u for d in frontier for u in p.upstream(d)} - known.keys()
+        unknown = {u for d in frontier for u in started_upstream(p, run_id, d)} - known.keys()
         if unknown:
             known.update(
                 StepRun.objects.filter(run_id=run_id, node_id__in=unknown).values_list(
@@ -710,7 +833,7 @@ def advance(
         for d in frontier:
             if known.get(d, S.QUEUED) != S.QUEUED or d in ready:
                 continue
-            ups = [known.get(u) for u in p.upstream(d)]
+            ups = [known.get(u) for u in started_upstream(p, run_id, d)]
             if not all(u in DONE for u in ups):
                 continue  # another input is still on its way: its own end sends this step
             if all(u == S.SUCCEEDED for u in ups):
@@ -794,6 +917,12 @@ def settle(run_id: int) -> str:
         if failed:
             first = next((s for s in failed if s.status == S.FAILED), failed[0])
             run.end(R.FAILED, run.reason or first.reason)
+        elif nothing_ran((p.nodes[n].kind, s.status) for n, s in steps.items()):
+            why = next(s.reason for s in steps.values() if s.status == S.SKIPPED)
+            run.end(
+                R.SUCCEEDED,
+                f"{NOTHING_RAN}: every step after the trigger was skipped ({why}).",
+            )
         else:
             run.end(R.SUCCEEDED)
         return run.status

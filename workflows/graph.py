@@ -58,6 +58,20 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+def normalized(data: dict[str, Any]) -> dict[str, Any]:
+    """A graph's JSON with every default filled in, the form two graphs are compared in."""
+    return Graph.model_validate(data).model_dump(mode="json")
+
+
+def same_graph(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two graphs say the same (defaults filled in; a graph that does not parse is
+    compared as it is)."""
+    try:
+        return normalized(a) == normalized(b)
+    except ValueError:
+        return a == b
+
+
 def diff(old: Graph, new: Graph) -> dict[str, Any]:
     """Which nodes, edges and parameters changed between two versions."""
     old_nodes = {n.id: n for n in old.nodes}

@@ -225,7 +225,7 @@ def repair(run_id: int) -> str:
         for node_id in p.order:
             if status.get(node_id) != S.QUEUED:
                 continue
-            ups = [status.get(u) for u in p.upstream(node_id)]
+            ups = [status.get(u) for u in engine.started_upstream(p, run_id, node_id)]
             if all(u == S.SUCCEEDED for u in ups):
                 ready.append(node_id)
             elif any(u in engine.BAD_UPSTREAM for u in ups):

@@ -64,6 +64,7 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
     p = plan(run.version.graph)
     steps = sorted(run.steps.all(), key=lambda s: p.order.index(s.node_id))
     labels = {n: (p.nodes[n].label or p.block(n).label) for n in p.order}
+    nothing = engine.nothing_ran((s.kind, s.status) for s in steps)
 
     return TemplateResponse(
         request,
@@ -72,6 +73,8 @@ def run_page(request: HttpRequest, pk: int) -> HttpResponse:
             "run": run,
             "steps": [(s, labels[s.node_id]) for s in steps],
             "may_approve": may_approve,
+            "started": engine.started_text(run),
+            "nothing_ran": run.finished and nothing,
             "models": ModelVersion.objects.filter(workflow_run=run),
             # poll while steps move; a run waiting for a decision stays still (and polling
             # would swap away the comment being typed)
@@ -175,11 +178,13 @@ def _dataset_choices(district: Any) -> list[dict[str, Any]]:
 def workflow_list_page(request: HttpRequest) -> HttpResponse:
     # each workflow's newest version and run, one query each (not every version and run)
     newest_version = WorkflowVersion.objects.filter(workflow=OuterRef("pk")).order_by("-number")
+    runnable = newest_version.filter(draft=False)
     newest_run = Run.objects.filter(workflow=OuterRef("pk")).order_by("-created_at", "-pk")
     workflows = list(
         _workflows_for(request)
         .annotate(
             latest_pk=Subquery(newest_version.values("pk")[:1]),
+            runnable_number=Subquery(runnable.values("number")[:1]),
             last_run_pk=Subquery(newest_run.values("pk")[:1]),
         )
         .order_by("district__name", "name")
@@ -187,7 +192,16 @@ def workflow_list_page(request: HttpRequest) -> HttpResponse:
     latest = WorkflowVersion.objects.select_related("created_by").defer("graph", "errors")
     latest = latest.in_bulk([w.latest_pk for w in workflows if w.latest_pk])
     last_runs = Run.objects.in_bulk([w.last_run_pk for w in workflows if w.last_run_pk])
-    rows = [(w, latest.get(w.latest_pk), last_runs.get(w.last_run_pk)) for w in workflows]
+    rows = [
+        (
+            w,
+            latest.get(w.latest_pk),
+            last_runs.get(w.last_run_pk),
+            engine.status_word(last_runs[w.last_run_pk]) if w.last_run_pk else "",
+            w.runnable_number if can(request.user, Action.MANAGE, w) else None,
+        )
+        for w in workflows
+    ]
     manageable = [d for d in visible_districts(request.user) if can(request.user, Action.MANAGE, d)]
     return TemplateResponse(
         request,
@@ -238,12 +252,19 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
         version = latest
     old = version is not None and latest is not None and version.number != latest.number
     read_only = not may_manage or old or run is not None
+    # the newest run, shown after a reload: its states on the canvas when it ran this version
+    last_run = run or workflow.runs.select_related("version").order_by("-created_at", "-pk").first()
     config = {
         "workflowId": workflow.pk,
         "version": version.number if version else None,
         "versionDraft": bool(version and version.draft),
         "readOnly": read_only,
         "runId": run.pk if run else None,
+        "lastRun": _last_run_config(last_run, version),
+        "schools": [
+            {"id": pk, "name": name}
+            for pk, name in workflow.district.schools.order_by("name").values_list("pk", "name")
+        ],
         "csrf": get_token(request),
         "validateUrl": reverse("api-workflow-validate"),
         "versionsUrl": reverse("api-workflow-versions", args=[workflow.pk]),
@@ -266,6 +287,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "version": version,
             "latest": latest,
             "run": run,
+            "last_run": last_run,
             "read_only": read_only,
             "may_manage": may_manage,
             "old": old,
@@ -274,6 +296,18 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "config": config,
         },
     )
+
+
+def _last_run_config(run: Run | None, version: WorkflowVersion | None) -> dict[str, Any] | None:
+    """The run the canvas shows after a reload: its id, and whether its states fit the graph
+    shown (the same version)."""
+    if run is None:
+        return None
+    return {
+        "id": run.pk,
+        "version": run.version.number,
+        "overlay": version is not None and run.version_id == version.pk,
+    }
 
 
 @login_required
@@ -310,13 +344,18 @@ def workflow_diff_partial(request: HttpRequest, pk: int, number: int) -> HttpRes
 @login_required
 @require_POST
 def workflow_run_version(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    """Run this version (from the version list), then watch it on the canvas."""
+    """Run this version (from the version list or the workflow list), then watch it on the
+    canvas. Any trigger runs now (a schedule, a term, an alert fired by hand); when there are
+    several to choose from, the canvas asks which."""
     workflow = _get_workflow(request, pk)
     if not can(request.user, Action.MANAGE, workflow):
         raise PermissionDenied("Only the district's ML lead / admin starts runs.")
     version = get_object_or_404(workflow.versions, number=number)
     try:
         run = engine.start_run(workflow, user=request.user, version=version)
+    except engine.NeedsChoice as exc:  # the canvas asks it beside its Run button
+        messages.info(request, exc.on_page)
+        target = reverse("workflow-edit", args=[workflow.pk])
     except engine.EngineError as exc:
         messages.error(request, str(exc))
         target = reverse("workflow-edit", args=[workflow.pk])

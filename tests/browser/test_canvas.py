@@ -557,3 +557,106 @@ def test_blocks_are_connected_and_disconnected_with_the_keyboard(
     assert page.locator("#edges [data-edge]").count() == 1
     assert workflow.versions.count() == 0
     assert errors_of == []
+
+
+def test_reload_during_and_after_a_run_shows_its_states_and_links_to_it(
+    page, live_server, real_worker, errors_of
+):
+    """A schedule fired now from the Run button (chosen among two triggers); reloading the
+    canvas while it runs and after it ended shows the run's block states and a link to it; saving
+    the unchanged canvas makes no version."""
+    from edumlops.schools.models import District
+
+    admin = get_user_model().objects.get(username="admin")
+    workflow = Workflow.objects.create(
+        district=District.objects.get(), name="Weekly check", owner=admin
+    )
+
+    def at(node: dict, x: int, y: int) -> dict:
+        return {**node, "version": 1, "position": {"x": x, "y": y}}
+
+    graph = {
+        "nodes": [
+            at({"id": "go", "kind": "manual_trigger", "params": {}}, 0, 0),
+            at(
+                {"id": "weekly", "kind": "schedule_trigger", "params": {}, "label": "Every Monday"},
+                0,
+                200,
+            ),
+            at({"id": "pause", "kind": "wait", "params": {"seconds": 4}}, 260, 100),
+            at({"id": "tell", "kind": "notify", "params": {"title": "Checked"}}, 520, 100),
+        ],
+        "edges": [
+            {"source": "go", "source_port": "start", "target": "pause", "target_port": "input"},
+            {"source": "weekly", "source_port": "start", "target": "pause", "target_port": "input"},
+            {"source": "pause", "source_port": "done", "target": "tell", "target_port": "input"},
+        ],
+        "notes": [],
+    }
+    workflow.save_version(graph, "two triggers", admin)
+    _log_in(page, live_server.url, "admin")
+    url = f"{live_server.url}/workflows/{workflow.pk}/"
+    page.goto(url)
+    page.locator('[data-node-id="tell"]').wait_for()
+    assert page.get_by_test_id("run-bar").is_hidden()  # no run yet
+    _problems_settled(page)
+    # saving the unchanged canvas makes no version
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_test_id("save-status").filter(
+        has_text="No changes since version 1: nothing saved."
+    ).wait_for()
+    assert workflow.versions.count() == 1
+
+    # two triggers: the Run button asks which; fire the schedule now
+    trigger = page.get_by_test_id("run-trigger")
+    assert trigger.is_visible() and trigger.input_value() == "go"
+    trigger.select_option("weekly")
+    assert 'firing "Every Monday" by hand' in page.locator("#run").get_attribute("title")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.locator('[data-node-id="pause"][data-state="running"]').wait_for(
+        state="attached", timeout=60_000
+    )
+    run = Run.objects.get(workflow=workflow)
+    assert run.trigger_node == "weekly"
+
+    # reload while it runs: the states are the run's, not "ready", and the bar links to it
+    page.reload()
+    page.locator('[data-node-id="weekly"][data-state="succeeded"]').wait_for(state="attached")
+    assert _state(page, "go") == "skipped"
+    assert _state(page, "pause") in ("running", "succeeded")
+    link = page.get_by_test_id("run-link")
+    assert link.get_attribute("href") == f"/runs/{run.pk}/"
+    assert link.inner_text() == f"Run {run.pk}"
+    assert page.get_by_test_id("run-started").inner_text() == (
+        "Started by hand by Ada Admin: fired the 'Every Monday' trigger now."
+    )
+    page.locator('[data-node-id="tell"][data-state="succeeded"]').wait_for(
+        state="attached", timeout=60_000
+    )
+
+    # reload after it ended: still the run's states, the status in words, the link
+    page.reload()
+    page.locator('[data-node-id="tell"][data-state="succeeded"]').wait_for(state="attached")
+    assert _state(page, "pause") == "succeeded" and _state(page, "go") == "skipped"
+    page.get_by_test_id("run-status").filter(has_text="passed").wait_for()
+    assert page.get_by_test_id("run-link").get_attribute("href") == f"/runs/{run.pk}/"
+    page.screenshot(path=str(ARTIFACTS / "reload-run-states.png"), full_page=True)
+    # the link opens the run, which says how it started
+    page.get_by_test_id("run-link").click()
+    page.get_by_test_id("run-started").filter(
+        has_text="Started by hand by Ada Admin: fired the 'Every Monday' trigger now."
+    ).wait_for()
+
+    # a trigger connected to nothing is a problem named on its node, like any other
+    page.goto(url)
+    page.locator('[data-node-id="tell"]').wait_for()
+    loose = _drop(page, "manual_trigger", 700, 420)
+    page.locator(f'[data-node-id="{loose}"][data-state="invalid"]').wait_for(state="attached")
+    _problems_settled(page)
+    assert (
+        f'Node "{loose}": the trigger "Start by hand" is connected to nothing'
+        in page.get_by_test_id("problems").inner_text()
+    )
+    assert "1 problem" in page.locator(f'[data-node-id="{loose}"]').inner_text()
+    page.screenshot(path=str(ARTIFACTS / "unconnected-trigger.png"))
+    assert errors_of == []

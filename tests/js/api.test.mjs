@@ -114,6 +114,9 @@ test("startRun posts the version and returns the run, or the server's detail", a
   assert.equal(calls[0].url, "/api/workflows/7/runs/");
   assert.equal(calls[0].headers["X-CSRFToken"], "tok3n");
   assert.deepEqual(calls[0].json, { version: 3 });
+  const fired = api({ status: 201, body: run });
+  await fired.api.startRun(3, { trigger_node: "weekly", school: 4 });
+  assert.deepEqual(fired.calls[0].json, { version: 3, trigger_node: "weekly", school: 4 });
   assert.deepEqual(await api({ status: 400, body: { detail: "Version 3 is a draft." } }).api.startRun(3), {
     ok: false,
     message: "Version 3 is a draft.",

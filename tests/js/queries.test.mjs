@@ -8,9 +8,11 @@ import {
   columnsFor,
   connectTargets,
   connectionsOf,
+  defaultTrigger,
   errorTarget,
   nodeTitle,
   paletteGroups,
+  runChoices,
 } from "../../static/js/canvas/queries.mjs";
 import { SMALL } from "./fixtures.mjs";
 
@@ -93,4 +95,40 @@ test("a problem points at its node, else at its edge, else at nothing", () => {
   assert.equal(errorTarget(graph, { message: "x", node: "deleted_1" }), null);
   assert.equal(errorTarget(graph, { message: "x", edge: 7 }), null);
   assert.equal(errorTarget(graph, { message: "The workflow has no trigger." }), null);
+});
+
+const TRIGGERS = [
+  ...SMALL.map((b) => (b.kind === "manual_trigger" ? { ...b, trigger: true, by_hand: true } : b)),
+  { ...SMALL[0], kind: "schedule_trigger", label: "Start on a schedule", trigger: true, by_hand: false },
+  { ...SMALL[0], kind: "on_alert_trigger", label: "Start on an alert", trigger: true, by_hand: false },
+  { kind: "alerted_deployment", version: 1, category: "deploy", label: "Deployment of the alerted school", help: "", icon: "crosshair", needs_school: true, inputs: [{ name: "start", types: ["trigger"], label: "start", required: true, many: false }], outputs: [{ name: "deployment", types: ["deployment"], label: "deployment", required: true, many: false }], params_schema: { properties: {} } },
+];
+
+test("runChoices lists each trigger, and asks a school of an alert trigger whose blocks need one", () => {
+  const catalog = new Catalog(TRIGGERS);
+  const graph = {
+    nodes: [
+      { id: "go", kind: "manual_trigger", version: 1, params: {}, label: "" },
+      { id: "weekly", kind: "schedule_trigger", version: 1, params: {}, label: "Every Monday" },
+      { id: "alarm", kind: "on_alert_trigger", version: 1, params: {}, label: "" },
+      { id: "tell", kind: "notify", version: 1, params: {}, label: "" },
+      { id: "which", kind: "alerted_deployment", version: 1, params: {}, label: "" },
+    ],
+    edges: [
+      { source: "go", source_port: "start", target: "tell", target_port: "input" },
+      { source: "weekly", source_port: "start", target: "tell", target_port: "input" },
+      { source: "alarm", source_port: "start", target: "which", target_port: "start" },
+    ],
+    notes: [],
+  };
+  const choices = runChoices(graph, catalog);
+  assert.deepEqual(choices, [
+    { id: "go", label: "Start by hand", byHand: true, needsSchool: false },
+    { id: "weekly", label: "Every Monday", byHand: false, needsSchool: false },
+    { id: "alarm", label: "Start on an alert", byHand: false, needsSchool: true },
+  ]);
+  assert.equal(defaultTrigger(choices), "go");
+  assert.equal(defaultTrigger(choices.slice(1)), "");
+  assert.equal(defaultTrigger(choices.slice(1, 2)), "weekly");
+  assert.deepEqual(runChoices({ nodes: [], edges: [], notes: [] }, catalog), []);
 });

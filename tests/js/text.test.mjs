@@ -14,8 +14,11 @@ import {
   panelHint,
   portTitle,
   problemCountText,
+  otherVersionText,
   runBlocker,
+  runChoiceText,
   runStatusText,
+  runTitle,
   saveButtonText,
   savedText,
   stateLabel,
@@ -90,4 +93,32 @@ test("a run's status with its reason", () => {
 test("the real block catalog: every block's icon has a symbol", { skip: !process.env.EDUMLOPS_CATALOG }, () => {
   const blocks = JSON.parse(readFileSync(process.env.EDUMLOPS_CATALOG, "utf8"));
   for (const block of blocks) assert.ok(block.icon === "square" || icon(block.icon) !== "□", `${block.kind}: ${block.icon}`);
+});
+
+test("the Run button asks for a trigger, and a school for an alert fired by hand", () => {
+  const weekly = { id: "weekly", label: "Every Monday", byHand: false, needsSchool: false };
+  const alarm = { id: "alarm", label: "Start on an alert", byHand: false, needsSchool: true };
+  const base = { dirty: false, version: 2, versionDraft: false };
+  assert.equal(runBlocker({ ...base, choice: null }), "Choose the trigger to start from.");
+  assert.equal(runBlocker({ ...base, choice: weekly }), "");
+  assert.equal(
+    runBlocker({ ...base, choice: alarm, school: "" }),
+    'Choose a school: fired by hand, "Start on an alert" has no alert to take one from.',
+  );
+  assert.equal(runBlocker({ ...base, choice: alarm, school: "4" }), "");
+  assert.equal(runChoiceText(weekly), "Every Monday: fire it now");
+  assert.equal(runChoiceText({ label: "Start by hand", byHand: true }), "Start by hand");
+  assert.equal(runTitle(2, weekly), 'Run version 2 now, firing "Every Monday" by hand');
+  assert.equal(runTitle(2, undefined), "Run version 2");
+});
+
+test("a run in which nothing ran says so, and a run of another version says which", () => {
+  const reason = "Nothing ran: every step after the trigger was skipped (an input was skipped).";
+  assert.equal(runStatusText({ status: "succeeded", summary: reason, reason }), reason);
+  assert.equal(runStatusText({ status: "succeeded", summary: "passed", reason: "" }), "passed");
+  assert.equal(otherVersionText({ version: 3 }, 3), "");
+  assert.equal(
+    otherVersionText({ version: 2 }, 3),
+    "(version 2: open the run to see its steps on the graph it ran)",
+  );
 });

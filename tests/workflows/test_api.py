@@ -168,7 +168,7 @@ def test_staff_see_runs_but_a_teacher_cannot_approve(
     }
 
 
-def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
+def test_a_workflow_without_a_manual_trigger_runs_now_by_firing_its_trigger_by_hand(
     api, platform_admin, district
 ):
     graph = {
@@ -178,12 +178,11 @@ def test_a_workflow_without_a_manual_trigger_cannot_be_started_by_hand(
     wf = Workflow.objects.create(district=district, name="Weekly", owner=platform_admin)
     wf.save_version(graph, "v1", platform_admin)
     response = api(platform_admin).post(f"/api/workflows/{wf.pk}/runs/", {}, format="json")
-    assert response.status_code == 400
-    assert response.json() == {
-        "detail": 'The workflow has no "Start by hand" trigger: add one to run it from here.',
-        "code": "invalid",
-        "errors": [],
-    }
+    assert response.status_code == 201
+    assert response.json()["trigger_node"] == "tick"
+    assert response.json()["started"] == (
+        "Started by hand by platform_admin: fired the 'Start on a schedule' trigger now"
+    )
 
 
 def test_token_authentication_works(platform_admin, district):

@@ -164,3 +164,69 @@ def test_the_workflow_list_shows_each_workflows_newest_version_and_run(
     (row,) = client.get("/workflows/").context["rows"]
     assert row[0] == workflow and row[1].number == 2 and row[1].draft and row[2] == last
     assert "draft" in client.get("/workflows/").content.decode()
+
+
+def _config(client, url: str) -> dict:
+    html = client.get(url).content.decode()
+    return json.loads(html.split('id="canvas-config" type="application/json">')[1].split("<")[0])
+
+
+def test_the_canvas_names_the_latest_run_so_a_reload_shows_its_states(
+    client, workflow, platform_admin, school_a
+):
+    workflow.save_version(SIMPLE, "first", platform_admin)
+    client.force_login(platform_admin)
+    url = f"/workflows/{workflow.pk}/"
+    assert _config(client, url)["lastRun"] is None
+    first = engine.start_run(workflow, user=platform_admin)
+    assert _config(client, url)["lastRun"] == {"id": first.pk, "version": 1, "overlay": True}
+    moved = {**SIMPLE, "nodes": [{**SIMPLE["nodes"][0], "position": {"x": 50, "y": 0}}]}
+    moved["nodes"].append(SIMPLE["nodes"][1])
+    workflow.save_version(moved, "second", platform_admin)
+    # the newest run is of version 1: named (the run bar links to it), not drawn on version 2
+    assert _config(client, url)["lastRun"] == {"id": first.pk, "version": 1, "overlay": False}
+    second = engine.start_run(workflow, user=platform_admin)
+    assert _config(client, url)["lastRun"] == {"id": second.pk, "version": 2, "overlay": True}
+    asked = _config(client, f"{url}?run={first.pk}")
+    assert asked["runId"] == first.pk and asked["lastRun"]["id"] == first.pk
+    assert asked["schools"] == [{"id": school_a.pk, "name": school_a.name}]
+
+
+def test_the_workflow_list_runs_any_workflow_now_or_sends_to_the_canvas_to_choose(
+    client, district, platform_admin, staff
+):
+    weekly = Workflow.objects.create(district=district, name="Weekly", owner=platform_admin)
+    weekly.save_version(
+        {
+            "nodes": [node("tick", "schedule_trigger"), node("tell", "notify")],
+            "edges": [edge("tick", "start", "tell")],
+        },
+        "v1",
+        platform_admin,
+    )
+    two = Workflow.objects.create(district=district, name="Two", owner=platform_admin)
+    two.save_version(
+        {
+            "nodes": [node("tick", "schedule_trigger"), node("term", "term_start_trigger")]
+            + [node("tell", "notify")],
+            "edges": [edge("tick", "start", "tell"), edge("term", "start", "tell")],
+        },
+        "v1",
+        platform_admin,
+    )
+    client.force_login(platform_admin)
+    listing = client.get("/workflows/").content.decode()
+    assert listing.count('data-testid="run-now"') == 2
+    response = client.post(f"/workflows/{weekly.pk}/versions/1/run/")
+    run = Run.objects.get(workflow=weekly)
+    assert response["Location"] == f"/workflows/{weekly.pk}/?run={run.pk}"
+    assert run.trigger_node == "tick" and run.started_by == platform_admin
+    asked = client.post(f"/workflows/{two.pk}/versions/1/run/", follow=True)
+    assert asked.redirect_chain[-1][0] == f"/workflows/{two.pk}/"
+    assert (
+        "The workflow has 2 triggers: choose the one to fire now beside the Run button."
+        in asked.content.decode()
+    )
+    assert not Run.objects.filter(workflow=two).exists()
+    client.force_login(staff)  # staff see the list, not the button
+    assert 'data-testid="run-now"' not in client.get("/workflows/").content.decode()

@@ -189,11 +189,27 @@ class Block:
     # -- triggers declare how they fire (workflows/triggers.py asks them) --
     starts_by_hand: ClassVar[bool] = False  # the Run button and POST /runs/ start it
     listens_to: ClassVar[str | None] = None  # an event name, e.g. "alert"
+    # -- blocks that work on the school an alert is about (run.conf "school"): a run of an
+    # alert trigger fired by hand asks for a school when one of these is downstream --
+    needs_school: ClassVar[bool] = False
     # -- what the step's side panel shows besides state, logs and metrics --
     panel_template: ClassVar[str | None] = None  # included with the context of panel_context()
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         raise NotImplementedError
+
+    @classmethod
+    def fired_by_hand(cls, context: Context) -> bool:
+        """A trigger that waits for the world, fired now by a person (the Run button or the
+        API): logs it, so the run says so."""
+        run = context.run
+        if cls.starts_by_hand or run.started_by is None:
+            return False
+        context.log(
+            f"Fired by hand by {run.started_by_label}: started now, not by "
+            f"{cls.label[0].lower()}{cls.label[1:]}."
+        )
+        return True
 
     # --- triggers --------------------------------------------------------------------------
     @classmethod
@@ -239,6 +255,8 @@ class Block:
             "help": cls.help,
             "icon": cls.icon,
             "trigger": cls.is_trigger,
+            "by_hand": cls.starts_by_hand,
+            "needs_school": cls.needs_school,
             "inputs": [p.as_dict() for p in cls.inputs],
             "outputs": [p.as_dict() for p in cls.outputs],
             "params_schema": cls.params_schema(),

@@ -106,13 +106,21 @@ class AlertedDeploymentBlock(Block):
         "alert is about — connect it to Rollback to roll that school's version back."
     )
     icon = "crosshair"
+    needs_school = True
     inputs = (Port("start", (PortType.TRIGGER,), "Start (from 'Start on an alert')"),)
     outputs = (output("deployment", PortType.DEPLOYMENT, "Deployment"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-
-        alert_id = (context.run.conf or {}).get("alert")
-        alert = Alert.objects.filter(pk=alert_id, district=context.run.workflow.district).first()
+        conf = context.run.conf or {}
+        district = context.run.workflow.district
+        school = district.schools.filter(pk=conf.get("school")).first()
+        if conf.get("alert") is None and school is not None:  # fired by hand for a school
+            deployment = resolve(school)
+            if deployment is None:
+                raise BlockError(f"{school} has no model deployed.")
+            context.log(f"No alert (started by hand) at {school}: deployment #{deployment.pk}")
+            return {"deployment": {"deployment": deployment.pk, "alert": None}}
+        alert = Alert.objects.filter(pk=conf.get("alert"), district=district).first()
         if alert is None or alert.school is None:
             raise BlockError(
                 "This run was not started by an alert about a school: use 'Start on an alert'."

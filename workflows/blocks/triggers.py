@@ -84,7 +84,8 @@ class ScheduleTrigger(Block):
         return firings
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        context.log(f"Started by the schedule '{params.cron}'")
+        if not self.fired_by_hand(context):
+            context.log(f"Started by the schedule '{params.cron}'")
         return {"start": {"run": context.run_id}}
 
 
@@ -125,7 +126,8 @@ class TermStartTrigger(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         term = (context.run.conf or {}).get("term")
-        context.log(f"Started for {term or 'a term'} (+{params.days_after_start} days)")
+        if not self.fired_by_hand(context):
+            context.log(f"Started for {term or 'a term'} (+{params.days_after_start} days)")
         return {"start": {"run": context.run_id, "term": term}}
 
 
@@ -172,7 +174,14 @@ class OnAlertTrigger(Block):
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         conf = context.run.conf or {}
         alert = conf.get("alert")
-        context.log(f"Started by alert {alert}: {conf.get('summary', '')}".strip())
+        if self.fired_by_hand(context):
+            school = conf.get("school")
+            context.log(
+                "No alert: the next blocks run "
+                + (f"for school {school}." if school else "without an alert's school.")
+            )
+        else:
+            context.log(f"Started by alert {alert}: {conf.get('summary', '')}".strip())
         return {"start": {"run": context.run_id, "alert": alert, "school": conf.get("school")}}
 
 

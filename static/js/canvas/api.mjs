@@ -53,9 +53,14 @@ export function makeApi({ fetch, csrfToken, urls }) {
       return { ok: true, version: body };
     },
 
-    /** Start a run of a saved version: {ok: true, run} or {ok: false, message}. */
-    async startRun(version) {
-      const response = await post(urls.runsUrl, { version });
+    /** Start a run of a saved version, from the trigger `trigger_node` (any trigger: one
+     * other than "Start by hand" is fired by hand) and, for an alert trigger, for `school`:
+     * {ok: true, run} or {ok: false, message}. */
+    async startRun(version, { trigger_node, school } = {}) {
+      const request = { version };
+      if (trigger_node) request.trigger_node = trigger_node;
+      if (school) request.school = school;
+      const response = await post(urls.runsUrl, request);
       const body = await response.json();
       if (!response.ok) return { ok: false, message: runErrorText(body) };
       return { ok: true, run: body };

@@ -60,7 +60,9 @@ export class Canvas {
     bindKeyboard(this);
     this.render();
     this.fit();
-    if (this.config.runId) watchRun(this, this.config.runId);
+    // a run asked for (?run=), else the newest run: a reload shows where it is or ended
+    const shown = this.config.runId || this.config.lastRun?.id;
+    if (shown) watchRun(this, shown);
     if (!this.readOnly) validateSoon(this, 0);
     window.addEventListener("beforeunload", (event) => {
       if (this.dirty) event.preventDefault();

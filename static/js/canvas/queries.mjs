@@ -87,3 +87,42 @@ export function errorTarget(graph, error) {
   }
   return null;
 }
+
+/** The triggers the Run button may fire, in the graph's order: [{id, label, byHand,
+ * needsSchool}]. A trigger other than "Start by hand" is fired by hand (it runs now); fired by
+ * hand, an alert trigger has no alert, so it needs a school when a block after it works on
+ * the alerted school. */
+export function runChoices(graph, catalog) {
+  const next = new Map(graph.nodes.map((n) => [n.id, []]));
+  for (const e of graph.edges) next.get(e.source)?.push(e.target);
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  const after = (id) => {
+    const seen = new Set();
+    const queue = [...(next.get(id) || [])];
+    while (queue.length) {
+      const nid = queue.shift();
+      if (seen.has(nid)) continue;
+      seen.add(nid);
+      queue.push(...(next.get(nid) || []));
+    }
+    return [...seen].map((nid) => byId.get(nid));
+  };
+  const choices = [];
+  for (const node of graph.nodes) {
+    const block = catalog.get(node.kind, node.version);
+    if (!block?.trigger) continue;
+    const byHand = Boolean(block.by_hand);
+    const needsSchool =
+      !byHand && after(node.id).some((n) => catalog.get(n.kind, n.version)?.needs_school);
+    choices.push({ id: node.id, label: nodeTitle(catalog, node), byHand, needsSchool });
+  }
+  return choices;
+}
+
+/** The trigger the Run button fires when nobody chose: the only one, else the only "Start by
+ * hand", else none (the user must choose). */
+export function defaultTrigger(choices) {
+  if (choices.length === 1) return choices[0].id;
+  const byHand = choices.filter((c) => c.byHand);
+  return byHand.length === 1 ? byHand[0].id : "";
+}

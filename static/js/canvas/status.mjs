@@ -3,9 +3,17 @@
 // screen reader's announcements.
 
 import { el } from "./dom.mjs";
-import { errorTarget } from "./queries.mjs";
+import { defaultTrigger, errorTarget, runChoices } from "./queries.mjs";
 import { focusNode } from "./render.mjs";
-import { problemCountText, runBlocker, runStatusText, saveButtonText } from "./text.mjs";
+import {
+  otherVersionText,
+  problemCountText,
+  runBlocker,
+  runChoiceText,
+  runStatusText,
+  runTitle,
+  saveButtonText,
+} from "./text.mjs";
 
 function pending(canvas) {
   return canvas.validatedRevision !== canvas.editor.revision;
@@ -22,12 +30,48 @@ export function renderStatus(canvas) {
   const run = canvas.$("#run");
   if (run) {
     const { version, versionDraft } = config;
-    const why = runBlocker({ dirty: canvas.dirty, version, versionDraft });
+    const { choice, school } = renderRunChoice(canvas);
+    const why = runBlocker({ dirty: canvas.dirty, version, versionDraft, choice, school });
     run.disabled = Boolean(why);
-    run.title = why || `Run version ${config.version}`;
+    run.title = why || runTitle(config.version, choice);
     const hint = canvas.$("#run-hint");
     if (hint) hint.textContent = why;
   }
+}
+
+/** The Run chooser: which trigger to fire (when there are several) and, for an alert trigger
+ * fired by hand whose blocks need one, the school. Returns the choice (null: one must be
+ * chosen) and the school chosen. */
+export function renderRunChoice(canvas) {
+  const box = canvas.$("#run-choice");
+  const select = canvas.$("#run-trigger");
+  const choices = runChoices(canvas.editor.graph, canvas.catalog);
+  canvas.runChoices = choices;
+  if (!box || !select) return { choice: undefined, school: "" };
+  const key = choices.map((c) => `${c.id}:${c.label}`).join("|");
+  if (select.dataset.key !== key) {
+    const before = select.value || defaultTrigger(choices);
+    select.replaceChildren(el("option", { value: "", text: "choose a trigger…" }));
+    for (const c of choices) select.append(el("option", { value: c.id, text: runChoiceText(c) }));
+    select.value = choices.some((c) => c.id === before) ? before : "";
+    select.dataset.key = key;
+    if (!select.dataset.bound) {
+      select.dataset.bound = "1";
+      select.addEventListener("change", () => renderStatus(canvas));
+      canvas.$("#run-school")?.addEventListener("change", () => renderStatus(canvas));
+    }
+  }
+  const schoolSelect = canvas.$("#run-school");
+  if (schoolSelect && schoolSelect.options.length === 1) {
+    for (const s of canvas.config.schools || []) {
+      schoolSelect.append(el("option", { value: String(s.id), text: s.name }));
+    }
+  }
+  const choice = choices.find((c) => c.id === select.value) || null;
+  const askSchool = Boolean(choice?.needsSchool);
+  box.hidden = choices.length < 2 && !askSchool;
+  canvas.$("#run-school-choice").hidden = !askSchool;
+  return { choice: choices.length ? choice : undefined, school: askSchool ? schoolSelect.value : "" };
 }
 
 /** The problem list: each problem a button that selects what it is about. */
@@ -90,4 +134,11 @@ export function showRunBar(canvas, run) {
   const link = canvas.$("#run-link");
   link.href = canvas.config.runPageUrl.replace("RUN", run.id);
   link.textContent = `Run ${run.id}`;
+  const started = canvas.$("#run-started");
+  if (started) started.textContent = run.started ? `${run.started}.` : "";
+  const other = canvas.$("#run-other-version");
+  if (other) {
+    other.textContent = otherVersionText(run, canvas.config.version);
+    other.hidden = !other.textContent;
+  }
 }

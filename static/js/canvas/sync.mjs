@@ -49,6 +49,11 @@ export async function save(canvas) {
   }
   const saved = answer.version;
   canvas.savedRevision = revision;
+  if (saved.unchanged) {
+    showSaveStatus(canvas, "saved", saved.detail);
+    renderStatus(canvas);
+    return;
+  }
   canvas.config.version = saved.number;
   canvas.config.versionDraft = saved.draft;
   showSaveStatus(canvas, saved.draft ? "draft" : "saved", savedText(saved));
@@ -61,7 +66,12 @@ export async function save(canvas) {
 
 export async function startRun(canvas) {
   if (canvas.dirty || !canvas.config.version) return;
-  const answer = await canvas.api.startRun(canvas.config.version);
+  const trigger = canvas.$("#run-trigger")?.value || "";
+  const school = canvas.$("#run-school-choice")?.hidden ? "" : canvas.$("#run-school")?.value;
+  const answer = await canvas.api.startRun(canvas.config.version, {
+    trigger_node: trigger || undefined,
+    school: school ? Number(school) : undefined,
+  });
   if (!answer.ok) {
     showSaveStatus(canvas, "error", `Not started: ${answer.message}`);
     return;
@@ -76,7 +86,8 @@ export function showRun(canvas, run) {
   canvas.run = {
     id: run.id,
     status: run.status,
-    overlay: true,
+    // the steps fit the graph shown only when the run is of its version
+    overlay: run.version === canvas.config.version,
     steps: Object.fromEntries(run.steps.map((s) => [s.node_id, s])),
   };
   showRunBar(canvas, run);
@@ -100,6 +111,7 @@ export async function watchRun(canvas, id) {
       return;
     }
     if (canvas.run && canvas.run.id === id && !canvas.run.overlay) return; // edited since: stop
+    if (canvas.run && canvas.run.id !== id) return; // another run is followed now
     showRun(canvas, run);
     if (!FINISHED.has(run.status)) {
       canvas.pollTimer = setTimeout(poll, run.status === "waiting_approval" ? 3000 : 1000);

@@ -5,7 +5,7 @@ import { STATE_LABELS } from "./model.mjs";
 
 const ICONS = {
   play: "▶", clock: "◷", calendar: "▦", bell: "♪", database: "◫", "eye-off": "◌",
-  scissors: "✂", cpu: "⚙", "check-circle": "✓", scale: "⚖", package: "▣", tag: "⌗",
+  scissors: "✂", cpu: "⚙", "check-circle": "✓", scale: "⚖", package: "▣", tag: "✎",
   "file-text": "☰", "user-check": "☑", filter: "▽", flag: "⚑", "trending-up": "↗",
   "rotate-ccw": "↺", archive: "▤", snowflake: "❄", crosshair: "✛", activity: "∿",
   target: "◎", hourglass: "◔", server: "⌸", square: "□",
@@ -78,12 +78,28 @@ export function problemCountText(problems, pending) {
   return problems ? count(problems, "problem") : "no problems: ready to save and run";
 }
 
-/** Why the Run button is off ("" when it is on). */
-export function runBlocker({ dirty, version, versionDraft }) {
+/** Why the Run button is off ("" when it is on). `choice` is the trigger chosen (its
+ * runChoices entry, or null when several wait for a choice) and `school` the school chosen. */
+export function runBlocker({ dirty, version, versionDraft, choice, school }) {
   if (dirty) return "Save your changes first: a run uses a saved version.";
   if (!version) return "Save a first version to run it.";
   if (versionDraft) return "This version is a draft with problems: fix them and save to run.";
+  if (choice === null) return "Choose the trigger to start from.";
+  if (choice?.needsSchool && !school) {
+    return `Choose a school: fired by hand, "${choice.label}" has no alert to take one from.`;
+  }
   return "";
+}
+
+/** A trigger in the Run chooser: "Start by hand" as it is, any other one fired now. */
+export function runChoiceText(choice) {
+  return choice.byHand ? choice.label : `${choice.label}: fire it now`;
+}
+
+/** The Run button's tooltip. */
+export function runTitle(version, choice) {
+  if (!choice || choice.byHand) return `Run version ${version}`;
+  return `Run version ${version} now, firing "${choice.label}" by hand`;
 }
 
 /** The status line after a save (`saved` is the answer of POST versions/). */
@@ -102,7 +118,16 @@ export function bannerText(saved) {
   return `Version ${saved.number}${draft}`;
 }
 
-/** A run's status with the reason it waits or failed, if it gave one. */
+/** A run's status with the reason it waits or failed, if it gave one; a run in which nothing
+ * ran says so (its `summary`), not "passed". */
 export function runStatusText(run) {
+  if (run.status === "succeeded" && run.summary && run.summary !== "passed") return run.summary;
   return `${stateLabel(run.status)}` + (run.reason ? ` — ${run.reason}` : "");
+}
+
+/** What the run bar adds when the run is of another version than the one on the canvas. */
+export function otherVersionText(run, version) {
+  return run.version === version
+    ? ""
+    : `(version ${run.version}: open the run to see its steps on the graph it ran)`;
 }
