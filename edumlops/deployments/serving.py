@@ -23,9 +23,11 @@ from edumlops.ml.serving_core import (
     ServingModel,
     explain,
     feed,
+    known_categories,
     linear_terms,
     parse_rows,
     predict,
+    unseen_categories,
     validate,
 )
 from edumlops.registry import bundles
@@ -45,6 +47,7 @@ __all__ = [
     "load",
     "parse_rows",
     "predict",
+    "unseen_categories",
     "validate",
 ]
 
@@ -105,6 +108,11 @@ def load(model: ModelVersion) -> ServingModel:
     if not loaded.terms and model.algorithm == "logistic_regression":
         # bundles exported before the terms were kept in the manifest
         loaded.terms = linear_terms(model.pipeline(), loaded.numeric, loaded.categorical)
+    # the categories seen in training; the registry keeps the drift reference of bundles that
+    # were exported without it
+    loaded.categories = known_categories(
+        loaded.categorical, loaded.terms, signed.drift_reference or model.drift_reference
+    )
     return loaded
 
 
