@@ -240,14 +240,12 @@ def school_predict(request: Request, pk: int) -> Response:
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
     try:
-        serving.check_rows(model, rows, where)
-        answers, seconds = serving.predict(model, rows)
+        answers, seconds, warnings = serving.score(model, rows, where)
     except serving.RequestError as exc:
         return Response(
             {"detail": str(exc), "code": "invalid", "errors": exc.errors},
             status=status.HTTP_400_BAD_REQUEST,
         )
-    warnings = serving.unseen_categories(model, rows)
     unseen: dict[int, list[str]] = {}
     for w in warnings:
         unseen.setdefault(w["row"], []).append(w["field"])

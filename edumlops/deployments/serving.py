@@ -47,6 +47,7 @@ __all__ = [
     "load",
     "parse_rows",
     "predict",
+    "score",
     "unseen_categories",
     "validate",
 ]
@@ -180,3 +181,12 @@ def check_rows(model: ServingModel, rows: list[dict], where: str = "rows") -> No
         "unknown).",
         errors,
     )
+
+
+def score(model: ServingModel, rows: list[dict], where: str = "rows") -> tuple[list, float, list]:
+    """One door for every caller that scores rows (the predict API, the school page's "Try a
+    student"): check the rows (RowsError names each fault), score them, and warn of categories
+    never seen in training. Returns (answers, seconds, warnings); records nothing."""
+    check_rows(model, rows, where)
+    answers, seconds = predict(model, rows)
+    return answers, seconds, unseen_categories(model, rows)
