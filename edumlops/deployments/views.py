@@ -185,6 +185,7 @@ class TryField:
     value: str  # as typed
     low: float | None = None  # numeric: the range seen in the training data
     high: float | None = None
+    middle: bool = False  # low and high hold 8 in 10 training rows (not the whole range)
     choices: list[str] = field(default_factory=list)  # categorical: the categories seen
     error: str = ""
 
@@ -209,7 +210,11 @@ def _try_fields(version: ModelVersion, model: serving.ServingModel) -> list[TryF
         s = stats.get(name, {})
         low, high, mean = s.get("min"), s.get("max"), s.get("mean")
         typical = "" if mean is None else _number_text(round(float(mean), 2))
-        out.append(TryField(name, "numeric", typical, low, high))
+        edges = (reference.get(name) or {}).get("edges") or []
+        if low is None and len(edges) >= 2:  # no dataset profile: the drift bins' deciles
+            out.append(TryField(name, "numeric", "", edges[0], edges[-1], middle=True))
+        else:
+            out.append(TryField(name, "numeric", typical, low, high))
     for name in model.categorical:
         choices = model.categories.get(name) or (reference.get(name) or {}).get("categories") or []
         out.append(TryField(name, "categorical", "", choices=sorted(map(str, choices))))
@@ -268,6 +273,8 @@ def try_student(request: HttpRequest, pk: int) -> HttpResponse:
                 answer = answers[0]
                 for reason in answer.get("top_features", []):
                     reason["label"] = reason["feature"].replace("_", " ")
+                    value = row.get(reason["feature"])
+                    reason["value"] = "unknown" if value is None else value
                 context.update(
                     answer=answer,
                     warnings=warnings,

@@ -24,6 +24,11 @@ def url(school) -> str:
     return f"/schools/{school.pk}/try/"
 
 
+def shown(x: float) -> str:
+    """A number as the page shows it (floatformat:"-2")."""
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}"
+
+
 def form_of(row: dict) -> dict:
     return {k: "" if v is None else str(v) for k, v in row.items()}
 
@@ -111,3 +116,25 @@ def test_no_model_no_form(school_a, teacher_a):
         'data-testid="try-student"'
         not in client_for(teacher_a).get(f"/schools/{school_a.pk}/").content.decode()
     )
+
+
+def test_numbers_show_the_range_of_the_training_data(deployed, school_a, staff):
+    from edumlops.datasets.models import ingest
+    from edumlops.ml.synth import generate_district
+
+    client = client_for(staff)
+    html = client.get(url(school_a)).content.decode()
+    edges = deployed.drift_reference["attendance_rate"]["edges"]  # no profile: the deciles
+    assert f"8 in 10 training students: {shown(edges[0])} to {shown(edges[-1])}" in html
+
+    frame = generate_district(1500, seed=0)  # the rows make_model trained on
+    version, _ = ingest(
+        district=deployed.district, name="rows", data=frame.to_csv(index=False).encode()
+    )
+    deployed.dataset_version = version
+    deployed.save()
+    html = client.get(url(school_a)).content.decode()
+    low, high = frame["quiz_average"].min(), frame["quiz_average"].max()
+    assert f"seen in training: {shown(low)} to {shown(high)}" in html
+    mean = round(float(frame["quiz_average"].mean()), 2)
+    assert f'name="quiz_average" value="{mean:g}"' in html  # a typical value to start from
