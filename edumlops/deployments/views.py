@@ -265,10 +265,18 @@ def try_student(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 answers, _, warnings = serving.score(model, [row], "row")
             except serving.RequestError as exc:
-                by_feature = {e.get("feature"): e["message"] for e in exc.errors}
+                by_feature = {
+                    e.get("feature"): e["message"].replace("null if unknown", "leave it empty")
+                    for e in exc.errors
+                }
                 for f in fields:
                     f.error = by_feature.get(f.name, "")
-                context["problem"] = str(exc)
+                context["problem"] = (
+                    f"This student could not be scored: fix the {len(exc.errors)} field(s) "
+                    "marked above."
+                    if exc.errors
+                    else str(exc)
+                )
             else:
                 answer = answers[0]
                 for reason in answer.get("top_features", []):

@@ -83,7 +83,8 @@ def test_a_bad_number_is_named_like_the_api_names_it(deployed, school_a, staff):
     row = {**form_of(rows_for(1)[0]), "attendance_rate": "most days"}
     html = client_for(staff).post(url(school_a), row).content.decode()
     assert 'data-testid="try-error-attendance_rate"' in html
-    assert "must be a number, got &#x27;most days&#x27;" in html
+    assert "must be a number, got &#x27;most days&#x27;: send a finite number, or leave it" in html
+    assert "could not be scored: fix the 1 field(s) marked above" in html
     assert 'data-testid="try-result"' not in html
 
 
