@@ -77,6 +77,7 @@ urlpatterns = [
     path("api/alerts/<int:pk>/resolve/", monitoring_api.alert_resolve, name="api-alert-resolve"),
     path("deployments/", deployments_views.deployments_page, name="deployments"),
     path("schools/<int:pk>/rollback/", deployments_views.school_rollback, name="school-rollback"),
+    path("schools/<int:pk>/try/", deployments_views.try_student, name="school-try-student"),
     path("api/deployments/", deployments_api.deployment_list, name="api-deployments"),
     path("api/deployments/<int:pk>/", deployments_api.deployment_detail, name="api-deployment"),
     path(

@@ -216,7 +216,9 @@ def school_predict(request: Request, pk: int) -> Response:
     """Score one row ({"row": {...}}) or a batch ({"rows": [...]}) with the school's active
     version. Each answer: probability, risk band, the version that answered and, for linear
     models, the features that moved the risk most. A bad request is refused whole (400, each
-    row and feature named) and nothing is recorded."""
+    row and feature named) and nothing is recorded. A category the model never saw in training
+    is scored (it counts as none of the known ones) and flagged in `warnings`, and counted by
+    the school's monitoring."""
     school = _predict_school(request, pk)
     body = parse(PredictIn, request.data)
     where = "rows" if "rows" in body else "row"
@@ -238,13 +240,15 @@ def school_predict(request: Request, pk: int) -> Response:
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
     try:
-        serving.check_rows(model, rows, where)
-        answers, seconds = serving.predict(model, rows)
+        answers, seconds, warnings = serving.score(model, rows, where)
     except serving.RequestError as exc:
         return Response(
             {"detail": str(exc), "code": "invalid", "errors": exc.errors},
             status=status.HTTP_400_BAD_REQUEST,
         )
+    unseen: dict[int, list[str]] = {}
+    for w in warnings:
+        unseen.setdefault(w["row"], []).append(w["field"])
     per_row_ms = 1000 * seconds / len(rows)
     with transaction.atomic():
         Prediction.objects.bulk_create(
@@ -256,12 +260,13 @@ def school_predict(request: Request, pk: int) -> Response:
                 probability=a["probability"],
                 band=a["risk_band"],
                 latency_ms=per_row_ms,
+                unseen_categories=unseen.get(i, []),
             )
-            for row, a in zip(rows, answers, strict=True)
+            for i, (row, a) in enumerate(zip(rows, answers, strict=True))
         )
     for a in answers:
         a["deployment"] = deployment.pk
-    return Response({"school": school.pk, "predictions": answers})
+    return Response({"school": school.pk, "predictions": answers, "warnings": warnings})
 
 
 @extend_schema(responses=PredictionOut(many=True))

@@ -87,6 +87,8 @@ class Prediction(models.Model):
     probability = models.FloatField()
     band = models.CharField(max_length=10)
     latency_ms = models.FloatField()
+    # the categorical features whose value the model never saw in training (scored, flagged)
+    unseen_categories = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -10,7 +10,7 @@ from edumlops.core.api import ErrorOut, FieldErrorOut
 from edumlops.deployments import services
 from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
 from edumlops.deployments.serving import MAX_TEXT
-from edumlops.ml.serving_core import MAX_ROWS
+from edumlops.ml.serving_core import MAX_ROWS, UNSEEN
 
 MAX_ID = 2**63 - 1
 MAX_REASON = 2000
@@ -180,9 +180,24 @@ class AnswerOut(serializers.Serializer):
     deployment = serializers.IntegerField()
 
 
+class PredictWarningOut(serializers.Serializer):
+    row = serializers.IntegerField(help_text="The index of the row (0 for a single `row`).")
+    field = serializers.CharField(help_text="The feature concerned.")
+    code = serializers.ChoiceField(
+        choices=[UNSEEN],
+        help_text=f"`{UNSEEN}`: a category the model never saw in training; the row was "
+        "scored with it counting as none of the known categories.",
+    )
+    message = serializers.CharField(help_text="What happened and what to check, in words.")
+
+
 class PredictOut(serializers.Serializer):
     school = serializers.IntegerField()
     predictions = AnswerOut(many=True)
+    warnings = PredictWarningOut(
+        many=True,
+        help_text="Rows that were scored but deserve a second look (empty when none).",
+    )
 
 
 class RowErrorOut(FieldErrorOut):
@@ -199,10 +214,22 @@ class PredictionOut(serializers.ModelSerializer):
     at = serializers.DateTimeField(source="created_at")
     risk_band = serializers.CharField(source="band")
     features = serializers.DictField()
+    unseen_categories = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The features whose category the model never saw in training.",
+    )
 
     class Meta:
         model = Prediction
-        fields = ["id", "at", "model_version", "probability", "risk_band", "features"]
+        fields = [
+            "id",
+            "at",
+            "model_version",
+            "probability",
+            "risk_band",
+            "features",
+            "unseen_categories",
+        ]
 
 
 # --- integration tokens ------------------------------------------------------------------------

@@ -23,9 +23,11 @@ from edumlops.ml.serving_core import (
     ServingModel,
     explain,
     feed,
+    known_categories,
     linear_terms,
     parse_rows,
     predict,
+    unseen_categories,
     validate,
 )
 from edumlops.registry import bundles
@@ -45,6 +47,8 @@ __all__ = [
     "load",
     "parse_rows",
     "predict",
+    "score",
+    "unseen_categories",
     "validate",
 ]
 
@@ -105,6 +109,11 @@ def load(model: ModelVersion) -> ServingModel:
     if not loaded.terms and model.algorithm == "logistic_regression":
         # bundles exported before the terms were kept in the manifest
         loaded.terms = linear_terms(model.pipeline(), loaded.numeric, loaded.categorical)
+    # the categories seen in training; the registry keeps the drift reference of bundles that
+    # were exported without it
+    loaded.categories = known_categories(
+        loaded.categorical, loaded.terms, signed.drift_reference or model.drift_reference
+    )
     return loaded
 
 
@@ -172,3 +181,12 @@ def check_rows(model: ServingModel, rows: list[dict], where: str = "rows") -> No
         "unknown).",
         errors,
     )
+
+
+def score(model: ServingModel, rows: list[dict], where: str = "rows") -> tuple[list, float, list]:
+    """One door for every caller that scores rows (the predict API, the school page's "Try a
+    student"): check the rows (RowsError names each fault), score them, and warn of categories
+    never seen in training. Returns (answers, seconds, warnings); records nothing."""
+    check_rows(model, rows, where)
+    answers, seconds = predict(model, rows)
+    return answers, seconds, unseen_categories(model, rows)

@@ -1,7 +1,10 @@
 """The deployments page: which version each school gets, roll out, promote, and the Rollback
-button (its dialog says exactly what will change)."""
+button (its dialog says exactly what will change); and "Try a student" on the school page."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,8 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 
-from edumlops.deployments import rollout, services, tokens
+from edumlops.deployments import rollout, services, serving, tokens
 from edumlops.deployments.models import Deployment, IntegrationToken
+from edumlops.ml import onnx_bundle
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District, School
 from edumlops.schools.permissions import Action, can, require, visible_districts, visible_schools
@@ -167,3 +171,126 @@ def school_rollback(request: HttpRequest, pk: int) -> HttpResponse:
         except services.DeploymentError as exc:
             messages.error(request, str(exc))
     return redirect("school", pk=school.pk)
+
+
+# --- "Try a student" on the school page ---------------------------------------------------------
+
+BANDS = {"high": "High risk", "medium": "Medium risk", "low": "Low risk"}
+
+
+@dataclass
+class TryField:
+    name: str
+    kind: str  # "numeric" or "categorical"
+    value: str  # as typed
+    low: float | None = None  # numeric: the range seen in the training data
+    high: float | None = None
+    middle: bool = False  # low and high hold 8 in 10 training rows (not the whole range)
+    choices: list[str] = field(default_factory=list)  # categorical: the categories seen
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+
+def _number_text(x: float) -> str:
+    return f"{x:g}" if abs(x) < 1e6 else f"{x:.0f}"
+
+
+def _try_fields(version: ModelVersion, model: serving.ServingModel) -> list[TryField]:
+    """The form's fields, from the served model's features: numbers with the range and a typical
+    value of the training data, categories with those the model saw."""
+    stats = {}
+    if version.dataset_version_id is not None:
+        stats = {c["name"]: c.get("stats") or {} for c in version.dataset_version.schema or []}
+    reference = version.drift_reference or {}
+    out = []
+    for name in model.numeric:
+        s = stats.get(name, {})
+        low, high, mean = s.get("min"), s.get("max"), s.get("mean")
+        typical = "" if mean is None else _number_text(round(float(mean), 2))
+        edges = (reference.get(name) or {}).get("edges") or []
+        if low is None and len(edges) >= 2:  # no dataset profile: the drift bins' deciles
+            out.append(TryField(name, "numeric", "", edges[0], edges[-1], middle=True))
+        else:
+            out.append(TryField(name, "numeric", typical, low, high))
+    for name in model.categorical:
+        choices = model.categories.get(name) or (reference.get(name) or {}).get("categories") or []
+        out.append(TryField(name, "categorical", "", choices=sorted(map(str, choices))))
+    return out
+
+
+def _row_from(fields: list[TryField], data: dict) -> dict:
+    """The posted form as the predict API's row: empty is null (unknown), a number is a number
+    and anything else is sent as typed, for the API's own checks to name."""
+    row: dict = {}
+    for f in fields:
+        text = str(data.get(f.name, "")).strip()
+        f.value = text
+        if not text:
+            row[f.name] = None
+        elif f.kind == "numeric":
+            try:
+                number = float(text)
+            except ValueError:
+                number = None
+            ok = number is not None and math.isfinite(number)
+            row[f.name] = (int(number) if number.is_integer() else number) if ok else text
+        else:
+            row[f.name] = text
+    return row
+
+
+@login_required
+def try_student(request: HttpRequest, pk: int) -> HttpResponse:
+    """Score one made-up student with the school's model, through the predict API's own checks
+    and scoring (serving.score); nothing is recorded, so monitoring never counts it."""
+    school = get_object_or_404(visible_schools(request.user), pk=pk)
+    require(request.user, Action.VIEW, school)
+    context: dict = {"school": school, "bands": BANDS}
+    deployment = services.resolve(school)
+    context["deployment"] = deployment
+    model = None
+    if deployment is not None:
+        try:
+            model = serving.CACHE.get(deployment.model_version)
+        except (serving.RequestError, onnx_bundle.BundleError) as exc:
+            context["unavailable"] = f"The model cannot be tried: {exc}"
+    if model is not None:
+        fields = _try_fields(deployment.model_version, model)
+        context["fields"] = fields
+        if request.method == "POST":
+            row = _row_from(fields, request.POST)
+            try:
+                answers, _, warnings = serving.score(model, [row], "row")
+            except serving.RequestError as exc:
+                by_feature = {
+                    e.get("feature"): e["message"].replace("null if unknown", "leave it empty")
+                    for e in exc.errors
+                }
+                for f in fields:
+                    f.error = by_feature.get(f.name, "")
+                context["problem"] = (
+                    f"This student could not be scored: fix the {len(exc.errors)} field(s) "
+                    "marked above."
+                    if exc.errors
+                    else str(exc)
+                )
+            else:
+                answer = answers[0]
+                for reason in answer.get("top_features", []):
+                    reason["label"] = reason["feature"].replace("_", " ")
+                    value = row.get(reason["feature"])
+                    reason["value"] = "unknown" if value is None else value
+                context.update(
+                    answer=answer,
+                    warnings=warnings,
+                    band_label=BANDS.get(answer["risk_band"], answer["risk_band"]),
+                    percent=f"{100 * answer['probability']:.1f}",
+                    algorithm=deployment.model_version.algorithm.replace("_", " "),
+                )
+    template = "deployments/try_student.html"
+    if request.htmx:
+        template += "#card"
+    return TemplateResponse(request, template, context)

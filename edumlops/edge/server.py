@@ -1,5 +1,5 @@
 """The agent's local HTTP API on the standard library's threading server: `POST /predict` (the
-central predict API's request, answer and errors, from the same serving core) and
+central predict API's request, answer, warnings and errors, from the same serving core) and
 `GET /healthz`. Keep-alive connections are served; on stop, requests in flight finish first."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edumlops.edge.agent import Agent
-from edumlops.ml.serving_core import MAX_ROWS
+from edumlops.ml.serving_core import MAX_ROWS, parse_rows, unseen_categories
 
 log = logging.getLogger("edumlops.edge.http")
 
@@ -107,7 +107,19 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             return 400, {"detail": f"JSON parse error - {exc}", "errors": []}
-        return self.server.agent.predict(body)
+        status, answer = self.server.agent.predict(body)
+        if status == 200:
+            answer["warnings"] = self._warnings(body, answer)
+        return status, answer
+
+    def _warnings(self, body: Any, answer: dict[str, Any]) -> list[dict[str, Any]]:
+        """The central API's `warnings` (categories never seen in training), from the model
+        that answered (the one active now, unless a swap came in between)."""
+        model = self.server.agent.current()
+        answered = (answer.get("predictions") or [{}])[0].get("model") or {}
+        if model is None or answered.get("version") != model.serving.version:
+            return []
+        return unseen_categories(model.serving, parse_rows(body))
 
     def _discard_body(self) -> None:
         try:

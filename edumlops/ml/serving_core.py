@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,6 +43,9 @@ class ServingModel:
     categorical: list[str]
     thresholds: dict[str, float]
     terms: dict[str, Any] | None = None  # logistic regression: per-feature terms to explain
+    # categorical feature → the categories seen in training, for the features where that is
+    # known for sure (see known_categories); a value outside them is scored, with a warning
+    categories: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest | dict[str, Any], runner: Runner) -> ServingModel:
@@ -60,6 +63,9 @@ class ServingModel:
             categorical=list(manifest.categorical),
             thresholds={k: float(v) for k, v in manifest.thresholds.items()},
             terms=manifest.explain,
+            categories=known_categories(
+                manifest.categorical, manifest.explain, manifest.drift_reference
+            ),
         )
 
     @property
@@ -70,6 +76,62 @@ class ServingModel:
         high = self.thresholds.get("high", self.thresholds.get("decision", 0.5))
         medium = self.thresholds.get("medium", high / 2)
         return "high" if p >= high else "medium" if p >= medium else "low"
+
+
+def known_categories(
+    categorical: list[str],
+    terms: dict[str, Any] | None,
+    reference: dict[str, Any] | None,
+) -> dict[str, frozenset[str]]:
+    """The categories each categorical feature took in the training rows, where that is known
+    for sure: a linear model's terms hold every category its one-hot encoder learnt; otherwise
+    the drift reference (drift.FeatureReference.to_dict) lists the most frequent categories and
+    counts the rest in its "other" bin — when that bin was empty in training, the list is all
+    of them. A feature with neither is left out (its values are never flagged)."""
+    out: dict[str, frozenset[str]] = {}
+    linear = (terms or {}).get("categorical") or {}
+    for name in categorical:
+        if isinstance(linear.get(name), dict):
+            out[name] = frozenset(str(c) for c in linear[name])
+            continue
+        ref = (reference or {}).get(name)
+        if not isinstance(ref, dict) or ref.get("kind") != "categorical":
+            continue
+        cats, counts = list(ref.get("categories") or []), list(ref.get("counts") or [])
+        if cats and len(counts) == len(cats) + 2 and counts[len(cats)] == 0:
+            out[name] = frozenset(str(c) for c in cats)
+    return out
+
+
+UNSEEN = "unseen_category"
+
+
+def unseen_categories(model: ServingModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A warning per row and categorical feature whose value the model never saw in training.
+    Such a row is still scored: the one-hot encoder ignores an unknown category, so the model
+    answers as if that feature told it nothing."""
+    warnings = []
+    for i, row in enumerate(rows):
+        for name in model.categorical:
+            known, value = model.categories.get(name), row.get(name)
+            if known is None or not isinstance(value, str) or value in known:
+                continue
+            listed = sorted(known)
+            shown = ", ".join(listed[:12]) + (
+                f" and {len(listed) - 12} more" if len(listed) > 12 else ""
+            )
+            warnings.append(
+                {
+                    "row": i,
+                    "field": name,
+                    "code": UNSEEN,
+                    "message": f"{name} = {value!r} never occurred in the training data "
+                    f"(it knew {shown}). The row was still scored, with this value counting as "
+                    "none of the known ones: check the spelling, or retrain on data with such "
+                    "students before trusting this answer.",
+                }
+            )
+    return warnings
 
 
 def parse_rows(body: Any) -> list[dict[str, Any]]:

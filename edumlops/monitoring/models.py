@@ -80,6 +80,8 @@ class DailyAggregate(models.Model):
     histograms = models.JSONField(default=dict)  # {feature: [counts on the reference bins]}
     latency_p50_ms = models.FloatField(null=True)
     latency_p95_ms = models.FloatField(null=True)
+    # {feature: predictions whose category the model never saw in training}
+    unseen_categories = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-day"]

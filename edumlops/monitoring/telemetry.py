@@ -23,7 +23,9 @@ def aggregate_day(school: School, day: dt.date) -> list[DailyAggregate]:
     rows = list(
         Prediction.objects.filter(school=school, created_at__date=day)
         .select_related("model_version")
-        .values("model_version", "features", "probability", "band", "latency_ms")
+        .values(
+            "model_version", "features", "probability", "band", "latency_ms", "unseen_categories"
+        )
     )
     by_model: dict[int, list[dict]] = {}
     for row in rows:
@@ -46,6 +48,10 @@ def aggregate_day(school: School, day: dt.date) -> list[DailyAggregate]:
         bands: dict[str, int] = {}
         for i in items:
             bands[i["band"]] = bands.get(i["band"], 0) + 1
+        unseen: dict[str, int] = {}
+        for i in items:
+            for name in i["unseen_categories"] or []:
+                unseen[name] = unseen.get(name, 0) + 1
         latencies = np.asarray([i["latency_ms"] for i in items], dtype=float)
         aggregate, _ = DailyAggregate.objects.update_or_create(
             school=school,
@@ -59,10 +65,36 @@ def aggregate_day(school: School, day: dt.date) -> list[DailyAggregate]:
                 "histograms": histograms,
                 "latency_p50_ms": float(np.percentile(latencies, 50)),
                 "latency_p95_ms": float(np.percentile(latencies, 95)),
+                "unseen_categories": unseen,
             },
         )
         made.append(aggregate)
     return made
+
+
+def unseen_categories(school: School, since: dt.date) -> dict[str, int]:
+    """Since `since`: how many predictions of the school held a category the model never saw
+    in training, per feature — from the daily aggregates and, for days whose raw rows are
+    newer than their aggregate, from the recorded predictions (the larger count per day)."""
+    per_day: dict[tuple[dt.date, str], int] = {}
+    for day, counts in DailyAggregate.objects.filter(school=school, day__gte=since).values_list(
+        "day", "unseen_categories"
+    ):
+        for name, n in (counts or {}).items():
+            per_day[day, name] = per_day.get((day, name), 0) + int(n)
+    raw: dict[tuple[dt.date, str], int] = {}
+    rows = (
+        Prediction.objects.filter(school=school, created_at__date__gte=since)
+        .exclude(unseen_categories=[])
+        .values_list("created_at__date", "unseen_categories")
+    )
+    for day, names in rows:
+        for name in names:
+            raw[day, name] = raw.get((day, name), 0) + 1
+    totals: dict[str, int] = {}
+    for key in {*per_day, *raw}:
+        totals[key[1]] = totals.get(key[1], 0) + max(per_day.get(key, 0), raw.get(key, 0))
+    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def aggregate_and_prune(today: dt.date | None = None) -> dict[str, int]:

@@ -28,6 +28,7 @@ from edumlops.core.charts import column_bars, day_columns, time_chart
 from edumlops.deployments.models import Deployment, Prediction
 from edumlops.deployments.services import resolve
 from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck, PerformanceCheck
+from edumlops.monitoring.telemetry import unseen_categories
 from edumlops.registry import views as registry_views
 from edumlops.schools.models import CalendarPeriod, District, School
 from edumlops.schools.permissions import Action, can, visible_districts, visible_schools
@@ -223,6 +224,7 @@ def _monitoring(school) -> dict:  # noqa: ANN001
         "band_bars": column_bars([bands.get(b, 0) for b in order], order, width=120, height=50),
         "bands": [(b, bands.get(b, 0)) for b in order],
         "open_alerts": [a for a in alerts if a.status != Alert.Status.RESOLVED],
+        "unseen_categories": unseen_categories(school, since),
     }
 
 

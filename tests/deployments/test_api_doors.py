@@ -417,7 +417,17 @@ def test_one_row_is_still_answered(served, school_a, staff):
     assert response.json()["predictions"][0]["deployment"] == services.resolve(school_a).pk
     assert Prediction.objects.count() == 1
     listed = client_for(staff).get(f"/api/schools/{school_a.pk}/predictions/").json()
-    assert set(listed[0]) == {"id", "at", "model_version", "probability", "risk_band", "features"}
+    assert response.json()["warnings"] == []
+    assert set(listed[0]) == {
+        "id",
+        "at",
+        "model_version",
+        "probability",
+        "risk_band",
+        "features",
+        "unseen_categories",
+    }
+    assert listed[0]["unseen_categories"] == []
     assert not AuditRecord.objects.filter(action="rollback").exists()
 
 

@@ -228,3 +228,58 @@ def test_linear_explanations_add_up_to_the_models_log_odds(two_models):
         assert intercept + sum(p["contribution"] for p in parts) == pytest.approx(
             expected, abs=1e-3
         )
+
+
+def test_an_unseen_category_is_scored_flagged_and_counted(two_models, school_a, staff):
+    """Categories the model never saw in training (its one-hot encoder's, read off the linear
+    terms) are scored, named in `warnings`, recorded with the prediction and counted by the
+    daily aggregate the monitors read."""
+    from edumlops.monitoring import telemetry
+    from edumlops.monitoring.models import DailyAggregate
+
+    v1, _ = two_models
+    services.roll_out(v1, scope="district", user=staff)
+    rows = rows_for(3)
+    rows[1]["locality"] = "lunar"
+    rows[2]["locality"] = "Urban"  # categories are compared exactly
+    rows[2]["school_size"] = "astronaut-sized"
+    response = predict(client_for(staff), school_a, rows)
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert len(body["predictions"]) == 3
+    warnings = sorted((w["row"], w["field"], w["code"]) for w in body["warnings"])
+    assert warnings == [
+        (1, "locality", "unseen_category"),
+        (2, "locality", "unseen_category"),
+        (2, "school_size", "unseen_category"),
+    ]
+    message = next(w["message"] for w in body["warnings"] if w["row"] == 1)
+    assert "'lunar'" in message and "rural, suburban, urban" in message
+    expected = v1.predict_proba(pd.DataFrame(rows))  # scikit-learn ignores the unknown too
+    for answer, p in zip(body["predictions"], expected, strict=True):
+        assert answer["probability"] == pytest.approx(p, abs=1e-5)
+
+    recorded = list(Prediction.objects.filter(school=school_a).order_by("id"))
+    assert [sorted(p.unseen_categories) for p in recorded] == [
+        [],
+        ["locality"],
+        ["locality", "school_size"],
+    ]
+    since = recorded[0].created_at.date()
+    assert telemetry.unseen_categories(school_a, since) == {"locality": 2, "school_size": 1}
+    (aggregate,) = telemetry.aggregate_day(school_a, since)
+    assert aggregate.unseen_categories == {"locality": 2, "school_size": 1}
+    Prediction.objects.all().delete()  # raw rows pruned: the aggregate still counts them
+    assert DailyAggregate.objects.get(pk=aggregate.pk).unseen_categories["locality"] == 2
+    assert telemetry.unseen_categories(school_a, since) == {"locality": 2, "school_size": 1}
+
+
+def test_known_categories_get_no_warning(two_models, school_a, staff):
+    v1, _ = two_models
+    services.roll_out(v1, scope="district", user=staff)
+    rows = rows_for(10)
+    rows[0]["locality"] = None  # unknown is not unseen
+    response = predict(client_for(staff), school_a, rows)
+    assert response.status_code == 200, response.json()
+    assert response.json()["warnings"] == []
+    assert not Prediction.objects.exclude(unseen_categories=[]).exists()

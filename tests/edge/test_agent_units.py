@@ -21,7 +21,13 @@ from edumlops.edge.server import MAX_BODY, make_server
 from edumlops.ml import onnx_bundle
 from edumlops.ml.bundle_files import MODEL_FILE, BundleError
 from edumlops.ml.runtime import OrtModel
-from edumlops.ml.serving_core import RequestError, ServingModel, parse_rows, predict
+from edumlops.ml.serving_core import (
+    RequestError,
+    ServingModel,
+    parse_rows,
+    predict,
+    unseen_categories,
+)
 from tests.conftest import ROOT
 from tests.edge.bundles import DistrictDouble, make_bundle, new_key, register, request_rows
 
@@ -136,6 +142,19 @@ def test_predict_answers_as_the_serving_core_on_the_same_bundle(port, double):
 
     status, one = call(port, "POST", "/predict", {"row": rows[0]})
     assert status == 200 and one["predictions"][0]["probability"] == expected[0]["probability"]
+
+
+def test_an_unseen_category_gets_the_central_apis_warning(port, double):
+    rows = request_rows(3, seed=11)
+    rows[2]["locality"] = "lunar"
+    status, body = call(port, "POST", "/predict", {"rows": rows})
+    assert status == 200 and len(body["predictions"]) == 3
+    warnings = unseen_categories(core_model(double, 1), rows)
+    assert [(w["row"], w["field"], w["code"]) for w in warnings] == [
+        (2, "locality", "unseen_category")
+    ]
+    assert body["warnings"] == warnings
+    assert call(port, "POST", "/predict", {"rows": rows[:2]})[1]["warnings"] == []
 
 
 @pytest.mark.parametrize(
