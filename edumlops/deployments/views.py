@@ -279,6 +279,9 @@ def try_student(request: HttpRequest, pk: int) -> HttpResponse:
                 )
             else:
                 answer = answers[0]
+                if "top_features" not in answer:  # not linear: measure each feature's effect
+                    answer["top_features"] = serving.explain_by_substitution(model, row)
+                    answer["measured"] = True
                 for reason in answer.get("top_features", []):
                     reason["label"] = reason["feature"].replace("_", " ")
                     value = row.get(reason["feature"])

@@ -257,6 +257,33 @@ def explain(model: ServingModel, rows: list[dict[str, Any]], top: int = 3) -> li
     return result
 
 
+def explain_by_substitution(
+    model: ServingModel, row: dict[str, Any], top: int = 3
+) -> list[dict[str, Any]]:
+    """For any kind of model, one row: how much each feature moves this student's probability,
+    measured by scoring the row again with that feature unknown (what the model assumes when a
+    value is missing: the training median for a number, no known category for a category). One
+    ONNX call scores the row and all its variants; features that move nothing are left out."""
+    names = list(model.numeric) + list(model.categorical)
+    rows = [row] + [{**row, name: None} for name in names if row.get(name) is not None]
+    changed = [name for name in names if row.get(name) is not None]
+    if not changed:
+        return []
+    probabilities = model.onnx.predict_feed(feed(model, rows))
+    base = float(probabilities[0])
+    parts = {n: base - float(p) for n, p in zip(changed, probabilities[1:], strict=True)}
+    ranked = sorted((kv for kv in parts.items() if abs(kv[1]) >= 5e-4), key=lambda kv: -abs(kv[1]))
+    return [
+        {
+            "feature": k,
+            "contribution": round(v, 4),
+            "direction": "raises risk" if v > 0 else "lowers risk",
+            "points": round(100 * abs(v), 1),
+        }
+        for k, v in ranked[:top]
+    ]
+
+
 def predict(model: ServingModel, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
     validate(model, rows)
     started = time.perf_counter()

@@ -115,3 +115,24 @@ def test_an_unseen_row_is_scored_as_scikit_learn_scores_it(trained):
     expected = pipeline.predict_proba(prepare_frame(pd.DataFrame(rows), spec))[:, 1]
     for answer, p in zip(answers, expected, strict=True):
         assert answer["probability"] == pytest.approx(p, abs=1e-5)
+
+
+def test_reasons_for_any_model_are_the_change_when_each_value_is_unknown(trained):
+    """A random forest has no weights to read: each reason is the probability this row loses
+    or gains when that one value is made unknown, scored through the same ONNX session."""
+    from edumlops.ml.serving_core import explain_by_substitution, feed
+
+    frame, spec, pipeline = trained
+    model = served(frame, spec, pipeline)
+    row = a_row(frame, spec)
+    reasons = explain_by_substitution(model, row, top=3)
+    assert 1 <= len(reasons) <= 3
+    sizes = [abs(r["contribution"]) for r in reasons]
+    assert sizes == sorted(sizes, reverse=True)
+    base = float(model.onnx.predict_feed(feed(model, [row]))[0])
+    for reason in reasons:
+        without = float(model.onnx.predict_feed(feed(model, [{**row, reason["feature"]: None}]))[0])
+        assert reason["contribution"] == pytest.approx(base - without, abs=1e-4)
+        assert reason["direction"] == ("raises risk" if base > without else "lowers risk")
+    # a row with every value unknown has nothing to explain
+    assert explain_by_substitution(model, dict.fromkeys(spec.columns)) == []
