@@ -215,16 +215,15 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
     items = _items(request.user, scope, workflow, entered, errors, saved)
     if not items:
         raise Http404(f"{workflow} has no thresholds to change.")
-    if request.htmx:
-        return TemplateResponse(
-            request,
-            f"{TEMPLATE}#workflow-form",
-            {**context, "item": items[0], "focus": True},
-            status=status,
-        )
+    # Always the whole page (menu, stylesheet, title): htmx picks this workflow's section out of
+    # it (hx-select), and whatever shows the answer on its own still shows a complete page.
     full = _items(request.user, scope)
     full = [items[0] if i.workflow.pk == workflow.pk else i for i in full]
-    return TemplateResponse(request, TEMPLATE, {**context, "items": full}, status=status)
+    response = TemplateResponse(
+        request, TEMPLATE, {**context, "items": full, "focus": bool(request.htmx)}, status=status
+    )
+    response["Vary"] = "HX-Request"
+    return response
 
 
 # --- API -------------------------------------------------------------------------------------

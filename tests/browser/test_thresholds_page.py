@@ -131,3 +131,49 @@ def test_district_staff_change_a_district_value_for_every_school(
     assert page.get_by_role("heading", level=1).inner_text() == "Thresholds — Birch School"
     assert page.get_by_label("Bias-gate gap").is_disabled()  # one value for the district
     assert page.get_by_label("Bias-gate gap").input_value() == "0.05"
+
+
+def test_zero_is_refused_by_the_browser_and_by_the_server_in_the_full_page(
+    page, live_server, workflow, teacher_a
+):
+    """Drift sensitivity must be more than 0: the browser refuses 0 before sending, and when it
+    is sent anyway the error shows inside the whole page (menu, stylesheet, title kept)."""
+    _log_in(page, live_server.url, "teacher_a")
+    page.goto(live_server.url + "/thresholds/")
+    sensitivity = page.get_by_label("Drift sensitivity")
+    sensitivity.fill("0")
+    assert sensitivity.evaluate("el => el.checkValidity()") is False
+    assert "Out of range" in sensitivity.evaluate("el => el.validationMessage")
+    page.get_by_role("button", name="Save thresholds").click()
+    assert page.locator(".field-error").count() == 0  # not sent
+    assert workflow.versions.count() == 1
+
+    page.locator("form[hx-post]").evaluate("form => form.setAttribute('novalidate', '')")
+    page.get_by_role("button", name="Save thresholds").click()
+    error = page.locator(".field-error")
+    error.wait_for()
+    assert "Drift sensitivity (psi_threshold): 0 is out of range" in error.inner_text()
+    assert page.title() == "Thresholds · EduMLOps"
+    assert page.get_by_role("navigation", name="Main").is_visible()
+    assert page.get_by_role("heading", level=1).inner_text() == "Thresholds — Alder School"
+    assert page.locator("link[rel=stylesheet]").count() == 1
+    assert page.locator("section.thresholds").count() == 1  # swapped in place, not nested
+    assert page.locator("section.thresholds section.thresholds").count() == 0
+    assert workflow.versions.count() == 1
+
+
+def test_a_form_posted_without_htmx_answers_the_whole_page(client, workflow, teacher_a):
+    client.force_login(teacher_a)
+    page = client.get("/thresholds/")
+    version = workflow.runnable_version().number
+    for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+        answer = client.post(
+            "/thresholds/",
+            {"workflow": workflow.pk, "version": version, "drift.psi_threshold": "0"},
+            **headers,
+        )
+        assert answer.status_code == 400
+        html = answer.content.decode()
+        assert "<title>Thresholds · EduMLOps</title>" in html and 'aria-label="Main"' in html
+        assert "is out of range" in html
+    assert page.status_code == 200

@@ -329,7 +329,10 @@ def test_an_htmx_save_returns_the_workflows_form_with_the_result(
     ok = client.post(URL, {**data, "drift.psi_threshold": "0.12"}, HTTP_HX_REQUEST="true")
     assert ok.status_code == 200
     html = ok.content.decode()
-    assert html.lstrip().startswith(f'<section class="card thresholds" id="workflow-{workflow.pk}"')
+    # the whole page (never a bare form); the form's hx-select takes its section out of it
+    assert "<title>Thresholds · EduMLOps</title>" in html
+    assert f'<section class="card thresholds" id="workflow-{workflow.pk}"' in html
+    assert f'hx-select="#workflow-{workflow.pk}"' in html
     assert "Saved for Alder School" in html and "version 2" in html
     bad = client.post(
         URL, {**data, "version": 2, "latency.max_ratio": "99"}, HTTP_HX_REQUEST="true"
