@@ -102,14 +102,19 @@ def replay_drift(district: District, schools: list[School], params: DriftParams)
             result.checked += 1
             for _, report in compare(data, None, reference, limits):
                 for f in (f for f in report.features if f.drifted):
-                    rule = " and ".join(
-                        [
-                            *([f"PSI above {limits.psi_threshold:g}"] if f.psi > limits.psi_threshold else []),
-                            *([f"Jensen–Shannon above {limits.js_threshold:g}"] if f.js > limits.js_threshold else []),
-                        ]
-                    )  # fmt: skip
+                    rule = _rule(f, limits)
                     monday = week.start - dt.timedelta(days=week.start.weekday())
                     result.alerts.append(
                         ReplayedAlert(school.name, monday, f.name, f.psi, f.js, rule)
                     )
     return result
+
+
+def _rule(f: drift.FeatureDrift, limits: DriftParams) -> str:
+    """The rule (or rules) that made a feature count as drifted, in words."""
+    rules = []
+    if f.psi > limits.psi_threshold:
+        rules.append(f"PSI above {limits.psi_threshold:g}")
+    if f.js > limits.js_threshold:
+        rules.append(f"Jensen–Shannon above {limits.js_threshold:g}")
+    return " and ".join(rules)
