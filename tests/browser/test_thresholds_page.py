@@ -177,3 +177,73 @@ def test_a_form_posted_without_htmx_answers_the_whole_page(client, workflow, tea
         assert "<title>Thresholds · EduMLOps</title>" in html and 'aria-label="Main"' in html
         assert "is out of range" in html
     assert page.status_code == 200
+
+
+# --- replay before you save ---------------------------------------------------------------------
+@pytest.fixture
+def district(district):
+    """Today inside a term (as tests/monitoring/conftest.py does): the replay reads a term."""
+    import datetime as dt
+    import os
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    from edumlops.schools.models import CalendarPeriod
+
+    today = timezone.localdate()
+    if district.term_on(today) is None or os.environ.get("EDUMLOPS_TEST_SHIFT_CALENDAR"):
+        autumn = district.terms().get(name="Autumn")
+        shift = today - (autumn.start + dt.timedelta(days=56))
+        CalendarPeriod.objects.filter(district=district).update(
+            start=F("start") + shift, end=F("end") + shift
+        )
+    return district
+
+
+@pytest.fixture
+def replay_data(ml_stores, district, school_a, staff):
+    """Three weeks of stored aggregates of Alder School, one with attendance far down."""
+    import pandas as pd
+
+    from edumlops.deployments import services
+    from edumlops.ml import drift
+    from edumlops.monitoring.models import DailyAggregate
+    from tests.deployments.conftest import make_model
+    from tests.monitoring.test_checks import students
+    from tests.monitoring.test_replay import term_days
+
+    model = make_model(district, seed=0)
+    services.roll_out(model, scope="district", user=staff)
+    reference = {k: drift.FeatureReference.from_dict(v) for k, v in model.drift_reference.items()}
+    days = term_days(district, 3)
+    for i, day in enumerate(days):
+        frame = pd.DataFrame(students(model, 200, seed=10 + i, attendance_shift=0.3 * (i == 1)))
+        frame["__prediction__"] = 0.3
+        DailyAggregate.objects.create(
+            school=school_a, day=day, model_version=model, source="central", count=200,
+            bands={"low": 200}, histograms=drift.histograms(reference, frame),
+        )  # fmt: skip
+    return days
+
+
+def test_typing_a_value_replays_the_last_term_before_saving(
+    page, live_server, workflow, teacher_a, replay_data
+):
+    _log_in(page, live_server.url, "teacher_a")
+    page.goto(live_server.url + "/thresholds/")
+    who = page.get_by_test_id("who-drift.js_threshold").inner_text()
+    assert "teachers of a school may give their school its own" in who
+    assert page.get_by_label("Significance level (p-value)").is_disabled()  # district staff's
+    page.get_by_label("Drift sensitivity", exact=True).fill("0.15")
+    result = page.get_by_test_id("replay-drift.psi_threshold").get_by_test_id("replay-result")
+    result.wait_for()
+    text = result.inner_text()
+    assert text.startswith("With 0.15:") and "alert" in text
+    assert "the value in force now, 0.2, is not changed until you save" in text
+    assert "attendance_rate" in result.locator("table").inner_text()
+    assert "Alder School" in result.locator("table").inner_text()
+    path = ARTIFACTS / "monitoring"
+    path.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path / "thresholds-replay.png"), full_page=True)
+    assert workflow.versions.count() == 1  # nothing saved

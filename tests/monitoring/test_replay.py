@@ -131,7 +131,10 @@ def test_the_page_panel_answers_for_the_typed_value(setup, client, teacher_a, sc
     page = client.get("/thresholds/").content.decode()
     assert 'data-testid="replay-drift.psi_threshold"' in page
     assert "Who may change it: District staff set the district" in page
-    assert "Significance level (p-value)" in page and "Drift sensitivity (Jensen–Shannon)" in page
+    assert (
+        "Significance level (p-value)" in page
+        and "Distribution distance limit (Jensen–Shannon)" in page
+    )
     answer = client.get(
         "/thresholds/replay/",
         {

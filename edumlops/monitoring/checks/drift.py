@@ -52,11 +52,18 @@ class DriftParams(PerSchoolParams):
         json_schema_extra={"threshold": "school", "label": "Drift sensitivity"},
     )  # fmt: skip
     js_threshold: float = Field(
-        0.1, gt=0, le=1, description="Drift sensitivity (Jensen–Shannon): a feature also counts "
-        "as changed when its Jensen–Shannon distance to the baseline is larger than this (0 same, "
-        "1 nothing in common), even when its population stability index is below the value above.",
-        json_schema_extra={"threshold": "school", "label": "Drift sensitivity (Jensen–Shannon)"},
-    )  # fmt: skip
+        0.1,
+        gt=0,
+        le=1,
+        description="Distribution distance limit (Jensen–Shannon): a feature also counts as "
+        "changed when its Jensen–Shannon distance to the baseline is larger than this (0 same, "
+        "1 nothing in common), even when its population stability index is below the value "
+        "above.",
+        json_schema_extra={
+            "threshold": "school",
+            "label": "Distribution distance limit (Jensen–Shannon)",
+        },
+    )
     alpha: float = Field(
         0.05, gt=0, le=0.5, description="Significance (p-value): a change counts only when its "
         "p-value, corrected across the features of one check, is below this, so that noise in a "
