@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from edumlops.audit import models as audit
+from edumlops.monitoring.charts import Rule
 from edumlops.monitoring.checks import DriftParams
 from edumlops.monitoring.replay import Replay, replay_drift
 from edumlops.schools.models import District, School
@@ -431,3 +432,22 @@ def replay(
             params = params.model_copy(update={threshold.name: value})
         schools = [school]
     return threshold, value, replay_drift(workflow.district, schools, params)
+
+
+def drift_rule(school: School) -> Rule | None:
+    """The drift rule in force for a school: the drift monitor of the first workflow (by name)
+    of its district whose runnable version has one, with the school's own values applied."""
+    for workflow in Workflow.objects.filter(district=school.district_id).order_by("name"):
+        version = workflow.runnable_version()
+        if version is None:
+            continue
+        for node in version.graph.get("nodes", []):
+            if node.get("kind") != "drift_monitor":
+                continue
+            block = REGISTRY[(node["kind"], node.get("version", 1))]
+            params = block.Params.model_validate_json(json.dumps(node.get("params", {})))
+            assert isinstance(params, DriftParams)
+            own = "psi_threshold" in params.school_thresholds.get(school.code, {})
+            mine = params.for_school(school.code)
+            return Rule(mine.psi_threshold, mine.js_threshold, own, workflow.name)
+    return None

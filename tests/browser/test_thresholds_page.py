@@ -247,3 +247,54 @@ def test_typing_a_value_replays_the_last_term_before_saving(
     path.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path / "thresholds-replay.png"), full_page=True)
     assert workflow.versions.count() == 1  # nothing saved
+
+
+# --- the drift chart draws the rule in force ----------------------------------------------------
+def test_the_school_drift_chart_draws_the_schools_own_threshold_and_folds_the_rest(
+    page, live_server, workflow, district, school_a, teacher_a, staff, ml_stores
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from edumlops.core import clock
+    from edumlops.deployments import services
+    from edumlops.monitoring.models import DriftCheck
+    from tests.deployments.conftest import make_model
+    from workflows import thresholds
+
+    services.roll_out(make_model(district, seed=0), scope="district", user=staff)
+    thresholds.apply_changes(workflow, teacher_a, school_a, {"drift.psi_threshold": "0.15"})
+    names = [f"feature_{i}" for i in range(8)]
+    for week in range(6):
+        day = clock.today() - dt.timedelta(days=7 * (5 - week))
+        DriftCheck.objects.create(
+            school=school_a, group=school_a.name, baseline="the training data",
+            checked_at=timezone.make_aware(dt.datetime.combine(day, dt.time(6))),
+            window_start=day - dt.timedelta(days=13), window_end=day, status="no_drift",
+            features=[
+                {"name": n, "psi": round(0.02 * (i + 1) * (1 + week / 5), 4), "js": 0.01,
+                 "drifted": False}
+                for i, n in enumerate(names)
+            ],
+        )  # fmt: skip
+    _log_in(page, live_server.url, "teacher_a")
+    page.goto(live_server.url + f"/schools/{school_a.pk}/")
+    chart = page.get_by_test_id("drift-chart")
+    assert chart.locator("polyline").count() == 5
+    labels = chart.get_by_test_id("drift-series-label").all_text_contents()
+    assert [label.split()[0] for label in labels] == [f"feature_{i}" for i in (7, 6, 5, 4, 3)]
+    folded = page.get_by_test_id("drift-folded").inner_text()
+    assert folded.startswith("3 more features not drawn") and "feature_0" in folded
+    said = page.get_by_test_id("drift-threshold-text").inner_text()
+    assert said.startswith("Alert above PSI 0.15 (this school's own value, Watch the model)")
+    assert "Jensen–Shannon distance is above 0.1" in said
+    line = chart.get_by_test_id("drift-threshold")
+    y = float(line.get_attribute("y1"))
+    ticks = chart.locator("text").all_text_contents()
+    assert "alert above 0.15" in ticks
+    assert 12 < y < 206  # inside the plot
+    assert chart.locator("rect[data-kind='term']").count() >= 1  # the school calendar shaded
+    path = ARTIFACTS / "monitoring"
+    path.mkdir(parents=True, exist_ok=True)
+    page.get_by_test_id("drift-chart-figure").screenshot(path=str(path / "drift-chart.png"))
