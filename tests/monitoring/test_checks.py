@@ -210,6 +210,9 @@ def test_seasonal_baseline_is_the_same_weeks_of_last_year(ml_stores, calendar_di
     training = check_drift(district, DriftParams(baseline="training"))
     assert "attendance_rate" in training.groups[0].drifted
     assert [a.cause for a in training.groups[0].alerts] == ["attendance_rate"]
+    said = training.groups[0].alerts[0].message
+    assert "against the training data;" in said and "last year" not in said
+    assert "(PSI above 0.2" in said or "(Jensen–Shannon above 0.1" in said  # the rule that decided
 
 
 def test_seasonal_baseline_without_last_years_rows_is_the_training_data(
