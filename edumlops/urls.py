@@ -64,6 +64,12 @@ urlpatterns = [
     path("runs/<int:pk>/steps/<str:node_id>/", workflow_views.run_step_partial, name="run-step"),
     path("thresholds/", threshold_views.thresholds_page, name="thresholds"),
     path("api/thresholds/", threshold_views.api_thresholds, name="api-thresholds"),
+    path("thresholds/replay/", threshold_views.thresholds_replay, name="thresholds-replay"),
+    path(
+        "api/thresholds/replay/",
+        threshold_views.api_thresholds_replay,
+        name="api-thresholds-replay",
+    ),
     path("audit/", audit_views.audit_page, name="audit"),
     path("approvals/", workflow_views.approvals_inbox, name="approvals"),
     path("alerts/", monitoring_views.alerts_page, name="alerts"),

@@ -215,16 +215,40 @@ def thresholds_page(request: HttpRequest) -> HttpResponse:
     items = _items(request.user, scope, workflow, entered, errors, saved)
     if not items:
         raise Http404(f"{workflow} has no thresholds to change.")
-    if request.htmx:
-        return TemplateResponse(
-            request,
-            f"{TEMPLATE}#workflow-form",
-            {**context, "item": items[0], "focus": True},
-            status=status,
-        )
+    # Always the whole page (menu, stylesheet, title): htmx picks this workflow's section out of
+    # it (hx-select), and whatever shows the answer on its own still shows a complete page.
     full = _items(request.user, scope)
     full = [items[0] if i.workflow.pk == workflow.pk else i for i in full]
-    return TemplateResponse(request, TEMPLATE, {**context, "items": full}, status=status)
+    response = TemplateResponse(
+        request, TEMPLATE, {**context, "items": full, "focus": bool(request.htmx)}, status=status
+    )
+    response["Vary"] = "HX-Request"
+    return response
+
+
+@login_required
+def thresholds_replay(request: HttpRequest) -> HttpResponse:
+    """htmx: what the value typed in one threshold's box would have raised over the last term
+    (`?scope=&workflow=&key=node.field&<node.field>=value`); the answer is one small panel."""
+    scope, _ = _get_scope_for_user(request.user, request.GET)
+    workflow = get_object_or_404(
+        Workflow, pk=posted_id(request.GET.get("workflow")), district=scope.district
+    )
+    key = request.GET.get("key", "")
+    context: dict[str, Any] = {"scope": scope, "key": key}
+    try:
+        threshold, value, result = thresholds.replay(
+            workflow, scope.school, key, request.GET.get(key, ""), request.user
+        )
+    except thresholds.ThresholdError as exc:
+        context["error"] = " ".join(exc.errors.values())
+        return TemplateResponse(request, REPLAY_TEMPLATE, context, status=400)
+    context.update(threshold=threshold, value=thresholds.fmt(value), replay=result)
+    context["in_force"] = thresholds.fmt(threshold.value)
+    return TemplateResponse(request, REPLAY_TEMPLATE, context)
+
+
+REPLAY_TEMPLATE = "workflows/thresholds.html#replay"
 
 
 # --- API -------------------------------------------------------------------------------------
@@ -277,6 +301,10 @@ class ThresholdOut(serializers.Serializer):
     school_value = serializers.JSONField(allow_null=True)
     value = serializers.JSONField(allow_null=True)
     editable = serializers.BooleanField()
+    who = serializers.CharField(help_text="Who may change it, in words.")
+    replayable = serializers.BooleanField(
+        help_text="GET /api/thresholds/replay/ can show what a value would have raised."
+    )
 
 
 class WorkflowThresholdsOut(serializers.Serializer):
@@ -304,6 +332,67 @@ class ChangedOut(serializers.Serializer):
     changes = ChangeOut(many=True)
 
 
+class ReplayQuery(ThresholdsQuery):
+    workflow = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+    key = serializers.CharField(max_length=200, help_text="The threshold: node.field.")
+    value = serializers.CharField(max_length=50, help_text="The value to try.")
+
+
+class ReplayedAlertOut(serializers.Serializer):
+    school = serializers.CharField()
+    week = serializers.DateField(help_text="The Monday of the week.")
+    feature = serializers.CharField()
+    psi = serializers.FloatField()
+    js = serializers.FloatField()
+    rule = serializers.CharField(help_text="The rule that decided, in words.")
+
+
+class ReplayOut(serializers.Serializer):
+    workflow = serializers.IntegerField()
+    key = serializers.CharField()
+    value = serializers.FloatField()
+    in_force = serializers.FloatField(help_text="The value in force now for this scope.")
+    period = serializers.CharField(help_text="The last term, in words, with its dates.")
+    start = serializers.DateField()
+    end = serializers.DateField()
+    weeks = serializers.IntegerField()
+    checked = serializers.IntegerField(help_text="School-weeks with enough predictions.")
+    insufficient = serializers.IntegerField(help_text="School-weeks with too few.")
+    alerts = serializers.IntegerField(help_text="How many alerts the value would have raised.")
+    raised = ReplayedAlertOut(many=True)
+
+
+@extend_schema(parameters=[ReplayQuery], responses={200: ReplayOut})
+@api_view(["GET"])
+def api_thresholds_replay(request: Request) -> Response:
+    """How many drift alerts (and which: school, week, feature, value) a drift monitor's
+    threshold set to `value` would have raised over the last term, from the stored daily
+    aggregates, against each school's training data. Nothing is saved. 400 naming `key` or
+    `value` for a threshold no replay covers or a value out of range."""
+    query = parse(ReplayQuery, request.query_params)
+    scope = _api_scope(request.user, query)
+    workflow = Workflow.objects.filter(pk=query["workflow"], district=scope.district).first()
+    if workflow is None:
+        raise ValidationError(
+            {"workflow": [f"There is no workflow {query['workflow']} in {scope.label}."]}
+        )
+    try:
+        threshold, value, result = thresholds.replay(
+            workflow, scope.school, query["key"], query["value"], request.user
+        )
+    except thresholds.ThresholdError as exc:
+        raise ValidationError({k or "key": [m] for k, m in exc.errors.items()}) from None
+    return Response(
+        {
+            "workflow": workflow.pk,
+            "key": threshold.key,
+            "value": value,
+            "in_force": threshold.value,
+            **result.as_dict(),
+        }
+    )
+
+
 def _as_dict(wt: thresholds.WorkflowThresholds) -> dict[str, Any]:
     return {
         "workflow": wt.workflow.pk,
@@ -329,6 +418,8 @@ def _as_dict(wt: thresholds.WorkflowThresholds) -> dict[str, Any]:
                 "school_value": t.school_value,
                 "value": t.value,
                 "editable": t.editable,
+                "who": t.who,
+                "replayable": t.replayable,
             }
             for t in wt.thresholds
         ],

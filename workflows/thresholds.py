@@ -22,6 +22,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from edumlops.audit import models as audit
+from edumlops.monitoring.charts import Rule
+from edumlops.monitoring.checks import DriftParams
+from edumlops.monitoring.replay import Replay, replay_drift
 from edumlops.schools.models import District, School
 from edumlops.schools.permissions import Action, can, require
 from workflows.blocks import REGISTRY
@@ -59,6 +62,7 @@ class Threshold:
     school_value: Number | None = None  # the school's own value (when a school is chosen)
     overrides: dict[str, Number] = field(default_factory=dict)  # school code → its own value
     editable: bool = False
+    replayable: bool = False  # a replay over the last term can show what a value would raise
 
     @property
     def key(self) -> str:
@@ -67,6 +71,16 @@ class Threshold:
     @property
     def value(self) -> Number:
         return self.district_value if self.school_value is None else self.school_value
+
+    @property
+    def who(self) -> str:
+        """Who may change it, in words."""
+        if self.scope == "school":
+            return (
+                "District staff set the district's value; the teachers of a school may give "
+                "their school its own."
+            )
+        return "District staff, one value for the whole district."
 
     @property
     def range_text(self) -> str:
@@ -173,6 +187,7 @@ def thresholds_of(version: WorkflowVersion, school: School | None, may: bool) ->
                         if name in values
                     },
                     editable=may and (school is None or prop["threshold"] == "school"),
+                    replayable=node.get("kind") in REPLAYABLE,
                 )
             )
     return found
@@ -360,3 +375,79 @@ def _audit_change(
         },
         reason=reason,
     )
+
+
+# --- replay before you save -------------------------------------------------------------------
+REPLAYABLE = {"drift_monitor"}
+
+
+def replay(
+    workflow: Workflow, school: School | None, key: str, raw: Any, user: Any = None
+) -> tuple[Threshold, Number, Replay]:
+    """What the drift monitor of `workflow` would have raised over the last term with `key`
+    ("node.field") set to `raw` for this scope (one school, or the district: every school
+    without its own value): the threshold, the value and the replay. ThresholdError (naming
+    the key) for an unknown key, a threshold no replay covers, or a value out of range."""
+    version = workflow.runnable_version()
+    if version is None:
+        raise ThresholdError({"": f"{workflow} has no version that can run yet."})
+    known = {t.key: t for t in thresholds_of(version, school, may=True)}
+    threshold = known.get(key)
+    if threshold is None:
+        raise ThresholdError(
+            {"key": f"“{key}” is not a threshold of {workflow} (version {version.number})."}
+        )
+    node = next(n for n in version.graph["nodes"] if n["id"] == threshold.node)
+    if node.get("kind") not in REPLAYABLE:
+        raise ThresholdError(
+            {
+                "key": f"{threshold.label} ({threshold.name}): the replay covers the drift "
+                "monitor's thresholds (only their alerts can be recomputed from the stored "
+                "aggregates)."
+            }
+        )
+    try:
+        value = threshold.parse(raw)
+    except ValueError as exc:
+        raise ThresholdError({"value": str(exc)}) from None
+    if value is None:
+        raise ThresholdError(
+            {"value": f"{threshold.label} ({threshold.name}) is empty. "
+             f"Enter {threshold.range_text}."}
+        )  # fmt: skip
+    block = REGISTRY[(node["kind"], node.get("version", 1))]
+    params = block.Params.model_validate_json(json.dumps(node.get("params", {})))
+    assert isinstance(params, DriftParams)
+    if school is None:
+        params = params.model_copy(update={threshold.name: value})
+        schools = list(workflow.district.schools.order_by("name"))
+    else:
+        own = {**params.school_thresholds.get(school.code, {})}
+        if threshold.scope == "school":
+            own[threshold.name] = value
+            params = params.model_copy(
+                update={"school_thresholds": {**params.school_thresholds, school.code: own}}
+            )
+        else:
+            params = params.model_copy(update={threshold.name: value})
+        schools = [school]
+    return threshold, value, replay_drift(workflow.district, schools, params)
+
+
+def drift_rule(school: School) -> Rule | None:
+    """The drift rule in force for a school: the drift monitor of the first workflow (by name)
+    of its district whose runnable version has one, with the school's own values applied."""
+    for workflow in Workflow.objects.filter(district=school.district_id).order_by("name"):
+        version = workflow.runnable_version()
+        if version is None:
+            continue
+        for node in version.graph.get("nodes", []):
+            if node.get("kind") != "drift_monitor":
+                continue
+            block = REGISTRY[(node["kind"], node.get("version", 1))]
+            params = block.Params.model_validate_json(json.dumps(node.get("params", {})))
+            assert isinstance(params, DriftParams)
+            own = "psi_threshold" in params.school_thresholds.get(school.code, {})
+            mine = params.for_school(school.code)
+            return Rule(mine.psi_threshold, mine.js_threshold, own, workflow.name)
+    return None

@@ -72,6 +72,36 @@ class FeatureReference:
         )
         return binning.counts(bins, binning.size(self.categories))
 
+    def rebin(self, counts: Sequence[float], source: FeatureReference) -> list[float]:
+        """Counts kept on `source`'s bins (another model's reference for this feature), on these
+        bins (edumlops.ml.binning)."""
+        if source.kind != self.kind:
+            raise ValueError(f"{self.name}: {source.kind} bins cannot become {self.kind} bins")
+        if self.kind == "numeric":
+            moved = binning.rebin_numeric(source.edges, counts, self.edges, self.counts or None)
+        else:
+            moved = binning.rebin_categorical(source.categories, counts, self.categories)
+        return moved.tolist()
+
+
+def school_year(day: dt.date) -> str:
+    """The school year a day belongs to, as people write it: 2025–26 (from August)."""
+    first = day.year if day.month >= 8 else day.year - 1
+    return f"{first}–{(first + 1) % 100:02d}"
+
+
+def add_histograms(*parts: dict[str, Sequence[float]]) -> dict[str, list[float]]:
+    """Histograms on the same bins, added feature by feature (a feature missing from one part
+    counts as zeros there)."""
+    out: dict[str, list[float]] = {}
+    for part in parts:
+        for name, counts in part.items():
+            if name in out and len(out[name]) == len(counts):
+                out[name] = [a + b for a, b in zip(out[name], counts, strict=True)]
+            elif name not in out:
+                out[name] = list(counts)
+    return out
+
 
 def build_reference(
     frame: pd.DataFrame,
@@ -276,7 +306,11 @@ def detect(
         effect = f"PSI {f.psi:.3f}, JS {f.js:.3f}"
         test = f", corrected p {f.adjusted_p:.2g}" if f.adjusted_p is not None else ""
         if f.drifted:
-            f.reason = f"{f.name} drifted: {effect}{test}"
+            rules = [
+                *([f"PSI above {psi_threshold:g}"] if f.psi > psi_threshold else []),
+                *([f"Jensen–Shannon above {js_threshold:g}"] if f.js > js_threshold else []),
+            ]
+            f.reason = f"{f.name} drifted: {effect}{test} ({' and '.join(rules)})"
         elif big:
             f.reason = f"{f.name}: {effect} but not significant{test}"
         else:

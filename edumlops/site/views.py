@@ -27,11 +27,13 @@ from edumlops.core.api import error_body
 from edumlops.core.charts import column_bars, day_columns, time_chart
 from edumlops.deployments.models import Deployment, Prediction
 from edumlops.deployments.services import resolve
+from edumlops.monitoring.charts import drift_chart
 from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck, PerformanceCheck
 from edumlops.monitoring.telemetry import unseen_categories
 from edumlops.registry import views as registry_views
 from edumlops.schools.models import CalendarPeriod, District, School
 from edumlops.schools.permissions import Action, can, visible_districts, visible_schools
+from workflows import thresholds
 from workflows.compiler import plan
 from workflows.models import StepRun
 
@@ -164,23 +166,11 @@ def _monitoring(school) -> dict:  # noqa: ANN001
     shaded, alerts marked), prediction volume per day, risk bands, open alerts."""
 
     checks = list(DriftCheck.objects.filter(school=school).order_by("-checked_at")[:30])
-    series: dict[str, list] = {}
-    for check in checks:
-        if check.status == "insufficient_data":
-            continue
-        for f in check.features:
-            if f["name"] != "__prediction__":
-                series.setdefault(f["name"], []).append((check.checked_at, f["psi"]))
     alerts = list(Alert.objects.filter(school=school).order_by("-created_at")[:50])
     periods = [
         (p.kind, p.name, p.start, p.end) for p in school.district.calendar.exclude(kind="term")
     ]
-    chart = time_chart(
-        series,
-        periods=periods,
-        markers=[(a.created_at, f"{a.severity}: {a.cause}") for a in alerts],
-        threshold=0.2,
-    )
+    chart = drift_chart(school, thresholds.drift_rule(school))
     today = timezone.localdate()
     since = today - dt.timedelta(days=29)
     per_day = {

@@ -56,3 +56,38 @@ def test_drift_and_the_edge_count_the_same_rows_alike():
     numbers = frame["absences"].to_numpy(dtype=float)
     expected = binning.counts(binning.numeric_bins(ref.edges, numbers), binning.size(ref.edges))
     assert ref.counts == expected.tolist()
+
+
+# --- moving counts onto a retrained model's bins -----------------------------------------------
+def test_rebin_numeric_keeps_every_count_and_shares_a_bin_by_overlap():
+    import pytest
+
+    from edumlops.ml.binning import rebin_numeric
+
+    # old bins: (-inf,0) [0,10) [10,20) [20,inf) missing
+    moved = rebin_numeric([0, 10, 20], [1, 10, 4, 2, 3], [5, 10, 30])
+    # new bins: (-inf,5) [5,10) [10,30) [30,inf) missing; the open top bin [20, inf) reaches
+    # half of [10,30) and all of [30,inf): shared 1 : 2 with equal weights
+    assert moved.tolist() == pytest.approx([1 + 5, 5, 4 + 2 / 3, 4 / 3, 3])
+    assert moved.sum() == pytest.approx(20)
+    # with the new reference's training counts as weights, the empty [30, inf) gets nothing
+    weighted = rebin_numeric([0, 10, 20], [1, 10, 4, 2, 3], [5, 10, 30], [1, 1, 1, 0, 1])
+    assert weighted.tolist() == pytest.approx([6, 5, 6, 0, 3])
+    assert rebin_numeric([1, 2], [1, 2, 3, 4], [1, 2]).tolist() == [1, 2, 3, 4]
+
+
+def test_rebin_numeric_refuses_counts_of_another_shape():
+    import pytest
+
+    from edumlops.ml.binning import rebin_numeric
+
+    with pytest.raises(ValueError, match="3 counts for 5 bins"):
+        rebin_numeric([0, 10, 20], [1, 2, 3], [5])
+
+
+def test_rebin_categorical_sends_unknown_categories_to_other():
+    from edumlops.ml.binning import rebin_categorical
+
+    # old: a b c other missing → new: b d other missing
+    moved = rebin_categorical(["a", "b", "c"], [1, 2, 3, 4, 5], ["b", "d"])
+    assert moved.tolist() == [2, 0, 1 + 3 + 4, 5]

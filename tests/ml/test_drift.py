@@ -116,3 +116,35 @@ def test_histogram_bins_and_psi_by_hand():
     assert drift.psi([50, 50], [80, 20]) == pytest.approx(expected)
     again = drift.FeatureReference.from_dict(ref.to_dict())
     assert again == ref and again.labels[-1] == drift.MISSING
+
+
+def test_a_reference_rebins_another_models_counts_and_names_the_school_year():
+    import datetime as dt
+
+    from edumlops.ml import drift as d
+
+    old = d.FeatureReference("x", "numeric", edges=[0.0, 10.0], counts=[0, 5, 5, 0])
+    new = d.FeatureReference("x", "numeric", edges=[5.0], counts=[5, 5, 0])
+    assert new.rebin([1, 4, 6, 2], old) == [1 + 2, 2 + 6, 2]
+    cat = d.FeatureReference("c", "categorical", categories=["a"])
+    try:
+        new.rebin([1, 2, 3], cat)
+    except ValueError as exc:
+        assert "categorical bins cannot become numeric" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("a categorical histogram became numeric")
+    assert d.school_year(dt.date(2025, 10, 1)) == "2025–26"
+    assert d.school_year(dt.date(2026, 3, 1)) == "2025–26"
+    assert d.add_histograms({"x": [1, 2]}, {"x": [3, 4], "y": [1]}) == {"x": [4, 6], "y": [1]}
+
+
+def test_a_feature_drifting_names_the_rule_that_decided():
+    from edumlops.ml import drift as d
+
+    ref = d.FeatureReference("x", "categorical", categories=["a", "b"], counts=[500, 500, 0, 0])
+    report = d.detect({"x": ref}, {"x": [300, 700, 0, 0]}, psi_threshold=1.0, js_threshold=0.05)
+    (feature,) = report.features
+    assert feature.drifted and feature.psi < 1.0
+    assert "Jensen–Shannon above 0.05" in feature.reason and "PSI above" not in feature.reason
+    calm = d.detect({"x": ref}, {"x": [300, 700, 0, 0]}, psi_threshold=1.0, js_threshold=0.5)
+    assert not calm.features[0].drifted

@@ -159,7 +159,7 @@ def test_edge_aggregates_stand_in_for_rows_on_both_sides(ml_stores, plain):
     result = check_drift(district, params)
 
     (group,) = result.groups
-    assert group.predictions == 200 and group.baseline == "the previous window"
+    assert group.predictions == 200 and group.baseline == "the previous week"
     assert group.status == "no_drift" and not Alert.objects.exists()
 
 
@@ -189,7 +189,8 @@ def test_seasonal_baseline_is_the_same_weeks_of_last_year(ml_stores, calendar_di
     deployment = services.roll_out(model, scope="district", user=staff)
     window = Window.ending_today(district, 14)
     last_year, label = baseline_window("seasonal", window)
-    assert label == "the same weeks of last year"
+    assert label == f"the same weeks of {drift.school_year(last_year.start)}"
+    assert label != f"the same weeks of {drift.school_year(window.start)}"
     assert last_year.start.weekday() == window.start.weekday()
     assert last_year.start < window.start - dt.timedelta(days=300)
     open_days = [d for d in _days(window) if not window.masked(d)]
@@ -202,13 +203,16 @@ def test_seasonal_baseline_is_the_same_weeks_of_last_year(ml_stores, calendar_di
 
     seasonal = check_drift(district, DriftParams(baseline="seasonal"))
     (group,) = seasonal.groups
-    assert group.baseline == "the same weeks of last year" and group.predictions == 300
+    assert group.baseline == label and group.predictions == 300
     assert group.status == "no_drift", group.features
     assert not Alert.objects.exists()
 
     training = check_drift(district, DriftParams(baseline="training"))
     assert "attendance_rate" in training.groups[0].drifted
     assert [a.cause for a in training.groups[0].alerts] == ["attendance_rate"]
+    said = training.groups[0].alerts[0].message
+    assert "against the training data;" in said and "last year" not in said
+    assert "(PSI above 0.2" in said or "(Jensen–Shannon above 0.1" in said  # the rule that decided
 
 
 def test_seasonal_baseline_without_last_years_rows_is_the_training_data(
@@ -221,8 +225,9 @@ def test_seasonal_baseline_without_last_years_rows_is_the_training_data(
 
     result = check_drift(calendar_district, DriftParams(baseline="seasonal"))
 
-    assert result.groups[0].baseline == "the training data (no baseline rows)"
-    assert result.groups[0].checks[0].baseline == "the training data (no baseline rows)"
+    said = "the training data (too few predictions in the same weeks of "
+    assert result.groups[0].baseline.startswith(said)
+    assert result.groups[0].checks[0].baseline == result.groups[0].baseline
 
 
 def _days(window):
@@ -344,3 +349,72 @@ def test_latency_is_judged_against_each_profiles_own_normal(district, school_a, 
         result.report()["results"]
     )
     assert check_latency(district, params).new_alerts == 0  # the open alert is refreshed
+
+
+# --- the seasonal baseline outlives pruning and retraining; central and edge data together ------
+SHIFT = 0.08  # a dip inside the range the bins resolve (an open end bin cannot be re-split)
+
+
+def test_after_pruning_and_retraining_the_seasonal_check_still_uses_last_years_weeks(
+    ml_stores, calendar_district, staff
+):
+    """Last year's rows were recorded under the old model, aggregated and pruned; a retrained
+    model (other bins) is deployed since. The seasonal check still reads last year's weeks from
+    the kept aggregates, re-binned onto the new model's bins: the yearly dip is no drift."""
+    from edumlops.monitoring import telemetry
+
+    district = calendar_district
+    school = _school(district, "s", "Seasonal School")
+    old = make_model(district, seed=0)
+    old_deployment = services.roll_out(old, scope="district", user=staff)
+    window = Window.ending_today(district, 14)
+    last_year, label = baseline_window("seasonal", window)
+    record(old_deployment, school, students(old, 300, seed=4, attendance_shift=SHIFT),
+           _days(last_year))  # fmt: skip
+
+    done = telemetry.aggregate_and_prune(clock.today())
+    assert done["deleted_rows"] == 300 and not Prediction.objects.exists()
+    kept = DailyAggregate.objects.filter(school=school, model_version=old)
+    assert sum(a.count for a in kept) == 300  # the aggregates survive the pruning
+
+    new = make_model(district, seed=1)
+    assert (
+        new.drift_reference["attendance_rate"]["edges"]
+        != (old.drift_reference["attendance_rate"]["edges"])
+    )  # the retrained model's bins differ
+    deployment = services.roll_out(new, scope="district", user=staff)
+    open_days = [d for d in _days(window) if not window.masked(d)]
+    record(deployment, school, students(new, 300, seed=3, attendance_shift=SHIFT), open_days)
+
+    seasonal = check_drift(district, DriftParams(baseline="seasonal"))
+    (group,) = seasonal.groups
+    assert group.model == new
+    assert group.baseline == label == f"the same weeks of {drift.school_year(last_year.start)}"
+    assert group.status == "no_drift", [f for f in group.features if f["drifted"]]
+    assert not Alert.objects.exists()
+    training = check_drift(district, DriftParams(baseline="training"))
+    assert "attendance_rate" in training.groups[0].drifted  # the dip is real against training
+
+
+def test_central_predictions_and_edge_aggregates_of_a_school_are_checked_together(
+    ml_stores, plain, staff
+):
+    """A school answers some students centrally and some on its edge node: the check counts
+    both (before, the edge aggregates replaced the central rows)."""
+    district = plain
+    school = _school(district, "a", "Alder School")
+    model = make_model(district, seed=0)
+    deployment = services.roll_out(model, scope="district")
+    reference = {k: drift.FeatureReference.from_dict(v) for k, v in model.drift_reference.items()}
+    record(deployment, school, students(model, 20, seed=5))  # central, today
+    frame = pd.DataFrame(students(model, 200, seed=6)).assign(__prediction__=0.3)
+    DailyAggregate.objects.create(
+        school=school, day=clock.today(), model_version=model, source="edge:n1", count=200,
+        bands={"low": 200}, histograms=drift.histograms(reference, frame),
+    )  # fmt: skip
+
+    result = check_drift(district, DriftParams(baseline="training", window_days=7))
+
+    (group,) = result.groups
+    assert group.predictions == 220
+    assert group.baseline == "the training data"

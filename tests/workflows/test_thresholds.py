@@ -75,8 +75,11 @@ def test_a_teacher_sees_their_schools_thresholds_and_which_are_read_only(
     by_key = {t.key: t for t in found.thresholds}
     assert set(by_key) == {
         "drift.psi_threshold",
+        "drift.js_threshold",
+        "drift.alpha",
         "drift.min_count",
         "latency.max_ratio",
+        "latency.min_normal_days",
         "bias.max_difference",
         "bias.min_ratio",
         "bias.min_group_size",
@@ -329,7 +332,10 @@ def test_an_htmx_save_returns_the_workflows_form_with_the_result(
     ok = client.post(URL, {**data, "drift.psi_threshold": "0.12"}, HTTP_HX_REQUEST="true")
     assert ok.status_code == 200
     html = ok.content.decode()
-    assert html.lstrip().startswith(f'<section class="card thresholds" id="workflow-{workflow.pk}"')
+    # the whole page (never a bare form); the form's hx-select takes its section out of it
+    assert "<title>Thresholds · EduMLOps</title>" in html
+    assert f'<section class="card thresholds" id="workflow-{workflow.pk}"' in html
+    assert f'hx-select="#workflow-{workflow.pk}"' in html
     assert "Saved for Alder School" in html and "version 2" in html
     bad = client.post(
         URL, {**data, "version": 2, "latency.max_ratio": "99"}, HTTP_HX_REQUEST="true"
@@ -374,7 +380,7 @@ def test_per_school_values_are_checked_by_the_compiler():
     graph["nodes"][2]["params"] = {"school_thresholds": {"a": {"max_ratio": 50}}}
     assert [e.message for e in validate(graph)] == [
         'Node "drift": parameter "school_thresholds" is invalid: Value error, school "a": '
-        '"min_count" cannot be set per school (these can: psi_threshold). '
+        '"min_count" cannot be set per school (these can: psi_threshold, js_threshold). '
         "Fix it in the block's form.",
         'Node "latency": parameter "school_thresholds" is invalid: Value error, school "a": '
         "max_ratio = 50 is out of range: input should be less than or equal to 20. "

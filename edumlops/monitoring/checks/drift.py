@@ -22,8 +22,7 @@ from edumlops.monitoring.checks.windows import (
     Window,
     baseline_window,
     count,
-    recorded_rows,
-    summed_aggregates,
+    window_data,
 )
 from edumlops.monitoring.models import Alert, DriftCheck
 from edumlops.monitoring.services import raise_alert
@@ -52,6 +51,25 @@ class DriftParams(PerSchoolParams):
         "together use the most sensitive (smallest) value among them.",
         json_schema_extra={"threshold": "school", "label": "Drift sensitivity"},
     )  # fmt: skip
+    js_threshold: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Distribution distance limit (Jensen–Shannon): a feature also counts as "
+        "changed when its Jensen–Shannon distance to the baseline is larger than this (0 same, "
+        "1 nothing in common), even when its population stability index is below the value "
+        "above.",
+        json_schema_extra={
+            "threshold": "school",
+            "label": "Distribution distance limit (Jensen–Shannon)",
+        },
+    )
+    alpha: float = Field(
+        0.05, gt=0, le=0.5, description="Significance (p-value): a change counts only when its "
+        "p-value, corrected across the features of one check, is below this, so that noise in a "
+        "large window is not read as drift.",
+        json_schema_extra={"threshold": "district", "label": "Significance level (p-value)"},
+    )  # fmt: skip
     min_count: int = Field(
         30,
         ge=5,
@@ -75,8 +93,15 @@ class DriftParams(PerSchoolParams):
     def for_schools(self, codes: list[str]) -> DriftParams:
         """For a pooled group of schools: the most sensitive (smallest) drift sensitivity that
         any of them asks for."""
-        psi = min((self.for_school(code).psi_threshold for code in codes), default=None)
-        return self.model_copy(update={"psi_threshold": psi}) if psi is not None else self
+        if not codes:
+            return self
+        own = [self.for_school(code) for code in codes]
+        return self.model_copy(
+            update={
+                "psi_threshold": min(p.psi_threshold for p in own),
+                "js_threshold": min(p.js_threshold for p in own),
+            }
+        )
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -216,24 +241,19 @@ class _ModelCheck:
         return checked
 
     def _current(self, members: list[School]) -> Data:
-        """The window's rows; where too few, the edge nodes' aggregates (they send no rows)."""
-        rows = recorded_rows(members, self.window)
-        if len(rows) >= self.params.min_count:
-            return rows
-        summed = summed_aggregates(members, self.model, self.window, edge_only=True)
-        return summed or rows
+        """The window's data, central predictions and edge aggregates together."""
+        return window_data(members, self.reference, self.window, self.params.min_count)
 
     def _baseline(self, members: list[School], current: Data) -> tuple[Data | None, str]:
-        """What the window is compared with (None: the training data), and its name."""
+        """What the window is compared with (None: the training data), and its name. The
+        baseline's days are read like the window's: rows, or the aggregates that outlive them
+        (kept for every model version, re-binned onto this model's bins)."""
         days, label = baseline_window(self.params.baseline, self.window)
         if days is None:
             return None, label
-        baseline: Data = recorded_rows(members, days)
-        if len(baseline) < self.params.min_count or isinstance(current, dict):
-            # raw rows older than the retention window are gone: their aggregates
-            baseline = summed_aggregates(members, self.model, days)
+        baseline = window_data(members, self.reference, days, self.params.min_count)
         if count(baseline) < self.params.min_count:
-            return None, "the training data (no baseline rows)"
+            return None, f"the training data (too few predictions in {label})"
         return baseline, label
 
     def _alert(
@@ -307,6 +327,8 @@ def _compare_histograms(
         baseline=None if baseline is None else {c: baseline[c] for c in cols},
         min_count=params.min_count,
         psi_threshold=params.psi_threshold,
+        js_threshold=params.js_threshold,
+        alpha=params.alpha,
     )
 
 
@@ -322,6 +344,8 @@ def _compare_rows(
         baseline=None if baseline is None else baseline[cols],
         min_count=params.min_count,
         psi_threshold=params.psi_threshold,
+        js_threshold=params.js_threshold,
+        alpha=params.alpha,
         n_boot=200,
     )
 

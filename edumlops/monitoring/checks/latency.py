@@ -17,8 +17,6 @@ from edumlops.monitoring.models import Alert, DailyAggregate
 from edumlops.monitoring.services import raise_alert
 from edumlops.schools.models import District, School
 
-MIN_NORMAL_DAYS = 3  # fewer baseline days with a p95: no normal to judge against
-
 
 class LatencyParams(PerSchoolParams):
     window_days: int = Field(
@@ -40,6 +38,18 @@ class LatencyParams(PerSchoolParams):
             "threshold": "school",
             "label": "Latency alert ratio",
             "unit": "× normal",
+        },
+    )
+    min_normal_days: int = Field(
+        3,
+        ge=1,
+        le=365,
+        description="Fewer baseline days with a p95 than this: no normal to judge against "
+        "(insufficient data, no alert).",
+        json_schema_extra={
+            "threshold": "district",
+            "label": "Fewest days for a device's normal latency",
+            "unit": "days",
         },
     )
     school_thresholds: dict[str, dict[str, float]] = Field({}, description=SCHOOL_THRESHOLDS_HELP)
@@ -104,7 +114,7 @@ def check_latency(district: District, params: LatencyParams) -> LatencyResult:
     )
     result = LatencyResult()
     for (school, profile), values in sorted(series.items(), key=lambda kv: kv[0][0].name):
-        if len(values.normal) < MIN_NORMAL_DAYS or not values.now:
+        if len(values.normal) < params.min_normal_days or not values.now:
             result.profiles.append(ProfileLatency(school, profile, "insufficient_data"))
             continue
         checked = _judge(district, school, profile, values, params.for_school(school.code))

@@ -13,12 +13,11 @@ from edumlops.core import clock
 from edumlops.deployments.models import Prediction
 from edumlops.ml import drift
 from edumlops.monitoring.models import DailyAggregate
-from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District, School
 
 # What a window holds: raw rows (one column per feature, plus "__prediction__"), or the
 # histograms edge nodes and the daily job keep, per feature on the model's reference bins.
-Data = pd.DataFrame | dict[str, list[int]]
+Data = pd.DataFrame | dict[str, list[float]]
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,27 @@ class Window:
 
 
 def baseline_window(kind: str, window: Window) -> tuple[Window | None, str]:
-    """The baseline's days for this kind of baseline (None: the training data), and its name.
-    A seasonal baseline keeps its name when the calendar has no matching term."""
-    dates = None
+    """The baseline's days for this kind of baseline (None: the training data), and its name as
+    an alert says it: "the same weeks of 2025–26", "the previous 4 weeks", "the training data".
+    A seasonal baseline without a matching term of an earlier school year is the training data,
+    and says why."""
     if kind == "seasonal":
         dates = drift.seasonal_baseline(window.start, window.end, window.periods)
-        label = "the same weeks of last year"
-    elif kind == "previous":
+        if dates is None:
+            return None, "the training data (no earlier school year in the calendar)"
+        return Window(*dates, window.periods), f"the same weeks of {drift.school_year(dates[0])}"
+    if kind == "previous":
         dates = drift.previous_window(window.start, window.end, window.periods)
-        label = "the previous window"
-    else:
-        label = "the training data"
-    return (None if dates is None else Window(*dates, window.periods)), label
+        return Window(*dates, window.periods), f"the previous {_length(window)}"
+    return None, "the training data"
+
+
+def _length(window: Window) -> str:
+    days = (window.end - window.start).days + 1
+    if days % 7 == 0:
+        weeks = days // 7
+        return "week" if weeks == 1 else f"{weeks} weeks"
+    return "day" if days == 1 else f"{days} days"
 
 
 def recorded_rows(schools: list[School], window: Window) -> pd.DataFrame:
@@ -69,27 +77,80 @@ def recorded_rows(schools: list[School], window: Window) -> pd.DataFrame:
 
 
 def summed_aggregates(
-    schools: list[School], model: ModelVersion, window: Window, edge_only: bool = False
-) -> dict[str, list[int]]:
-    """Daily aggregates of these schools and this model in the window, summed per feature (the
-    same reference bins, so histograms add up)."""
+    schools: list[School],
+    reference: dict[str, drift.FeatureReference],
+    window: Window,
+    source: str = "all",
+) -> dict[str, list[float]]:
+    """Daily aggregates of these schools in the window, of every model version, summed per
+    feature on `reference`'s bins: an aggregate kept on another model's bins (an earlier model,
+    before a retraining) is re-binned onto these. `source`: "all", "central" or "edge"."""
     found = DailyAggregate.objects.filter(
-        school__in=schools, model_version=model, day__gte=window.start, day__lte=window.end
-    )
-    if edge_only:
+        school__in=schools, day__gte=window.start, day__lte=window.end
+    ).select_related("model_version")
+    if source == "central":
+        found = found.filter(source="central")
+    elif source == "edge":
         found = found.exclude(source="central")
-    summed: dict[str, list[int]] = {}
-    for row in (r for r in found if not window.masked(r.day)):
+    references: dict[int, dict[str, drift.FeatureReference]] = {}
+    parts = []
+    for row in found:
+        if window.masked(row.day):
+            continue
+        own = references.get(row.model_version_id)
+        if own is None:
+            own = {
+                k: drift.FeatureReference.from_dict(v)
+                for k, v in (row.model_version.drift_reference or {}).items()
+            }
+            references[row.model_version_id] = own
+        part = {}
         for name, counts in row.histograms.items():
-            if name in summed and len(summed[name]) == len(counts):
-                summed[name] = [a + b for a, b in zip(summed[name], counts, strict=True)]
-            else:
-                summed.setdefault(name, list(counts))
-    return summed
+            target = reference.get(name)
+            if target is None:
+                continue  # a feature the current model does not use
+            source_ref = own.get(name)
+            if source_ref is None or len(counts) != len(source_ref.labels):
+                if len(counts) == len(target.labels):
+                    part[name] = list(counts)  # no bins of its own on record: these, by size
+                continue
+            if source_ref.kind != target.kind:
+                continue
+            same = source_ref.edges == target.edges and source_ref.categories == target.categories
+            part[name] = list(counts) if same else target.rebin(counts, source_ref)
+        parts.append(part)
+    return drift.add_histograms(*parts)
+
+
+def window_data(
+    schools: list[School],
+    reference: dict[str, drift.FeatureReference],
+    window: Window,
+    min_count: int,
+) -> Data:
+    """Everything known of these schools in the window, central and edge together: the recorded
+    rows alone when no edge node reported (raw rows allow the finer tests); rows (or, where
+    they are gone, the central aggregates) plus the edge nodes' aggregates otherwise; all
+    aggregates when the rows are pruned (older than the retention window)."""
+    rows = recorded_rows(schools, window)
+    edge = summed_aggregates(schools, reference, window, source="edge")
+    if not edge:
+        if len(rows) >= min_count:
+            return rows
+        central = summed_aggregates(schools, reference, window, source="central")
+        return central if count(central) > len(rows) else rows
+    if len(rows):
+        central = drift.histograms(reference, rows)
+        stored = summed_aggregates(schools, reference, window, source="central")
+        if count(stored) > len(rows):  # some of the window's rows were pruned already
+            central = stored
+    else:
+        central = summed_aggregates(schools, reference, window, source="central")
+    return drift.add_histograms(central, edge)
 
 
 def count(data: Data) -> int:
     """How many predictions a window holds."""
     if isinstance(data, dict):
-        return int(sum(next(iter(data.values()), [])))
+        return int(round(sum(next(iter(data.values()), []))))
     return len(data)
