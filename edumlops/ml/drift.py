@@ -31,6 +31,7 @@ from edumlops.ml import binning
 
 MISSING = "__missing__"
 OTHER = "__other__"
+PREDICTION = "__prediction__"  # the column of the model's own output in monitored frames
 Status = Literal["drift", "no_drift", "insufficient_data"]
 
 
@@ -227,6 +228,11 @@ class DriftReport:
         }
 
 
+def shown(name: str) -> str:
+    """A feature's name as people read it: the model's own output is "the predicted risk"."""
+    return "the predicted risk" if name == PREDICTION else name
+
+
 def histograms(reference: dict[str, FeatureReference], frame: pd.DataFrame) -> dict[str, list]:
     """The aggregates an edge node or a daily job keeps: counts per feature on the fixed bins."""
     return {name: ref.histogram(frame[name]).tolist() for name, ref in reference.items()}
@@ -310,11 +316,11 @@ def detect(
                 *([f"PSI above {psi_threshold:g}"] if f.psi > psi_threshold else []),
                 *([f"Jensen–Shannon above {js_threshold:g}"] if f.js > js_threshold else []),
             ]
-            f.reason = f"{f.name} drifted: {effect}{test} ({' and '.join(rules)})"
+            f.reason = f"{shown(f.name)} drifted: {effect}{test} ({' and '.join(rules)})"
         elif big:
-            f.reason = f"{f.name}: {effect} but not significant{test}"
+            f.reason = f"{shown(f.name)}: {effect} but not significant{test}"
         else:
-            f.reason = f"{f.name}: stable ({effect}{test})"
+            f.reason = f"{shown(f.name)}: stable ({effect}{test})"
     status: Status = "drift" if any(f.drifted for f in features) else "no_drift"
     return DriftReport(status, rows, base_rows, features, settings)
 

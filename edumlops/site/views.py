@@ -206,7 +206,14 @@ def _monitoring(school) -> dict:  # noqa: ANN001
             if g.get("recall") is not None:
                 performance.setdefault(g["group"], []).append((check.checked_at, g["recall"]))
     return {
-        "fairness_chart": time_chart(performance, periods=periods) if performance else None,
+        # a line needs two checks; with one, the page lists that check's recall per group
+        "fairness_chart": (
+            time_chart(performance, periods=periods)
+            if any(len(v) >= 2 for v in performance.values())
+            else None
+        ),
+        "recall_latest": [(group, points[-1][1]) for group, points in performance.items()],
+        "recall_checked_at": max((p[-1][0] for p in performance.values()), default=None),
         "drift_chart": chart,
         "drift_checks": checks[:5],
         "volume": volume,

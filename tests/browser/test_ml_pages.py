@@ -99,14 +99,14 @@ def test_staff_upload_profile_mark_roles_train_and_read_the_card(page, live_serv
     # four sensitive attributes and their pairs on 625 held-out rows: some groups are too small
     # to judge, so the gate pauses the run for district staff instead of deciding alone
     assert run_here(run) == "waiting_approval"
-    page.wait_for_selector("[data-testid=run-status]:has-text('waiting_approval')")
+    page.wait_for_selector("[data-testid=run-status]:has-text('waiting for approval')")
     assert "inconclusive" in page.locator("li.step[data-node=bias]").inner_text()
     shown = page.locator("li.step[data-node=bias] [data-testid=proposal]").inner_text()
     assert f"Asked for approval: Going on with {ModelVersion.objects.get()}" in shown
     page.get_by_test_id("decision").get_by_label("Comment").fill("Small groups read by hand.")
     page.get_by_test_id("decision").get_by_role("button", name="Approve").click()
     assert run_here(run) == "succeeded"
-    page.wait_for_selector("[data-testid=run-status]:has-text('succeeded')")
+    page.wait_for_selector("[data-testid=run-status]:has-text('done')")
     page.get_by_test_id("model-link").click()
     model = ModelVersion.objects.get()
     assert page.get_by_test_id("card-title").inner_text().endswith(f"version {model.version}")

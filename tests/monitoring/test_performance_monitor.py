@@ -4,6 +4,8 @@ and a school with too few at-risk students is "insufficient data"."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from edumlops.datasets.models import ingest
@@ -72,5 +74,14 @@ def test_outcomes_raise_an_alert_where_recall_dropped(
     assert check.metrics["recall"] < 0.5 and check.groups
     client = Client()
     client.force_login(staff)
+    page = client.get(f"/schools/{school_a.pk}/").content.decode()
+    # one check: no line to draw yet, the check's recall per group as a table
+    assert 'data-testid="fairness-chart"' not in page
+    assert 'data-testid="recall-table"' in page and "all students" in page and "ses=" in page
+    PerformanceCheck.objects.create(
+        school=school_a, checked_at=check.checked_at + dt.timedelta(days=7),
+        model_version=check.model_version, rows=check.rows, metrics=check.metrics,
+        groups=check.groups,
+    )  # fmt: skip
     page = client.get(f"/schools/{school_a.pk}/").content.decode()
     assert 'data-testid="fairness-chart"' in page and "all students" in page and "ses=" in page

@@ -48,3 +48,20 @@ def words(code: object) -> str:
     """The words for a status code (unknown codes: underscores become spaces)."""
     text = "" if code is None else str(code)
     return WORDS.get(text, text.replace("_", " "))
+
+
+MONITORS = {"drift": "Drift", "performance": "Performance", "latency": "Latency"}
+
+
+@register.filter
+def monitor(code: object) -> str:
+    """A monitor's name: `{{ alert.monitor|monitor }}` ("drift" → "Drift")."""
+    text = "" if code is None else str(code)
+    return MONITORS.get(text, text.replace("_", " ").capitalize())
+
+
+@register.filter
+def feature(name: object) -> str:
+    """A monitored column as people read it: the model's own output is "predicted risk"."""
+    text = "" if name is None else str(name)
+    return text.replace("__prediction__", "predicted risk")
