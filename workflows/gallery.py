@@ -363,7 +363,12 @@ def check_choices(template: Template, choices: Choices, district: Any) -> None:
                     name,
                     f'"{version}" has no {" and no ".join(lacking)} marked: mark '
                     f"{'them' if len(lacking) > 1 else 'it'} on the dataset's page "
-                    f"(/datasets/versions/{version.pk}/) first.",
+                    f"(/datasets/versions/{version.pk}/) first"
+                    + (
+                        " (no yes/no column? define the outcome from one, e.g. a grade below 10)."
+                        if "label" in spec["needs"] and not version.role_set.label
+                        else "."
+                    ),
                 )
         if spec["widget"] == "schools" and value:
             schools = list(district.schools.all())

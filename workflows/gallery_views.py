@@ -73,7 +73,11 @@ def _created(version: WorkflowVersion) -> dict[str, Any]:
     }
 
 
-NEEDS = {"label": "a label", "sensitive": "sensitive attributes", "school": "a school column"}
+NEEDS = {
+    "label": "a label (or an outcome defined from a column)",
+    "sensitive": "sensitive attributes",
+    "school": "a school column",
+}
 
 
 # --- the page ---------------------------------------------------------------------------------

@@ -336,6 +336,12 @@ def test_bad_choices_are_400_naming_the_field_and_the_fix(
         f'"{unmarked}" has no sensitive attribute marked: mark it on the dataset\'s page '
         f"(/datasets/versions/{unmarked.pk}/) first."
     )
+    no_label = make_version(district, seed=3, label=None, positive=[])
+    message = _bad(api, district_admin, {"dataset_version": no_label.pk})["choices"][
+        "dataset_version"
+    ][0]
+    assert message.startswith(f'"{no_label}" has no label column and positive class marked')
+    assert message.endswith("define the outcome from one, e.g. a grade below 10).")
     message = _bad(api, district_admin, {"pilot_schools": ["zz"]})["choices"]["pilot_schools"][0]
     assert message.startswith("No school 'zz' in Maple Valley: use school codes or names")
     message = _bad(api, district_admin, {"max_gap": 2})["choices"]["max_gap"][0]
