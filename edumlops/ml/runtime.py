@@ -25,6 +25,7 @@ class OrtModel:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"ONNX Runtime cannot load the model: {exc}") from None
         self.inputs = {i.name: i.type for i in self.session.get_inputs()}
+        self.categories = onehot_categories(model_bytes, self.inputs)
         outputs = [o.name for o in self.session.get_outputs()]
         self._proba = next((o for o in outputs if "prob" in o), outputs[-1])
 
@@ -35,3 +36,25 @@ class OrtModel:
     def predict_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         (proba,) = self.session.run([self._proba], feed)
         return np.asarray(proba)[:, 1]
+
+
+def onehot_categories(model_bytes: bytes, inputs: dict[str, str]) -> dict[str, frozenset[str]]:
+    """The categories each string input's one-hot encoder learnt, read off the ONNX graph (its
+    `OneHotEncoder` nodes' `cats_strings`): exact for every kind of model. Empty where the `onnx`
+    package is not installed (the slim edge install), so callers fall back to what they know."""
+    try:
+        import onnx
+    except ImportError:
+        return {}
+    try:
+        graph = onnx.load_from_string(model_bytes).graph
+    except Exception:  # noqa: BLE001 - onnxruntime loaded it; a parser hiccup only loses the hint
+        return {}
+    out: dict[str, frozenset[str]] = {}
+    for node in graph.node:
+        if node.op_type != "OneHotEncoder" or not node.input or node.input[0] not in inputs:
+            continue
+        for attribute in node.attribute:
+            if attribute.name == "cats_strings":
+                out[node.input[0]] = frozenset(s.decode() for s in attribute.strings)
+    return out

@@ -63,9 +63,17 @@ class ServingModel:
             categorical=list(manifest.categorical),
             thresholds={k: float(v) for k, v in manifest.thresholds.items()},
             terms=manifest.explain,
-            categories=known_categories(
-                manifest.categorical, manifest.explain, manifest.drift_reference
-            ),
+            categories={
+                **known_categories(
+                    manifest.categorical, manifest.explain, manifest.drift_reference
+                ),
+                # exact for any model: what the ONNX graph's one-hot encoders learnt
+                **{
+                    name: cats
+                    for name, cats in (getattr(runner, "categories", None) or {}).items()
+                    if name in manifest.categorical
+                },
+            },
         )
 
     @property

@@ -101,8 +101,18 @@ def test_each_unseen_value_is_named_with_its_row_and_field(trained):
 
 
 def test_no_warning_where_the_training_categories_are_not_known(trained):
+    """No ONNX graph to read (the slim edge install has no `onnx` package), no linear terms and
+    no drift reference: nothing is flagged rather than everything."""
     frame, spec, pipeline = trained
-    model = served(frame, spec, pipeline, reference=None)
+    runner = onnx_bundle.OnnxModel(onnx_bundle.to_onnx(pipeline, spec))
+    runner.categories = {}
+    manifest = Manifest(
+        model=ModelInfo("at-risk", "1"),
+        numeric=spec.numeric,
+        categorical=spec.categorical,
+        thresholds={"decision": 0.5},
+    )
+    model = ServingModel.from_manifest(manifest, runner)
     assert model.categories == {}
     assert unseen_categories(model, [a_row(frame, spec, locality="lunar")]) == []
 
@@ -136,3 +146,17 @@ def test_reasons_for_any_model_are_the_change_when_each_value_is_unknown(trained
         assert reason["direction"] == ("raises risk" if base > without else "lowers risk")
     # a row with every value unknown has nothing to explain
     assert explain_by_substitution(model, dict.fromkeys(spec.columns)) == []
+
+
+def test_any_models_categories_are_read_off_its_onnx_graph(trained):
+    """A random forest with no drift reference: the categories its one-hot encoders learnt are
+    in the ONNX graph, so an unseen value is flagged exactly, and a known one never is."""
+    frame, spec, pipeline = trained
+    model = served(frame, spec, pipeline, reference=None)
+    for name in spec.categorical:
+        assert model.categories[name] == frozenset(frame[name].dropna().astype(str))
+    name = spec.categorical[0]
+    warnings = unseen_categories(
+        model, [a_row(frame, spec, **{name: "astronaut"}), a_row(frame, spec)]
+    )
+    assert [(w["row"], w["field"], w["code"]) for w in warnings] == [(0, name, UNSEEN)]
