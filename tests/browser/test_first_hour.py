@@ -80,6 +80,14 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _fits(page) -> bool:
+    """Nothing runs off the window, and no card's content runs past its card."""
+    return page.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth && [...document"
+        ".querySelectorAll('.card')].every(c => c.scrollWidth <= c.clientWidth + 1)"
+    )
+
+
 def _finished(run: Run, timeout: float = 300) -> str:
     return wait_for(
         lambda: (s := Run.objects.get(pk=run.pk).status) not in ("queued", "running") and s,
@@ -109,6 +117,7 @@ def _define_the_outcome(page, base: str, csv) -> DatasetVersion:
     assert "final_grade < 10" in page.get_by_test_id("outcome-rule").inner_text()
     excluded = page.get_by_test_id("outcome-excluded").inner_text()
     assert "grade_term2: it alone predicts at_risk almost perfectly" in excluded
+    assert _fits(page), "the dataset page runs off its cards"
     _shot(page, "1-outcome")
     return DatasetVersion.objects.get()
 
@@ -237,6 +246,7 @@ def test_the_first_hour_of_a_district(page, live_server, real_worker, tmp_path):
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Models").click()
     page.get_by_test_id("model-in-use-card").click()
     assert "final_grade < 10" in page.get_by_test_id("outcome-rule").inner_text()
+    assert _fits(page), "the model card runs off its cards"
     _shot(page, "4-teacher-card")
 
     # the ML lead sets up the weekly monitor from its template (real outcomes: the same version)
