@@ -115,3 +115,36 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def real_worker(demo, test_database_url, ml_stores):
+    """A Celery worker on Redis for this test, sharing this process's var dir (`ml_stores`: the
+    same MLflow store, datasets and signing key). The module's `demo` fixture seeds first."""
+    import redis
+
+    from tests.conftest import clean_env
+    from tests.workflows.conftest import Worker
+
+    url = os.environ["REDIS_URL"]
+    redis.Redis.from_url(url).flushdb()
+    env = clean_env(
+        DATABASE_URL=test_database_url,
+        REDIS_URL=url,
+        EDUMLOPS_VAR_DIR=str(ml_stores),
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+    )
+    worker = Worker(env, ml_stores / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def wide_page(browser):
+    """A wide window: the canvas sits between the palette and the side panel."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()

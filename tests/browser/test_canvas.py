@@ -5,17 +5,15 @@ var/test-artifacts/canvas/."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-import redis
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, clean_env
-from tests.workflows.conftest import Worker, wait_for
+from tests.conftest import ROOT
+from tests.workflows.conftest import wait_for
 from workflows import engine
 from workflows.models import Run, StepRun, Workflow
 
@@ -25,39 +23,14 @@ ARTIFACTS = ROOT / "var" / "test-artifacts" / "canvas"
 
 
 @pytest.fixture
-def demo(transactional_db, settings, tmp_path):
-    settings.DATASET_DIR = tmp_path / "datasets"
-    settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings.MLFLOW_ARTIFACT_ROOT = (tmp_path / "mlartifacts").as_uri()
-    settings.SIGNING_KEY_PATH = tmp_path / "keys" / "signing.pem"
+def demo(transactional_db, ml_stores):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture
-def real_worker(demo, test_database_url, tmp_path):
-    url = os.environ["REDIS_URL"]
-    redis.Redis.from_url(url).flushdb()
-    env = clean_env(
-        DATABASE_URL=test_database_url,
-        REDIS_URL=url,
-        EDUMLOPS_VAR_DIR=str(tmp_path),
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-    )
-    worker = Worker(env, tmp_path / "worker.log")
-    worker.start()
-    yield worker
-    worker.stop()
-
-
-@pytest.fixture
-def page(browser):
-    """A wide window: the canvas sits between the palette and the side panel."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+def page(wide_page):
+    return wide_page
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import datetime as dt
 import os
 
 import pytest
-import redis
 from django.core.management import call_command
 from playwright.sync_api import expect
 
@@ -25,8 +24,8 @@ from edumlops.ml.synth import generate_district
 from edumlops.monitoring.models import Alert
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import School
-from tests.conftest import ROOT, clean_env
-from tests.workflows.conftest import Worker, wait_for
+from tests.conftest import ROOT
+from tests.workflows.conftest import wait_for
 from workflows.models import Run, Workflow
 
 pytestmark = pytest.mark.browser
@@ -35,37 +34,15 @@ ARTIFACTS = ROOT / "var" / "test-artifacts" / "first-hour"
 
 
 @pytest.fixture
-def page(browser):
-    """A wide window: the canvas sits between the palette and the side panel."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def district(transactional_db, ml_stores):
-    """The demo district with no data; this process and the worker share one var dir (the same
-    MLflow store, datasets and signing key)."""
+def demo(transactional_db, ml_stores):
+    """The demo district with no data."""
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture
-def real_worker(district, test_database_url, ml_stores):
-    url = os.environ["REDIS_URL"]
-    redis.Redis.from_url(url).flushdb()
-    env = clean_env(
-        DATABASE_URL=test_database_url,
-        REDIS_URL=url,
-        EDUMLOPS_VAR_DIR=str(ml_stores),
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-    )
-    worker = Worker(env, ml_stores / "worker.log")
-    worker.start()
-    yield worker
-    worker.stop()
+def page(wide_page):
+    return wide_page
 
 
 def _log_in(page, base: str, username: str) -> None:
