@@ -11,9 +11,6 @@ Screenshots: var/test-artifacts/first-hour/*.png."""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-
 import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
@@ -25,6 +22,7 @@ from edumlops.monitoring.models import Alert
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import School
 from tests.conftest import ROOT
+from tests.monitoring.conftest import put_today_in_term
 from tests.workflows.conftest import wait_for
 from workflows.models import Run, Workflow
 
@@ -142,22 +140,6 @@ def _approve_as_staff(page, base: str, run: Run) -> None:
     assert Run.objects.get(pk=run.pk).status == "succeeded"
 
 
-def _in_term(district) -> None:
-    """Today inside a term of the demo calendar (as tests/monitoring do)."""
-    from django.db.models import F
-    from django.utils import timezone
-
-    from edumlops.schools.models import CalendarPeriod
-
-    today = timezone.localdate()
-    if district.term_on(today) is None or os.environ.get("EDUMLOPS_TEST_SHIFT_CALENDAR"):
-        autumn = district.terms().get(name="Autumn")
-        shift = today - (autumn.start + dt.timedelta(days=56))
-        CalendarPeriod.objects.filter(district=district).update(
-            start=F("start") + shift, end=F("end") + shift
-        )
-
-
 def _store_weeks_of_predictions(model: ModelVersion, school: School, district) -> None:
     """Three school weeks of this term at the pilot school, kept the way the daily job keeps
     them (counts on the model's reference bins); in the last two, attendance fell by half."""
@@ -228,7 +210,7 @@ def test_the_first_hour_of_a_district(page, live_server, real_worker, tmp_path):
 
     # the ML lead sets up the weekly monitor from its template (real outcomes: the same version)
     district = rhs.district
-    _in_term(district)
+    put_today_in_term(district)
     _store_weeks_of_predictions(model, rhs, district)
     watch = _watch_from_the_template(page, base, version)
 

@@ -183,21 +183,9 @@ def test_a_form_posted_without_htmx_answers_the_whole_page(client, workflow, tea
 @pytest.fixture
 def district(district):
     """Today inside a term (as tests/monitoring/conftest.py does): the replay reads a term."""
-    import datetime as dt
-    import os
+    from tests.monitoring.conftest import put_today_in_term
 
-    from django.db.models import F
-    from django.utils import timezone
-
-    from edumlops.schools.models import CalendarPeriod
-
-    today = timezone.localdate()
-    if district.term_on(today) is None or os.environ.get("EDUMLOPS_TEST_SHIFT_CALENDAR"):
-        autumn = district.terms().get(name="Autumn")
-        shift = today - (autumn.start + dt.timedelta(days=56))
-        CalendarPeriod.objects.filter(district=district).update(
-            start=F("start") + shift, end=F("end") + shift
-        )
+    put_today_in_term(district)
     return district
 
 

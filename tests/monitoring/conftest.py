@@ -14,14 +14,19 @@ from django.utils import timezone
 from edumlops.schools.models import CalendarPeriod
 
 
-@pytest.fixture
-def district(district):
+def put_today_in_term(district) -> None:  # noqa: ANN001
+    """Move `district`'s calendar so today is in the middle of its autumn term, where today is
+    outside its terms (EDUMLOPS_TEST_SHIFT_CALENDAR=1 moves it on any day, to check this)."""
     today = timezone.localdate()
-    # EDUMLOPS_TEST_SHIFT_CALENDAR=1 moves it on any day (to check this fixture itself)
     if district.term_on(today) is None or os.environ.get("EDUMLOPS_TEST_SHIFT_CALENDAR"):
         autumn = district.terms().get(name="Autumn")
         shift = today - (autumn.start + dt.timedelta(days=56))
         CalendarPeriod.objects.filter(district=district).update(
             start=F("start") + shift, end=F("end") + shift
         )
+
+
+@pytest.fixture
+def district(district):
+    put_today_in_term(district)
     return district
