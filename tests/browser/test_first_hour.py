@@ -237,6 +237,7 @@ def test_the_first_hour_of_a_district(page, live_server, real_worker, tmp_path):
     page.goto(f"{base}/runs/{run.pk}/")
     started = page.get_by_test_id("run-started").inner_text()
     assert started.startswith("Started by hand by Ada Admin"), started
+    _shot(page, "6-run-now")
     alert = Alert.objects.get(school=rhs, monitor="drift", cause="attendance_rate")
     page.goto(base + "/alerts/")
     row = page.locator(f"[data-alert='{alert.pk}']")
@@ -245,11 +246,11 @@ def test_the_first_hour_of_a_district(page, live_server, real_worker, tmp_path):
     assert "last year" not in text
     assert "PSI" in text or "Jensen" in text, text  # the rule that decided
     assert "insufficient_data" not in page.content()
-    _shot(page, "6-alert")
+    _shot(page, "7-alert")
 
     # the school page charts drift with the rule in force and the predictions per day
     page.goto(f"{base}/schools/{rhs.pk}/")
     page.get_by_test_id("drift-chart").wait_for()
     assert page.get_by_test_id("drift-threshold-text").inner_text().startswith("Alert above PSI")
     assert "__prediction__" not in page.get_by_test_id("open-alerts").inner_text()
-    _shot(page, "7-school")
+    _shot(page, "8-school")
