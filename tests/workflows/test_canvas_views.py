@@ -144,12 +144,13 @@ def test_step_detail_shows_logs_metrics_and_reason(client, workflow, platform_ad
     run = engine.start_run(workflow)
     step = run.steps.get(node_id="tell")
     step.logs = [{"at": "now", "message": "Told 3 people"}]
-    step.metrics = {"recipients": 3}
+    step.metrics = {"recipients": 3, "new_alerts": 2}
     step.status = "succeeded"
     step.save()
     client.force_login(staff)
     html = client.get(f"/runs/{run.pk}/steps/tell/").content.decode()
     assert "Told 3 people" in html and "recipients" in html and 'data-status="succeeded"' in html
+    assert "new alerts" in html and "new_alerts" not in html  # a metric's name in words
     assert client.get(f"/runs/{run.pk}/steps/nope/").status_code == 404
 
 
