@@ -127,7 +127,7 @@ def test_twenty_runs_succeed_through_twenty_sigkills_with_one_notification_and_e
     mail = "".join(p.read_text() for p in (tmp_path / "mail").glob("*"))
     for run_id in runs:
         assert Notification.objects.filter(step__run_id=run_id).count() == 1
-        assert mail.count(f"done: run {run_id}\n") == 1, run_id
+        assert mail.count(f"done: #{run_id}\n") == 1, run_id
     # the kills did land on running steps, which were taken over
     taken = StepRun.objects.filter(run_id__in=runs, attempts__gt=1)
     assert taken.exists(), "no step was ever killed mid-run: the test proved nothing"
