@@ -148,3 +148,11 @@ def wide_page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+def log_in(page, base: str, username: str, password: str = "edumlops-demo") -> None:
+    """Log in through the login page as one of the demo people."""
+    page.goto(base + "/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()

@@ -13,6 +13,7 @@ from edumlops.datasets.models import ingest
 from edumlops.ml.datasets import Roles
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District
+from tests.browser.conftest import log_in
 from tests.conftest import ROOT
 from tests.core.test_fairness_charts import failing_intersection
 from tests.deployments.conftest import make_model
@@ -32,20 +33,13 @@ def demo(transactional_db, ml_stores):
     return District.objects.get(slug="riverside")
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def test_the_card_charts_the_failing_intersection_and_greys_small_groups(page, live_server, demo):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     model = make_model(demo)
     report, sex, address, y = failing_intersection()
     model.bias_report, model.bias_outcome = report, report["outcome"]
     model.save()
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.goto(f"{live_server.url}/models/{model.pk}/")
 
     fairness = page.get_by_test_id("fairness")
@@ -98,7 +92,7 @@ def test_the_approval_asks_for_a_decision_and_shows_the_report_once(page, live_s
     assert run_here(run) == "waiting_approval"
     model = ModelVersion.objects.get(workflow_run=run)
 
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.get_by_role("link", name="Approvals").first.click()
     card = page.locator(f"[data-testid=approval][data-run='{run.pk}']")
     asked = card.get_by_test_id("decision-asked").inner_text()

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from tests.browser.conftest import log_in
 from tests.conftest import ROOT
 from tests.workflows.conftest import wait_for
 from workflows import engine
@@ -46,13 +47,6 @@ def errors_of(page):
 
     page.on("console", console)
     return seen
-
-
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
 
 
 def _new_workflow(page, base: str, name: str) -> Workflow:
@@ -113,7 +107,7 @@ def _problems_settled(page) -> None:
 
 
 def test_build_save_run_from_an_empty_canvas(page, live_server, real_worker, errors_of):
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     workflow = _new_workflow(page, live_server.url, "Canvas tour")
     assert page.locator("#nodes [data-node-id]").count() == 0
 
@@ -220,7 +214,7 @@ def test_build_save_run_from_an_empty_canvas(page, live_server, real_worker, err
 
 
 def test_undo_redo_restores_a_deleted_node_with_its_parameters(page, live_server, demo, errors_of):
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     _new_workflow(page, live_server.url, "Undo tour")
     wait = _drop(page, "wait", 100, 100)
     page.locator(f'[data-node-id="{wait}"] .node-title').click()
@@ -254,7 +248,7 @@ def test_undo_redo_restores_a_deleted_node_with_its_parameters(page, live_server
 
 
 def test_keyboard_duplicate_zoom_fit_and_notes(page, live_server, demo, errors_of):
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     _new_workflow(page, live_server.url, "Keys tour")
     # a palette block can be added with the keyboard alone
     page.locator(".palette-item[data-kind=notify]").focus()
@@ -306,7 +300,7 @@ def test_keyboard_duplicate_zoom_fit_and_notes(page, live_server, demo, errors_o
 
 
 def test_drafts_versions_diff_and_read_only_old_versions(page, live_server, demo, errors_of):
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     workflow = _new_workflow(page, live_server.url, "Draft tour")
     node = _drop(page, "notify", 100, 100)
     _problems_settled(page)
@@ -360,7 +354,7 @@ def test_district_staff_see_the_canvas_read_only(page, live_server, demo, errors
         district=District.objects.get(), name="Training", owner=admin
     )
     workflow.save_version(TRAIN_MODEL.build(), "from the recipe", admin, errors=[{"message": "x"}])
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.goto(f"{live_server.url}/workflows/{workflow.pk}/")
     page.locator("#nodes [data-node-id]").nth(9).wait_for()
     assert page.locator("#palette").count() == 0
@@ -404,7 +398,7 @@ def test_a_newcomer_runs_the_early_warning_template_on_the_canvas(
     page, live_server, with_students, real_worker, errors_of
 ):
     """The issue's "done": from the gallery to a pilot, in the browser, on a real worker."""
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Workflows").click()
     page.get_by_role("link", name="template").first.click()
     form = page.get_by_test_id("use-early-warning")
@@ -447,7 +441,7 @@ def test_a_newcomer_runs_the_early_warning_template_on_the_canvas(
 
 
 def test_multi_select_move_pan_and_delete_several(page, live_server, demo, errors_of):
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     _new_workflow(page, live_server.url, "Select tour")
     a = _drop(page, "notify", 40, 60)
     b = _drop(page, "wait", 300, 60)
@@ -502,7 +496,7 @@ def test_blocks_are_connected_and_disconnected_with_the_keyboard(
     page, live_server, demo, errors_of
 ):
     """Without a mouse: add blocks from the palette, connect them from the side panel."""
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     workflow = _new_workflow(page, live_server.url, "Keyboard tour")
     for kind in ("manual_trigger", "wait"):
         page.locator(f".palette-item[data-kind={kind}]").focus()
@@ -567,7 +561,7 @@ def test_reload_during_and_after_a_run_shows_its_states_and_links_to_it(
         "notes": [],
     }
     workflow.save_version(graph, "two triggers", admin)
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     url = f"{live_server.url}/workflows/{workflow.pk}/"
     page.goto(url)
     page.locator('[data-node-id="tell"]').wait_for()

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.browser import conftest
+from tests.browser.conftest import log_in
 
 pytestmark = pytest.mark.browser
 
@@ -15,13 +16,6 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def demo(transactional_db):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
-
-
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_the_watcher_reports_inline_script_and_style_a_policy_refuses(page, live_server):
@@ -62,7 +56,7 @@ def test_every_page_answers_with_the_policy(live_server, demo, page):
 
 
 def test_bars_are_placed_and_dialogs_open_without_inline_code(page, live_server, demo):
-    _log_in(page, live_server.url, "tom")
+    log_in(page, live_server.url, "tom")
     bars = page.locator(".timeline .bar.term")
     assert bars.count() == 3
     widths = [bars.nth(i).bounding_box()["width"] for i in range(3)]
@@ -76,7 +70,7 @@ def test_bars_are_placed_and_dialogs_open_without_inline_code(page, live_server,
 
 
 def test_the_error_pages_say_why_and_where_to_go(page, live_server, demo):
-    _log_in(page, live_server.url, "tom")
+    log_in(page, live_server.url, "tom")
     response = page.goto(live_server.url + "/approvals/")
     assert response.status == 403
     assert page.get_by_test_id("error-reason").inner_text() == (
@@ -90,7 +84,7 @@ def test_the_error_pages_say_why_and_where_to_go(page, live_server, demo):
 
 
 def test_the_api_docs_run_under_the_policy(page, live_server, demo):
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.goto(live_server.url + "/api/docs/")
     page.locator("#swagger-ui .info .title").wait_for()
     assert "EduMLOps API" in page.locator("#swagger-ui .info .title").inner_text()

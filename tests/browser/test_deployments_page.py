@@ -9,6 +9,7 @@ from django.core.management import call_command
 
 from edumlops.deployments import rollout, services
 from edumlops.schools.models import District, School
+from tests.browser.conftest import log_in
 from tests.deployments.conftest import make_model
 
 pytestmark = pytest.mark.browser
@@ -23,20 +24,13 @@ def demo(transactional_db, ml_stores, monkeypatch):
     return district, make_model(district, seed=0), make_model(district, seed=1)
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def _versions(district):
     return {s.name: services.resolve(s).model_version.version for s in district.schools.all()}
 
 
 def test_roll_out_pilot_promote_and_roll_back_from_the_page(page, live_server, demo):
     district, v1, v2 = demo
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.get_by_role("link", name="Deployments", exact=True).click()
     form = page.get_by_test_id("rollout-form")
     form.locator("select[name=model_version]").select_option(str(v1.pk))
@@ -89,7 +83,7 @@ def test_a_teacher_rolls_back_their_own_school(page, live_server, demo):
     district.save()
     services.roll_out(v1, scope="district")
     services.roll_out(v2, scope="district")
-    _log_in(page, live_server.url, "tom")
+    log_in(page, live_server.url, "tom")
     school = School.objects.get(name="Riverside High School")
     assert f"version {v2.version}" in page.get_by_test_id("school-model").inner_text()
     page.get_by_test_id("school-rollback").click()

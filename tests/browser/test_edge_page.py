@@ -18,6 +18,7 @@ from django.core.management import call_command
 from edumlops.deployments import services
 from edumlops.fleet.models import EdgeNode
 from edumlops.schools.models import District
+from tests.browser.conftest import log_in
 from tests.deployments.conftest import make_model
 
 pytestmark = pytest.mark.browser
@@ -29,13 +30,6 @@ def demo(transactional_db, ml_stores, settings, tmp_path):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
     district = District.objects.get(slug="riverside")
     return district, make_model(district, seed=0), make_model(district, seed=1)
-
-
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
 
 
 def _call(base: str, token: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -56,7 +50,7 @@ def test_register_watch_and_revoke_an_edge_server(page, live_server, demo):
     district, v1, v2 = demo
     services.roll_out(v1, scope="district", reason="first model")
     base = live_server.url
-    _log_in(page, base, "admin")
+    log_in(page, base, "admin")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Edge").click()
     assert "No edge server is registered yet" in page.get_by_test_id("edge-nodes").inner_text()
 

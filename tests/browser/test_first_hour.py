@@ -21,8 +21,8 @@ from edumlops.ml.synth import generate_district
 from edumlops.monitoring.models import Alert
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import School
-from tests.conftest import ROOT
-from tests.monitoring.conftest import put_today_in_term
+from tests.browser.conftest import log_in
+from tests.conftest import ROOT, put_today_in_term
 from tests.workflows.conftest import wait_for
 from workflows.models import Run, Workflow
 
@@ -44,11 +44,9 @@ def page(wide_page):
 
 
 def _log_in(page, base: str, username: str) -> None:
+    """As another person: the previous one's session is dropped first."""
     page.context.clear_cookies()
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, base, username)
 
 
 def _shot(page, name: str) -> None:

@@ -13,6 +13,7 @@ from edumlops.datasets.models import ingest
 from edumlops.ml.datasets import Roles
 from edumlops.ml.synth import generate_district
 from edumlops.schools.models import District
+from tests.browser.conftest import log_in
 from workflows.gallery import TEMPLATES
 from workflows.models import Workflow
 
@@ -31,15 +32,8 @@ def demo(transactional_db, ml_stores):
     return version
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def test_an_admin_makes_the_early_warning_workflow_from_the_gallery(page, live_server, demo):
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     page.goto(live_server.url + "/workflows/templates/")
 
     cards = page.get_by_test_id("template-card")
@@ -75,7 +69,7 @@ def test_an_admin_makes_the_early_warning_workflow_from_the_gallery(page, live_s
 
 
 def test_a_bad_choice_is_shown_on_its_card(page, live_server, demo):
-    _log_in(page, live_server.url, "admin")
+    log_in(page, live_server.url, "admin")
     page.goto(live_server.url + "/workflows/templates/")
     form = page.get_by_test_id("use-early-warning")
     form.get_by_label("Workflow name").fill("Early warning")

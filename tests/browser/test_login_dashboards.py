@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from tests.browser.conftest import log_in
+
 pytestmark = pytest.mark.browser
 
 
@@ -13,15 +15,8 @@ def demo(transactional_db):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def test_a_teacher_logs_in_and_sees_the_school_dashboard(page, live_server, demo):
-    _log_in(page, live_server.url, "tom")
+    log_in(page, live_server.url, "tom")
     title = page.get_by_test_id("dashboard-title")
     assert title.inner_text() == "Riverside High School"
     assert "School dashboard" in page.locator(".lead").inner_text()
@@ -35,7 +30,7 @@ def test_a_teacher_logs_in_and_sees_the_school_dashboard(page, live_server, demo
 
 
 def test_district_staff_log_in_and_see_the_district(page, live_server, demo):
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     assert (
         page.get_by_test_id("dashboard-title").inner_text() == "Riverside Unified School District"
     )
@@ -56,7 +51,7 @@ def test_a_wrong_password_is_told_and_nothing_opens(page, live_server, demo):
 
 
 def test_logging_out_returns_to_the_login_page(page, live_server, demo):
-    _log_in(page, live_server.url, "tara")
+    log_in(page, live_server.url, "tara")
     assert page.get_by_test_id("dashboard-title").inner_text() == "Pine Hollow Elementary"
     page.get_by_role("button", name="Log out").click()
     assert page.url.startswith(live_server.url + "/login/")

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from edumlops.ml.synth import generate_district
 from edumlops.registry.models import ModelVersion
+from tests.browser.conftest import log_in
 from tests.registry.conftest import run_here
 from workflows.models import Run, StepRun
 
@@ -27,17 +28,10 @@ def demo(transactional_db, settings, tmp_path):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def test_staff_upload_profile_mark_roles_train_and_read_the_card(page, live_server, demo, tmp_path):
     csv = tmp_path / "students.csv"
     generate_district(2500, seed=4).to_csv(csv, index=False, sep=";")
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.get_by_role("link", name="Datasets").click()
 
     # a bad file first: the page says what is wrong and nothing is listed

@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from edumlops.datasets.models import DatasetVersion
 from edumlops.ml.synth import generate_district
+from tests.browser.conftest import log_in
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -23,13 +24,6 @@ def demo(transactional_db, settings, tmp_path):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def _fits(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
@@ -41,7 +35,7 @@ def test_staff_define_the_outcome_from_a_grade_and_see_counts_and_leaks(
     page.set_viewport_size({"width": width, "height": 900})
     csv = tmp_path / "grades.csv"
     generate_district(1500, seed=5, grades=True).to_csv(csv, index=False)
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.get_by_role("link", name="Datasets").click()
     page.get_by_label("Name").fill("Grades 2024-26")
     page.set_input_files("input[name=file]", str(csv))

@@ -17,6 +17,7 @@ from edumlops.deployments.models import Deployment
 from edumlops.monitoring.models import Alert, DailyAggregate
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District, School
+from tests.browser.conftest import log_in
 from tests.conftest import ROOT
 from workflows.models import Notification, Run, StepRun, Workflow
 
@@ -95,19 +96,12 @@ def world(transactional_db):
     return {"run": run, "school": school, "model": model}
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def _fits(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def test_a_teacher_opens_the_card_of_his_schools_model(page, live_server, world):
-    _log_in(page, live_server.url, "tom")
+    log_in(page, live_server.url, "tom")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Models").click()
     assert "No model yet" not in page.content()
     page.get_by_test_id("model-in-use-card").click()
@@ -137,7 +131,7 @@ def test_a_teacher_opens_the_card_of_his_schools_model(page, live_server, world)
 def test_district_staff_home_shows_the_approval_waiting_and_the_newest_alert(
     page, live_server, world
 ):
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     pending = page.get_by_test_id("pending-approvals")
     assert "Pilot OK?" in pending.inner_text() and "Spring retrain" in pending.inner_text()
     alerts = page.get_by_test_id("recent-alerts").inner_text()
@@ -151,7 +145,7 @@ def test_district_staff_home_shows_the_approval_waiting_and_the_newest_alert(
 
 
 def test_the_notifications_menu_counts_unread_and_opens_their_pages(page, live_server, world):
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     menu = page.get_by_test_id("notifications-menu")
     assert menu.get_by_test_id("unread-count").inner_text() == "2"
     menu.locator("summary").click()
@@ -181,7 +175,7 @@ def test_the_notifications_menu_counts_unread_and_opens_their_pages(page, live_s
 
 def test_the_audit_trail_reads_old_to_new_and_fits_the_window(page, live_server, world):
     page.set_viewport_size({"width": 1024, "height": 800})
-    _log_in(page, live_server.url, "dana")
+    log_in(page, live_server.url, "dana")
     page.goto(live_server.url + "/audit/")
     change = page.get_by_test_id("change").filter(has_text="psi").first.inner_text()
     assert change == "psi: 0.2 → 0.15"

@@ -184,7 +184,7 @@ def test_a_form_posted_without_htmx_answers_the_whole_page(client, workflow, tea
 @pytest.fixture
 def district(district):
     """Today inside a term (as tests/monitoring/conftest.py does): the replay reads a term."""
-    from tests.monitoring.conftest import put_today_in_term
+    from tests.conftest import put_today_in_term
 
     put_today_in_term(district)
     return district

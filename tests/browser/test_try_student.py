@@ -11,6 +11,7 @@ from django.core.management import call_command
 from edumlops.deployments import services
 from edumlops.deployments.models import Prediction
 from edumlops.schools.models import District
+from tests.browser.conftest import log_in
 from tests.conftest import ROOT
 from tests.deployments.conftest import make_model, rows_for
 
@@ -28,20 +29,13 @@ def deployed(transactional_db, ml_stores):
     return model
 
 
-def _log_in(page, base: str, username: str) -> None:
-    page.goto(base + "/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("edumlops-demo")
-    page.get_by_role("button", name="Log in").click()
-
-
 def _fill(card, row: dict) -> None:
     for name, value in row.items():
         card.get_by_test_id(f"try-{name}").fill("" if value is None else str(value))
 
 
 def test_a_teacher_tries_a_student_and_sees_an_unseen_category_flagged(page, live_server, deployed):
-    _log_in(page, live_server.url, "tom")  # a teacher lands on his school's page
+    log_in(page, live_server.url, "tom")  # a teacher lands on his school's page
     card = page.get_by_test_id("try-student")
     card.get_by_test_id("try-student-form").wait_for()  # loaded by htmx
     assert "Nothing is recorded" in card.get_by_test_id("try-not-recorded").inner_text()
