@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "edumlops.site",
     "edumlops.schools",
     "edumlops.datasets",
+    "edumlops.privacy",
     "edumlops.registry",
     "edumlops.audit",
     "edumlops.deployments",
