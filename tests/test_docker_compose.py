@@ -32,16 +32,16 @@ def _config(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_compose_config_is_valid_with_the_six_services():
+def test_compose_config_is_valid_with_the_seven_services():
     result = _config("--services", SECRET_KEY="s" * 60, ALLOWED_HOSTS="edu.example.org")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"postgres", "redis", "mlflow", "web", "worker", "beat"}
+    assert set(result.stdout.split()) == {"postgres", "redis", "mlflow", "web", "worker", "beat", "superlink"}
 
 
 def test_every_service_has_a_health_check():
     result = _config(SECRET_KEY="s" * 60, ALLOWED_HOSTS="edu.example.org")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("healthcheck:") == 6
+    assert result.stdout.count("healthcheck:") == 7
 
 
 def test_compose_refuses_to_start_without_a_secret_key():

@@ -69,8 +69,21 @@ print(*(f"{s.node_id}={s.status}" for s in run.steps.exclude(node_id="start")))
 """
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    except OSError:
+        return False
+    return True
+
+
 def test_the_embedded_default_runs_web_worker_and_beat_and_stops_on_ctrl_c(tmp_path):
-    env = clean_env(EDUMLOPS_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    flower_port = _free_port()
+    env = clean_env(
+        EDUMLOPS_VAR_DIR=str(tmp_path),
+        PYTHONUNBUFFERED="1",
+        FLOWER_SUPERLINK=f"127.0.0.1:{flower_port}",
+    )
     run_manage("migrate", "--noinput", "-v0", env=env, check=True)
     seeded = run_manage("seed_demo", env=env, check=True)
     assert "tom    / edumlops-demo" in seeded.stdout
@@ -89,6 +102,9 @@ def test_the_embedded_default_runs_web_worker_and_beat_and_stops_on_ctrl_c(tmp_p
         _wait_for(lambda: f"EduMLOps is running at {base}" in log.read_text(), 90, proc)
         _wait_for(lambda: "celery@" in log.read_text() and "ready." in log.read_text(), 60, proc)
         _wait_for(lambda: "beat: Starting..." in log.read_text(), 60, proc)
+
+        # Flower's SuperLink listens for the school servers' SuperNodes
+        _wait_for(lambda: _listening(flower_port), 60, proc)
 
         page = _log_in(base, "tom", "edumlops-demo")
         assert "Riverside High School" in page and "School dashboard" in page
@@ -124,7 +140,7 @@ def test_the_embedded_default_runs_web_worker_and_beat_and_stops_on_ctrl_c(tmp_p
         code = proc.wait(timeout=60)
     output = log.read_text()
     assert code == 0, output
-    assert "Stopping web, worker and beat" in output
+    assert "Stopping web, worker, beat and flower" in output
     assert output.rstrip().endswith("Stopped.")
     leftovers = subprocess.run(
         ["pgrep", "-f", f"runserver 127.0.0.1:{port}"], capture_output=True, text=True

@@ -697,7 +697,7 @@ class TrainFederatedBlock(Block):
         try:
             result = federated.run_federated(
                 config,
-                control_address=settings.FLOWER_CONTROL_ADDRESS,
+                control_address=settings.FLOWER_SUPERLINK,
                 workdir=Path(settings.VAR_DIR) / "federated" / f"run-{context.run_id}",
                 timeout=params.timeout_minutes * 60,
                 on_round=on_round,

@@ -1,4 +1,4 @@
-"""Run the web server, a Celery worker and celery beat together in the foreground.
+"""Run the web server, a Celery worker, celery beat and Flower's SuperLink in the foreground.
 
 Each process's output is prefixed with its name. Ctrl-C (or SIGTERM) stops all three; if one of
 them dies, the others are stopped too and the exit status says so.
@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable
+from pathlib import Path
 from typing import IO
 
 from django.conf import settings
@@ -39,7 +40,10 @@ def _pump(name: str, stream: IO[bytes], out: IO[str], lock: threading.Lock) -> N
 
 
 class Command(BaseCommand):
-    help = "Start the web server, a Celery worker and celery beat; stop all three on Ctrl-C."
+    help = (
+        "Start the web server, a Celery worker, celery beat and Flower's SuperLink; stop them all "
+        "on Ctrl-C."
+    )
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -65,6 +69,18 @@ class Command(BaseCommand):
             ],
             "beat": [*celery, "beat", "-l", "info", "--pidfile="],
         }
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        envs: dict[str, dict[str, str]] = {}
+        if settings.FLOWER_SUPERLINK_START:
+            # Flower's SuperLink: the school servers' SuperNodes connect to it and the Train
+            # across schools block submits runs to it (one port serves both)
+            from edumlops.ml import federated_processes as flower
+
+            flower_host, _, flower_port = settings.FLOWER_SUPERLINK.rpartition(":")
+            commands["flower"] = flower.superlink_command(
+                host=flower_host or "127.0.0.1", port=int(flower_port)
+            )
+            envs["flower"] = flower.flower_env(Path(settings.VAR_DIR) / "flwr", base=env)
         lock = threading.Lock()
         out = sys.stdout
         stopping = threading.Event()
@@ -75,7 +91,6 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _stop)
 
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         procs: dict[str, subprocess.Popen[bytes]] = {}
         failed: str | None = None
         try:
@@ -83,7 +98,7 @@ class Command(BaseCommand):
                 procs[name] = subprocess.Popen(
                     cmd,
                     cwd=settings.BASE_DIR,
-                    env=env,
+                    env=envs.get(name, env),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
@@ -106,7 +121,8 @@ class Command(BaseCommand):
                 stopping.wait(0.5)
         finally:
             suffix = f" ({failed})" if failed else ""
-            _write(out, lock, f"Stopping web, worker and beat…{suffix}")
+            names = list(commands)
+            _write(out, lock, f"Stopping {', '.join(names[:-1])} and {names[-1]}…{suffix}")
             _shut_down(procs.values())
             _write(out, lock, "Stopped.")
         if failed:
