@@ -24,6 +24,7 @@ ends the run with a FederatedError and no model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -348,10 +349,8 @@ def run_federated(
         120,
     )
     run_id = ""
-    try:
+    with contextlib.suppress(json.JSONDecodeError):
         run_id = str(json.loads(started.stdout).get("run-id") or "")
-    except json.JSONDecodeError:
-        pass
     if started.returncode != 0 or not run_id:
         detail = (started.stdout + started.stderr).strip().splitlines()[-1:] or ["no output"]
         raise FederatedError(

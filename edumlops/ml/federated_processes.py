@@ -9,6 +9,7 @@ PATH, hence `flower_env()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -161,10 +162,8 @@ class TcpForwarder:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def stop(self) -> None:
         self._stopped.set()
@@ -176,3 +175,85 @@ class TcpForwarder:
 
 def describe(command: Sequence[str]) -> str:
     return " ".join(command)
+
+
+class LocalFederation:
+    """A SuperLink and one SuperNode per school on this machine (tests and bench): each
+    SuperNode reaches the SuperLink through its own TcpForwarder, so the bytes each school sends
+    and receives are counted (and kept, with `capture=True`). Logs go to `workdir`."""
+
+    def __init__(self, workdir: Path, schools: dict[str, Path], *, capture: bool = False) -> None:
+        import subprocess
+        import time
+
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._subprocess = subprocess
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.forwarders: dict[str, TcpForwarder] = {}
+        port, *node_ports = free_ports(1 + len(schools))
+        self.address = f"127.0.0.1:{port}"
+        self._start("superlink", superlink_command(port=port), self.workdir / "flwr-superlink")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError(f"The SuperLink did not start: see {self.workdir}") from None
+                time.sleep(0.2)
+        for (code, records), node_port in zip(schools.items(), node_ports, strict=True):
+            forwarder = TcpForwarder(("127.0.0.1", port), capture=capture)
+            self.forwarders[code] = forwarder
+            command = supernode_command(
+                superlink=forwarder.address, school=code, records=records, port=node_port
+            )
+            self._start(code, command, self.workdir / f"flwr-{code}")
+
+    def _start(self, name: str, command: list[str], home: Path) -> None:
+        log = (self.workdir / f"{name}.log").open("wb")
+        self.processes[name] = self._subprocess.Popen(
+            command,
+            env=flower_env(home),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # its own group: stopping it stops Flower's children too
+        )
+
+    def stop(self, name: str) -> None:
+        process = self.processes.get(name)
+        if process is None or process.poll() is not None:
+            return
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except self._subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+
+    def upstream(self) -> bytes:
+        """Every byte the SuperNodes sent towards the SuperLink so far."""
+        return b"".join(bytes(f.upstream) for f in self.forwarders.values())
+
+    def downstream(self) -> bytes:
+        return b"".join(bytes(f.downstream) for f in self.forwarders.values())
+
+    def byte_counts(self) -> dict[str, tuple[int, int]]:
+        return {code: f.counts() for code, f in self.forwarders.items()}
+
+    def close(self) -> None:
+        for name in [n for n in self.processes if n != "superlink"]:
+            self.stop(name)
+        self.stop("superlink")
+        for forwarder in self.forwarders.values():
+            forwarder.stop()
+
+    def __enter__(self) -> LocalFederation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

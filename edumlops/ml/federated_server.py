@@ -134,6 +134,7 @@ class Run:
             client_manager=self.manager,
         )
         self.schools_of: dict[int, str] = {}
+        self.unresponsive: set[int] = set()  # nodes that missed a liveness probe this run
         self.started = time.monotonic()
         self.round_number = 0
 
@@ -163,12 +164,31 @@ class Run:
         allowed = set(self.config.schools)
         eligible: dict[int, str] = {}
         taken: set[str] = set()
-        for node in sorted(node_ids):
+        for node in sorted(node_ids - self.unresponsive):
             school = self.schools_of.get(node, "")
             if school in allowed and school not in taken:
                 eligible[node] = school
                 taken.add(school)
         self.manager.eligible = eligible
+
+    def probe(self) -> None:
+        """Ask every eligible node again; those that do not answer in time are skipped for the
+        rest of the run (Flower's SecAgg+ cannot finish a round in which a sampled node dropped
+        out before sharing its keys, so a round is retried without them)."""
+        nodes = list(self.manager.eligible)
+        content = compat.getpropertiesins_to_recorddict(GetPropertiesIns({}))
+        messages = [
+            Message(
+                content=content,
+                dst_node_id=n,
+                message_type=MessageTypeLegacy.GET_PROPERTIES,
+                group_id="probe",
+            )
+            for n in nodes
+        ]
+        replies = self.grid.send_and_receive(messages, timeout=min(self.config.round_timeout, 15))
+        answered = {r.metadata.src_node_id for r in replies if not r.has_error()}
+        self.unresponsive |= set(nodes) - answered
 
     def wait_for_schools(self, what: str) -> None:
         deadline = time.monotonic() + self.config.join_timeout
@@ -225,7 +245,41 @@ class Run:
         quantization_range: int,
         label: str,
     ) -> tuple[list[np.ndarray], dict[str, Any]]:
-        """One round through SecAgg+; returns the aggregate and who took part, or raises."""
+        """One round through SecAgg+; returns the aggregate and who took part, or raises. A round
+        that SecAgg+ could not finish is tried once more without the schools that stopped
+        answering."""
+        try:
+            return self._secure_round(
+                strategy,
+                parameters,
+                clipping_range=clipping_range,
+                quantization_range=quantization_range,
+                label=label,
+            )
+        except FederatedError:
+            before = set(self.manager.eligible)
+            self.probe()
+            self.discover()
+            if set(self.manager.eligible) == before:
+                raise
+            self.round_number -= 1
+            return self._secure_round(
+                strategy,
+                parameters,
+                clipping_range=clipping_range,
+                quantization_range=quantization_range,
+                label=label,
+            )
+
+    def _secure_round(
+        self,
+        strategy: Strategy,
+        parameters: list[np.ndarray],
+        *,
+        clipping_range: float,
+        quantization_range: int,
+        label: str,
+    ) -> tuple[list[np.ndarray], dict[str, Any]]:
         self.wait_for_schools(label)
         self.round_number += 1
         recorder = RecordingStrategy(strategy)
