@@ -235,9 +235,14 @@ class LocalFederation:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=15)
 
-    def upstream(self) -> bytes:
-        """Every byte the SuperNodes sent towards the SuperLink so far."""
-        return b"".join(bytes(f.upstream) for f in self.forwarders.values())
+    def mark(self) -> dict[str, int]:
+        """Where each school's captured upstream stands now (for `upstream(since=...)`)."""
+        return {code: len(f.upstream) for code, f in self.forwarders.items()}
+
+    def upstream(self, since: dict[str, int] | None = None) -> bytes:
+        """Every byte the SuperNodes sent towards the SuperLink (after `since`)."""
+        since = since or {}
+        return b"".join(bytes(f.upstream[since.get(c, 0) :]) for c, f in self.forwarders.items())
 
     def downstream(self) -> bytes:
         return b"".join(bytes(f.downstream) for f in self.forwarders.values())

@@ -270,4 +270,5 @@ def evaluation_counts(
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    # no sort_keys: the order of the categorical features is the order of the one-hot columns
+    return json.dumps(data, separators=(",", ":"))
