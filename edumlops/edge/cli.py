@@ -88,7 +88,46 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--cache", type=Path, default=None, help=cache_help)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=cmd_status)
+
+    federated = commands.add_parser(
+        "federated",
+        help="take part in the district's federated training (a Flower SuperNode; needs the "
+        "`federated` extra)",
+    )
+    federated.add_argument(
+        "--superlink", required=True, help="the district's SuperLink as HOST:PORT"
+    )
+    federated.add_argument(
+        "--records", required=True, type=Path, help="this school's records file (CSV)"
+    )
+    federated.add_argument("--school", required=True, help="this school's code")
+    federated.add_argument(
+        "--port", type=int, default=9094, help="the SuperNode's local ClientApp port (9094)"
+    )
+    federated.set_defaults(func=cmd_federated)
     return parser
+
+
+# --- federated ---------------------------------------------------------------------------------
+def cmd_federated(args: argparse.Namespace) -> int:
+    """Replace this process with a Flower SuperNode whose ClientApp trains on --records."""
+    import importlib.util
+
+    from edumlops.ml.federated_processes import flower_env, supernode_command
+
+    if importlib.util.find_spec("flwr") is None:
+        raise Failure(
+            'federated training needs Flower: pip install "edumlops[federated]" on this server.'
+        )
+    records = args.records.expanduser().resolve()
+    if not records.is_file():
+        raise Failure(f"the records file {records} does not exist: give the path of a CSV.")
+    if not args.school.strip():
+        raise Failure("--school needs this school's code, as the district lists it.")
+    command = supernode_command(
+        superlink=args.superlink, school=args.school.strip(), records=records, port=args.port
+    )
+    os.execve(command[0], command, flower_env())
 
 
 # --- register ----------------------------------------------------------------------------------
