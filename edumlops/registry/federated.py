@@ -39,25 +39,34 @@ class FederatedJob:
 
 
 def summary(result: Any) -> dict[str, Any]:
-    """What the card and the run page say about the federated training."""
+    """What the card and the run page say about the federated training (no parameters)."""
     rounds = [
         {
             "round": int(r.get("round", i + 1)),
             "schools": sorted(map(str, r.get("schools", []))),
-            **{k: v for k, v in r.items() if k not in {"round", "schools"}},
+            "dropped": sorted(map(str, r.get("dropped") or [])),
+            **{
+                k: r[k]
+                for k in ("rows", "train_loss", "seconds")
+                if isinstance(r.get(k), int | float)
+            },
         }
         for i, r in enumerate(result.rounds)
     ]
-    took_part = sorted({s for r in rounds for s in r["schools"]})
+    evaluation = result.evaluation or {}
     return {
         "rounds": rounds,
-        "schools": took_part,
+        "schools": sorted(map(str, result.schools)),
         "evaluation": {
-            "overall": getattr(result, "eval_counts", None) or {},
+            "overall": evaluation.get("counts") or {},
+            "rows": evaluation.get("rows"),
+            "schools": evaluation.get("schools"),
+            "accuracy": evaluation.get("accuracy"),
             "groups": result.group_counts,
         },
-        "dp": getattr(result, "dp", None) or None,
-        "bytes": getattr(result, "bytes_per_school", None) or {},
+        "dp": result.dp or None,
+        "secagg": result.secagg,
+        "seconds": result.seconds,
     }
 
 

@@ -651,48 +651,59 @@ class TrainFederatedBlock(Block):
             raise BlockError(f'"{version}" has no label column marked: mark it on its page.')
         spec = _features(frame, roles, ref, params)
         schools = _school_codes(district, params.schools)
+        sensitive = [c for c in roles.sensitive if c in frame.columns]
         config = federated.FederatedConfig(
             numeric=list(spec.numeric),
-            categorical={
-                c: sorted(map(str, frame[c].dropna().astype(str).unique()))
-                for c in spec.categorical
-            },
+            categorical={c: _categories(frame[c]) for c in spec.categorical},
             label=roles.label,
             positive=[str(v) for v in roles.positive],
-            sensitive=[c for c in roles.sensitive if c in frame.columns],
-            family=params.family,
+            schools=schools,
+            sensitive=sensitive,
+            sensitive_groups={
+                c: _categories(frame[c]) for c in sensitive if c not in spec.categorical
+            },
+            family="sgd_logistic" if params.family == "sgd_logistic_regression" else params.family,
             rounds=params.rounds,
             min_schools=params.min_schools,
             fraction=params.fraction,
             strategy=params.strategy,
-            proximal_mu=params.proximal_mu,
+            proximal_mu=params.proximal_mu if params.strategy == "fedprox" else 0.0,
             local_epochs=params.local_epochs,
             learning_rate=params.learning_rate,
-            dp=(
-                federated.DPConfig(
-                    clipping_norm=params.clipping_norm, noise_multiplier=params.noise_multiplier
-                )
-                if params.differential_privacy
-                else None
-            ),
-            schools=schools,
+            dp_clipping_norm=params.clipping_norm if params.differential_privacy else None,
+            dp_noise_multiplier=params.noise_multiplier if params.differential_privacy else None,
             seed=params.seed,
         )
-        if config.dp is not None:
-            epsilon = federated.dp_epsilon(config)
+        try:
+            config.validate()
+        except federated.FederatedError as exc:
+            raise BlockError(str(exc)) from None
+        if config.dp:
+            dp = federated.dp_summary(config, params.rounds) or {}
             try:
-                ledger.check(district, version.dataset, epsilon)
+                ledger.check(district, version.dataset, float(dp["epsilon"]))
             except ledger.BudgetExceeded as exc:
                 raise BlockError(str(exc)) from None
-            context.log(f"Noised updates will spend ε = {epsilon:.3g} of the cohort's budget")
+            context.log(
+                f"Noised updates will spend ε = {dp['epsilon']:.3g} (δ = {dp['delta']:g}, per "
+                "school) of the cohort's privacy budget"
+            )
         context.log(
-            f"Training across {', '.join(schools) if schools else 'every connected school'}: "
-            f"{params.rounds} rounds of {params.strategy}, {len(spec.columns)} features"
+            f"Training across {len(schools)} school(s) ({', '.join(schools)}): {params.rounds} "
+            f"rounds of {params.strategy}, {len(spec.columns)} features"
         )
 
-        def on_round(done: int, total: int, took_part: list[str]) -> None:
-            context.progress(f"round {done} of {total}", 0.05 + 0.85 * done / total)
-            context.log(f"Round {done}: {', '.join(took_part) or 'no school'}")
+        def on_round(summary: dict[str, Any]) -> None:
+            done = int(summary.get("round", 0))
+            took_part = ", ".join(map(str, summary.get("schools", []))) or "no school"
+            dropped = summary.get("dropped") or []
+            context.progress(
+                f"round {done} of {params.rounds}", 0.05 + 0.85 * done / max(1, params.rounds)
+            )
+            context.log(
+                f"Round {done}: {took_part}"
+                + (f" (offline or dropped: {', '.join(map(str, dropped))})" if dropped else "")
+            )
 
         try:
             result = federated.run_federated(
@@ -733,11 +744,19 @@ class TrainFederatedBlock(Block):
         }
 
 
+def _categories(values: Any) -> list[str]:
+    """A column's categories as the schools' files hold them (text; 'missing' for gaps)."""
+    from edumlops.ml.training import MISSING, prepare_frame
+
+    frame = prepare_frame(values.to_frame(), FeatureSpec([], [values.name]))
+    return sorted({*map(str, frame[values.name].unique()), MISSING})
+
+
 def _school_codes(district: Any, wanted: list[str]) -> list[str]:
-    """School codes for the codes or tags given (empty = no restriction)."""
-    if not wanted:
-        return []
+    """School codes for the codes or tags given (empty = every school of the district)."""
     schools = list(district.schools.all())
+    if not wanted:
+        return [s.code for s in schools]
     codes: list[str] = []
     unknown = []
     for item in wanted:
