@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "edumlops.site",
     "edumlops.schools",
     "edumlops.datasets",
+    "edumlops.privacy",
     "edumlops.registry",
     "edumlops.audit",
     "edumlops.deployments",
@@ -316,6 +317,11 @@ for _name in ("EDUMLOPS_STEP_LEASE_SECONDS", "EDUMLOPS_RECONCILE_SECONDS"):
         raise ConfigError(f"{_name}={globals()[_name]} must be at least 1 (seconds)")
 
 # --- MLflow: a local SQLite store under var/ unless a tracking server is named ---------------
+# Flower's SuperLink: the Control API that federated runs are submitted to (`make run` starts
+# one on the embedded default; docker-compose runs it as its own service), and the Fleet API
+# the school servers' SuperNodes connect to.
+FLOWER_CONTROL_ADDRESS = env_str("FLOWER_CONTROL_ADDRESS", "127.0.0.1:9093")
+FLOWER_FLEET_ADDRESS = env_str("FLOWER_FLEET_ADDRESS", "127.0.0.1:9092")
 MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI") or f"sqlite:///{VAR_DIR / 'mlflow.db'}"
 # Where new experiments keep their artifacts; empty with a tracking server (it serves its own).
 MLFLOW_ARTIFACT_ROOT = env_str("MLFLOW_ARTIFACT_ROOT") or (

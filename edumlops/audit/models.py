@@ -47,6 +47,8 @@ class AuditRecord(models.Model):
         TOKEN = "token_created", "token created"
         ALERT = "alert_decision", "alert acknowledged / resolved"
         LOGIN_LOCKOUT = "login_lockout", "login locked out"
+        PRIVACY_RELEASE = "privacy_release", "privacy budget spent (private release)"
+        PRIVACY_BUDGET = "privacy_budget", "privacy budget changed"
 
     district = models.ForeignKey(
         District, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_records"

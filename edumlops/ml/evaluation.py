@@ -62,6 +62,26 @@ def evaluate(y: Any, proba: Any, threshold: float = 0.5, bins: int = 10) -> dict
     return metrics
 
 
+def evaluate_counts(counts: dict[str, Any], threshold: float = 0.5) -> dict[str, Any]:
+    """The metrics a confusion table gives (recall, precision, F1, accuracy) — what a federated
+    evaluation returns. AUC, the Brier score and calibration need scores, so they are None."""
+    tp, fp, tn, fn = (int(counts.get(k, 0) or 0) for k in ("tp", "fp", "tn", "fn"))
+    n = tp + fp + tn + fn
+    return {
+        "auc": None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
+        "accuracy": (tp + tn) / n if n else None,
+        "brier": None,
+        "n": n,
+        "positives": tp + fn,
+        "threshold": float(threshold),
+        "calibration": None,
+        "from_counts": True,
+    }
+
+
 def check_thresholds(
     metrics: dict[str, Any],
     *,

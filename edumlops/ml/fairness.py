@@ -444,3 +444,67 @@ def _summary(outcome: Outcome, checks: list[BiasCheck]) -> str:
     more = f" (and {len(chosen) - 3} more)" if len(chosen) > 3 else ""
     word = "fail" if outcome == "fail" else "are inconclusive"
     return f"{len(chosen)} of {len(checks)} check(s) {word}: {shown}{more}"
+
+
+# --- from counts: the bias report of a model whose rows the district never sees ---------------
+CONFUSION = ("tp", "fp", "tn", "fn")
+
+
+def expand_counts(counts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y_true, y_pred and group labels that hold exactly the given confusion counts per group
+    ({group: {tp, fp, tn, fn}}). Every rate, and every bootstrap resample of the counts, is the
+    same as on the rows the counts were taken from; no row is needed or made up beyond them."""
+    y_true, y_pred, labels = [], [], []
+    cells = {"tp": (1, 1), "fn": (1, 0), "fp": (0, 1), "tn": (0, 0)}
+    for group, c in counts.items():
+        for key, (truth, pred) in cells.items():
+            n = int(c.get(key, 0) or 0)
+            if n < 0:
+                raise ValueError(f"Group {group!r} has a negative {key} count ({n}).")
+            y_true.append(np.full(n, truth))
+            y_pred.append(np.full(n, pred))
+            labels.append(np.full(n, str(group), dtype=object))
+    if not y_true:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=object)
+    return np.concatenate(y_true), np.concatenate(y_pred), np.concatenate(labels)
+
+
+def bias_report_from_counts(
+    group_counts: dict[str, dict[str, Any]], rules: list[BiasRule], **options: Any
+) -> BiasReport:
+    """The bias report from summed confusion counts per sensitive attribute and group (what the
+    schools of a federated training return). Each attribute is judged on its own counts, with
+    the same minimum group size and bootstrap intervals as a report on rows; intersections need
+    joint counts, which the schools do not send, so they are not checked."""
+    if not group_counts:
+        raise ValueError(
+            "No counts per group came back: the schools' records have no sensitive attribute "
+            "the model knows of; name them on the schema dataset."
+        )
+    options = {**options, "intersections": False}
+    parts = []
+    for attribute, counts in group_counts.items():
+        y_true, y_pred, labels = expand_counts(counts)
+        if not len(y_true):
+            continue
+        parts.append(
+            bias_report(y_true, y_pred, pd.DataFrame({attribute: labels}), rules, **options)
+        )
+    if not parts:
+        raise ValueError("The schools returned no evaluated students: nothing to judge.")
+    checks = [c for p in parts for c in p.checks]
+    groups = [g for p in parts for g in p.groups]
+    outcome: Outcome = (
+        "fail"
+        if any(c.outcome == "fail" for c in checks)
+        else "inconclusive"
+        if any(c.outcome == "inconclusive" for c in checks)
+        else "pass"
+    )
+    settings = {
+        **parts[0].settings,
+        "rows": max(p.settings.get("rows", 0) for p in parts),
+        "from_counts": True,
+        "intersections": False,
+    }
+    return BiasReport(outcome, checks, groups, _summary(outcome, checks), settings)

@@ -116,6 +116,7 @@ def build_card(
             "groups": group_metrics(bias_report),
         },
         "privacy": privacy_section(training),
+        "federated": federated_section(training.get("federated")),
         "bundle": {
             "signed": bool(bundle),
             "files": (bundle.get("manifest") or {}).get("files", {}),
@@ -252,6 +253,7 @@ def to_markdown(card: dict[str, Any]) -> str:
     period = data.get("period") or {}
     if period:
         lines.append(f"- Period: {period.get('from')} to {period.get('to')}")
+    lines += federated_lines(card.get("federated"))
     lines += [
         "",
         "## Evaluation",
@@ -342,4 +344,44 @@ def outcome_lines(outcome: dict[str, Any] | None) -> list[str]:
     lines = [f"- Outcome rule: {outcome['name']} = yes where {outcome['rule']}, else no"]
     for excluded in outcome.get("excluded") or []:
         lines.append(f"- Not a feature: {excluded['column']} ({excluded['why']})")
+    return lines
+
+
+def federated_section(fed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How a model trained across schools was trained: who took part in each round, and the
+    privacy of its updates."""
+    if not fed:
+        return None
+    dp = fed.get("dp") or None
+    return {
+        "schools": fed.get("schools", []),
+        "rounds": [
+            {"round": r.get("round"), "schools": r.get("schools", [])}
+            for r in fed.get("rounds", [])
+        ],
+        "secure_aggregation": "SecAgg+ (the server saw only the sum of the schools' updates)",
+        "privacy": (
+            f"differential privacy on the updates: ε = {dp['epsilon']:.3g}"
+            + (f", δ = {dp['delta']:g}" if dp.get("delta") else "")
+            + f" per school ({dp.get('accounting', 'Gaussian mechanism')})"
+            if dp and dp.get("epsilon")
+            else "no noise on the updates (secure aggregation only)"
+        ),
+    }
+
+
+def federated_lines(fed: dict[str, Any] | None) -> list[str]:
+    if not fed:
+        return []
+    lines = [
+        "",
+        "## Trained across schools",
+        "",
+        "Trained federatedly with Flower: each school trained on its own records, which never "
+        "left it; only model updates and counts did.",
+        f"- Schools: {', '.join(fed['schools']) or 'none recorded'}",
+        f"- Secure aggregation: {fed['secure_aggregation']}",
+        f"- Privacy: {fed['privacy']}",
+    ]
+    lines += [f"- Round {r['round']}: {', '.join(r['schools'])}" for r in fed["rounds"]]
     return lines

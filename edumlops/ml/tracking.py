@@ -189,12 +189,14 @@ def _param(value: Any) -> str:
     return text[:6000]
 
 
-def log_metrics(run_id: str, metrics: dict[str, float], prefix: str = "") -> None:
+def log_metrics(
+    run_id: str, metrics: dict[str, float], prefix: str = "", step: int | None = None
+) -> None:
     c = client()
     for key, value in metrics.items():
         if value is None:
             continue
-        c.log_metric(run_id, f"{prefix}{key}", float(value))
+        c.log_metric(run_id, f"{prefix}{key}", float(value), step=step or 0)
 
 
 def log_json(run_id: str, artifact_file: str, payload: dict[str, Any]) -> None:

@@ -210,15 +210,33 @@ class BiasGate(Block):
         return {"fairness": [m for m in models_of(run) if m.bias_report]}
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.ml import tracking
-        from edumlops.ml.fairness import BiasRule, bias_report
+        from edumlops.ml.fairness import BiasRule, bias_report, bias_report_from_counts
         from edumlops.ml.training import binary_target
-        from edumlops.registry.models import mlflow_ready
         from workflows.blocks.modelling import holdout, model_for
 
         model = model_for(context, inputs["model"])
         if context.proposal is not None:  # approved after an inconclusive check: no new report
             return self._approved(context, model, inputs)
+        limit = params.max_difference if params.rule == "max_difference" else params.min_ratio
+        rules = [BiasRule(m, params.rule, limit) for m in params.metrics]
+        fed = ((model.training or {}).get("federated") or {}).get("evaluation") or {}
+        if fed.get("groups") and not inputs["model"].get("test"):
+            # trained across schools: judged on the schools' summed counts per group, no rows
+            try:
+                report = bias_report_from_counts(
+                    fed["groups"],
+                    rules,
+                    min_group_size=params.min_group_size,
+                    n_boot=params.bootstrap_samples,
+                    seed=params.seed,
+                )
+            except ValueError as exc:
+                raise StepStopped(str(exc)) from None
+            context.log(
+                "Judged on the confusion counts the schools returned for their own held-out "
+                "students (intersections need joint counts, which schools do not send)"
+            )
+            return self._decide(context, model, inputs, report, params)
         frame, roles = holdout(context, inputs["model"])
         sensitive = [c for c in roles.sensitive if c in frame.columns]
         if not sensitive:
@@ -228,17 +246,24 @@ class BiasGate(Block):
             )
         y_true = binary_target(frame[roles.label], roles.positive)
         y_pred = (model.predict_proba(frame) >= model.threshold).astype(int)
-        limit = params.max_difference if params.rule == "max_difference" else params.min_ratio
         report = bias_report(
             y_true,
             y_pred,
             frame[sensitive],
-            [BiasRule(m, params.rule, limit) for m in params.metrics],
+            rules,
             min_group_size=params.min_group_size,
             intersections=params.intersections,
             n_boot=params.bootstrap_samples,
             seed=params.seed,
         )
+        return self._decide(context, model, inputs, report, params)
+
+    def _decide(
+        self, context: Context, model: Any, inputs: dict[str, Any], report: Any, params: Any
+    ) -> Any:
+        from edumlops.ml import tracking
+        from edumlops.registry.models import mlflow_ready
+
         model.bias_report = {**report.to_dict(), "threshold": model.threshold}
         model.bias_outcome = report.outcome
         model.save(update_fields=["bias_report", "bias_outcome"])

@@ -8,6 +8,7 @@ chain train → validate → bias gate → export needs one edge per step.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -354,6 +355,8 @@ class ValidateBlock(Block):
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = dict(inputs["model"])
         model = model_for(context, ref)
+        if federated_counts(model) and not (inputs.get("test") or ref.get("test")):
+            return self._from_counts(context, ref, model, params)
         frame, roles = holdout(context, ref, inputs.get("test"))
         if inputs.get("test"):
             ref["test"] = inputs["test"]
@@ -407,6 +410,79 @@ class ValidateBlock(Block):
         if failures:
             raise StepStopped("; ".join(failures))
         return {"model": ref}
+
+    @staticmethod
+    def _from_counts(
+        context: Context, ref: dict[str, Any], model: ModelVersion, params: ValidateParams
+    ) -> dict[str, Any]:
+        """A model trained across schools, with no central held-out rows: judged on the confusion
+        counts the schools returned for their own held-out rows. AUC and the Brier score need
+        scores, which never leave a school: connect central held-out rows to check them."""
+        counts = federated_counts(model) or {}
+        metrics = evaluation.evaluate_counts(counts, threshold=params.threshold)
+        limits = {
+            "recall": params.min_recall,
+            "precision": params.min_precision,
+            "f1": params.min_f1,
+        }
+        failures = evaluation.check_thresholds(metrics, minimum=limits)
+        unmeasured = [
+            name
+            for name, limit, off in (
+                ("AUC", params.min_auc, 0),
+                ("Brier score", params.max_brier, 1),
+            )
+            if limit != off
+        ]
+        note = (
+            f"{' and '.join(unmeasured)} not checked: the schools return counts, not scores; "
+            "connect central held-out rows to check them."
+            if unmeasured
+            else ""
+        )
+        for key in ("recall", "precision", "f1", "accuracy"):
+            if metrics.get(key) is not None:
+                context.metric(key, metrics[key])
+        mlflow_ready()
+        tracking.log_metrics(
+            model.run_id,
+            {k: metrics[k] for k in ("recall", "precision", "f1", "accuracy")},
+            prefix="federated_test_",
+        )
+        model.validation = {
+            "threshold": params.threshold,
+            "metrics": metrics,
+            "intervals": {},
+            "limits": params.model_dump(),
+            "champion": None,
+            "test_rows": metrics["n"],
+            "from_counts": True,
+            "note": note,
+            "passed": not failures,
+            "failures": failures,
+        }
+        model.save(update_fields=["validation"])
+        tracking.log_json(model.run_id, "validation.json", model.validation)
+        summary = ", ".join(
+            f"{k} {metrics[k]:.3f}"
+            for k in ("recall", "precision", "f1", "accuracy")
+            if metrics.get(k) is not None
+        )
+        context.log(
+            f"On {metrics['n']} held-out students at the schools (their summed counts): {summary}"
+        )
+        if note:
+            context.log(note)
+        if failures:
+            raise StepStopped("; ".join(failures))
+        return {"model": ref}
+
+
+def federated_counts(model: ModelVersion) -> dict[str, Any] | None:
+    """The summed confusion counts of a model trained across schools, if it is one."""
+    fed = (model.training or {}).get("federated") or {}
+    overall = (fed.get("evaluation") or {}).get("overall")
+    return overall or None
 
 
 def _champion(
@@ -563,3 +639,207 @@ class ModelCardBlock(Block):
         tracking.log_text(model.run_id, "model_card.md", model_card.to_markdown(card))
         context.log(f"Model card written: /models/{model.pk}/")
         return {"report": {"model_version": model.pk, "card": f"/models/{model.pk}/"}}
+
+
+class FederatedParams(Params):
+    model_name: str = Field(
+        "at-risk-federated",
+        pattern=MODEL_NAME_PATTERN,
+        description="Name of the model in the registry (lowercase letters, digits, dashes).",
+    )
+    schools: list[str] = Field(
+        default=[],
+        description=(
+            "School codes or tags of the schools that may take part; empty = every school whose "
+            "server runs a federated node."
+        ),
+    )
+    family: Literal["logistic_regression", "sgd_logistic_regression"] = Field(
+        "logistic_regression",
+        description=(
+            "Logistic regression trained by each school with full-batch gradient steps, or by "
+            "mini-batch SGD (faster on large schools)."
+        ),
+    )
+    rounds: int = Field(5, ge=1, le=200, description="Rounds of local training and averaging.")
+    min_schools: int = Field(
+        3,
+        ge=2,
+        le=1000,
+        description=(
+            "A round needs at least this many schools (secure aggregation needs two or more); "
+            "with fewer the run fails and makes no model."
+        ),
+    )
+    fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of the connected schools asked to train each round."
+    )
+    strategy: Literal["fedavg", "fedprox"] = Field(
+        "fedavg",
+        description=(
+            "FedAvg averages the schools' models weighted by their rows; FedProx also keeps each "
+            "school near the global model (helps when schools differ a lot)."
+        ),
+    )
+    proximal_mu: float = Field(0.1, ge=0, le=10, description="FedProx's pull to the global model.")
+    local_epochs: int = Field(2, ge=1, le=50, description="Passes over its rows per round.")
+    learning_rate: float = Field(0.1, gt=0, le=10, description="Step size of local training.")
+    differential_privacy: bool = Field(
+        False,
+        description=(
+            "Clip each school's update and add Gaussian noise (Flower's client-side clipping): "
+            "spends ε from the cohort's privacy budget."
+        ),
+    )
+    clipping_norm: float = Field(1.0, gt=0, le=100, description="Largest update a school sends.")
+    noise_multiplier: float = Field(
+        1.0, gt=0, le=100, description="Noise relative to the clipping norm (more = more private)."
+    )
+    features: list[str] = Field(
+        default=[],
+        description="Columns to learn from; empty = every usable column of the schema dataset.",
+        json_schema_extra={"choices": "dataset_columns"},
+    )
+    use_sensitive_attributes: bool = Field(
+        False, description="Let the model see the sensitive attributes (off by default)."
+    )
+    seed: int = Field(0, ge=0, description="Random seed, so a run can be repeated.")
+    timeout_minutes: int = Field(
+        30, ge=1, le=24 * 60, description="Give up (with no model) after this long."
+    )
+
+
+class TrainFederatedBlock(Block):
+    kind = "train_federated"
+    category = "model"
+    label = "Train across schools (federated)"
+    help = (
+        "Trains one model across the school servers with Flower: each school trains on its own "
+        "records, which never leave it, and sends only model updates, combined by secure "
+        "aggregation (SecAgg+) so the district sees only their sum. Schools offline in a round "
+        "are skipped; the run lists who took part in each round. The schema dataset (same "
+        "columns as the schools' files) gives the features, the outcome and the drift bins."
+    )
+    icon = "share-2"
+    Params = FederatedParams
+    inputs = (
+        Port("schema", (PortType.DATASET,), "Schema dataset (columns, outcome, drift bins)"),
+        Port("test", (PortType.DATASET,), "Central held-out rows", required=False),
+    )
+    outputs = (output("model", PortType.MODEL, "Model version"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from django.conf import settings
+
+        from edumlops.ml import federated
+        from edumlops.privacy import ledger
+        from edumlops.registry import federated as registry_federated
+
+        ref = inputs["schema"]
+        version = version_for(context, ref)
+        district = context.run.workflow.district
+        frame, roles = rows_for(context, ref)
+        if not roles.label:
+            raise BlockError(f'"{version}" has no label column marked: mark it on its page.')
+        spec = _features(frame, roles, ref, params)
+        schools = _school_codes(district, params.schools)
+        config = federated.FederatedConfig(
+            numeric=list(spec.numeric),
+            categorical={
+                c: sorted(map(str, frame[c].dropna().astype(str).unique()))
+                for c in spec.categorical
+            },
+            label=roles.label,
+            positive=[str(v) for v in roles.positive],
+            sensitive=[c for c in roles.sensitive if c in frame.columns],
+            family=params.family,
+            rounds=params.rounds,
+            min_schools=params.min_schools,
+            fraction=params.fraction,
+            strategy=params.strategy,
+            proximal_mu=params.proximal_mu,
+            local_epochs=params.local_epochs,
+            learning_rate=params.learning_rate,
+            dp=(
+                federated.DPConfig(
+                    clipping_norm=params.clipping_norm, noise_multiplier=params.noise_multiplier
+                )
+                if params.differential_privacy
+                else None
+            ),
+            schools=schools,
+            seed=params.seed,
+        )
+        if config.dp is not None:
+            epsilon = federated.dp_epsilon(config)
+            try:
+                ledger.check(district, version.dataset, epsilon)
+            except ledger.BudgetExceeded as exc:
+                raise BlockError(str(exc)) from None
+            context.log(f"Noised updates will spend ε = {epsilon:.3g} of the cohort's budget")
+        context.log(
+            f"Training across {', '.join(schools) if schools else 'every connected school'}: "
+            f"{params.rounds} rounds of {params.strategy}, {len(spec.columns)} features"
+        )
+
+        def on_round(done: int, total: int, took_part: list[str]) -> None:
+            context.progress(f"round {done} of {total}", 0.05 + 0.85 * done / total)
+            context.log(f"Round {done}: {', '.join(took_part) or 'no school'}")
+
+        try:
+            result = federated.run_federated(
+                config,
+                control_address=settings.FLOWER_CONTROL_ADDRESS,
+                workdir=Path(settings.VAR_DIR) / "federated" / f"run-{context.run_id}",
+                timeout=params.timeout_minutes * 60,
+                on_round=on_round,
+            )
+        except federated.FederatedError as exc:
+            raise BlockError(f"Federated training failed, no model was made: {exc}") from None
+        pipeline = federated.to_sklearn_pipeline(result)
+        context.progress("registering", 0.92)
+        job = registry_federated.FederatedJob(
+            district=district,
+            schema_version=version,
+            model_name=params.model_name,
+            params={k: v for k, v in params.model_dump().items() if k != "features"},
+            run_label=f"run {context.run_id} · {context.node_id}",
+            workflow_run_id=context.run_id,
+            started_by=context.run.started_by,
+        )
+        try:
+            trained = registry_federated.register(job, result, pipeline, frame, roles, spec)
+        except ledger.BudgetExceeded as exc:
+            raise BlockError(str(exc)) from None
+        model = trained.model
+        context.log(f"Registered {trained.model_uri} (MLflow run {model.run_id})")
+        context.metric("rounds", len(result.rounds))
+        return {
+            "model": {
+                "model_version": model.pk,
+                "name": model.name,
+                "version": model.version,
+                "run_id": model.run_id,
+                "test": inputs.get("test"),
+            }
+        }
+
+
+def _school_codes(district: Any, wanted: list[str]) -> list[str]:
+    """School codes for the codes or tags given (empty = no restriction)."""
+    if not wanted:
+        return []
+    schools = list(district.schools.all())
+    codes: list[str] = []
+    unknown = []
+    for item in wanted:
+        matched = [s.code for s in schools if s.code == item or item in (s.tags or [])]
+        if not matched:
+            unknown.append(item)
+        codes += [c for c in matched if c not in codes]
+    if unknown:
+        raise BlockError(
+            f"No school has the code or tag {', '.join(map(repr, unknown))}: use codes such as "
+            f"{', '.join(s.code for s in schools[:5])}, or a tag set on the schools."
+        )
+    return codes

@@ -8,7 +8,7 @@ const ICONS = {
   scissors: "✂", cpu: "⚙", "check-circle": "✓", scale: "⚖", package: "▣", tag: "✎",
   "file-text": "☰", "user-check": "☑", filter: "▽", flag: "⚑", "trending-up": "↗",
   "rotate-ccw": "↺", archive: "▤", snowflake: "❄", crosshair: "✛", activity: "∿",
-  target: "◎", hourglass: "◔", server: "⌸", square: "□",
+  target: "◎", hourglass: "◔", server: "⌸", square: "□", "share-2": "⇄",
 };
 const STATE_SYMBOLS = {
   not_configured: "○", invalid: "✕", ready: "●", queued: "…", running: "▶", succeeded: "✓",
