@@ -143,9 +143,9 @@ def train_and_register(
                 f"({privacy.DP_ALGORITHMS[job.algorithm]}) trained on {version}",
                 actor=job.started_by,
                 target=model,
+                mechanism=private["mechanism"],
                 details={
                     "algorithm": job.algorithm,
-                    "mechanism": private["mechanism"],
                     "rows": int(len(frame)),
                     "bounds_read_from_data": private["bounds_read_from_data"],
                     "workflow_run": job.workflow_run_id,
