@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from edumlops.ml import evaluation, privacy, tracking
 from edumlops.ml.datasets import Roles
@@ -128,21 +128,17 @@ class TrainParams(Params):
 
     @field_validator("bounds")
     @classmethod
-    def _bounds_readable(cls, value: str) -> str:
+    def _bounds_readable(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip() and not privacy.is_private(info.data.get("algorithm", "")):
+            raise ValueError(
+                "feature bounds apply only to the private algorithms (dp_logistic_regression, "
+                "dp_gaussian_nb): pick one of them or empty the bounds"
+            )
         try:
             privacy.parse_bounds(value)
         except privacy.PrivacyError as exc:
             raise ValueError(str(exc)) from None
         return value
-
-    @model_validator(mode="after")
-    def _bounds_only_when_private(self) -> TrainParams:
-        if self.bounds.strip() and not privacy.is_private(self.algorithm):
-            raise ValueError(
-                "Feature bounds apply only to the private algorithms (dp_logistic_regression, "
-                "dp_gaussian_nb): pick one of them or empty the bounds."
-            )
-        return self
 
 
 class TrainBlock(Block):
