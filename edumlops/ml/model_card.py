@@ -165,6 +165,10 @@ def privacy_limitations(training: dict[str, Any]) -> list[str]:
             f"The bounds of {', '.join(read)} were read from the data, not given: that leaks a "
             "little beyond ε (the range of the values). Give the bounds to avoid it."
         )
+    found.append(
+        "The drift monitor's reference (histograms of the training rows, kept with the model "
+        "and its bundle for district staff and school servers) is exact: it is not covered by ε."
+    )
     if section["categories_from"]:
         found.append(
             f"The category lists were read from the {section['categories_from']}: which values "

@@ -99,8 +99,11 @@ def train_and_register(
         },
         metrics={"train_rows": float(len(frame)), "train_positives": float(y.sum())},
         # the training rows as read (whole-number columns stay integers): the registered
-        # model's signature is typed from them
-        input_example=frame[spec.columns].head(5),
+        # model's signature is typed from them; a private model gets made-up rows instead,
+        # so no student's row travels with it
+        input_example=(
+            frame[spec.columns].head(5) if private is None else made_up_rows(frame, spec, private)
+        ),
         tags={
             "district": job.district.slug,
             "dataset_sha256": version.sha256,
@@ -206,6 +209,26 @@ def _check_budget(job: TrainingJob, epsilon: float) -> None:
         ledger.check(job.district, job.dataset_version.dataset, epsilon)
     except ledger.BudgetExceeded as exc:
         raise TrainingError(f"The private model was not trained: {exc}") from None
+
+
+def made_up_rows(frame: pd.DataFrame, spec: FeatureSpec, private: dict[str, Any]) -> pd.DataFrame:
+    """Five rows typed like the training rows, with values spread over each number's bounds and
+    the listed categories, none of them a student's: a private model's input example."""
+    import numpy as np
+
+    out = pd.DataFrame(index=range(5))
+    for name in spec.numeric:
+        low, high = private["bounds"][name]
+        values = np.linspace(low, high, 5)
+        dtype = frame[name].dtype
+        out[name] = values.round().astype(dtype) if pd.api.types.is_integer_dtype(dtype) else values
+    for name in spec.categorical:
+        if pd.api.types.is_bool_dtype(frame[name].dtype):
+            out[name] = [i % 2 == 0 for i in range(5)]
+            continue
+        cats = private["categories"].get(name) or ["missing"]
+        out[name] = [cats[i % len(cats)] for i in range(5)]
+    return out[spec.columns]
 
 
 def schema_bounds(version: DatasetVersion | None) -> dict[str, tuple[float | None, float | None]]:

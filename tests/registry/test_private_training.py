@@ -238,3 +238,18 @@ def test_bad_private_parameters_get_a_clear_400(ml_stores, district, staff, body
     assert message in json.dumps(response.json(), ensure_ascii=False), response.json()
     assert field in json.dumps(response.json()), response.json()
     assert not Run.objects.exists()
+
+
+def test_a_private_models_input_example_holds_no_students_row():
+    frame = generate_district(400, seed=2)
+    spec = infer_features(frame, exclude=EXCLUDE)
+    from edumlops.ml import privacy
+    from edumlops.ml.training import prepare_frame
+
+    setup = privacy.resolve(spec, prepare_frame(frame, spec), 1)
+    example = training.made_up_rows(frame, spec, setup.to_dict())
+    assert list(example.columns) == spec.columns and len(example) == 5
+    for name in spec.columns:
+        assert example[name].dtype.kind == frame[name].dtype.kind, name
+    seen = {tuple(r) for r in frame[spec.columns].astype(str).itertuples(index=False)}
+    assert not seen & {tuple(r) for r in example.astype(str).itertuples(index=False)}
