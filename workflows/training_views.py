@@ -23,6 +23,7 @@ from edumlops.core.api import parse
 from edumlops.datasets.models import DatasetVersion
 from edumlops.ml.fairness import METRICS
 from edumlops.ml.naming import MODEL_NAME_HTML_PATTERN
+from edumlops.ml.privacy import DP_ALGORITHMS, MAX_EPSILON, MIN_EPSILON
 from edumlops.ml.training import ALGORITHMS
 from edumlops.schools.permissions import Action, can, visible_districts
 from workflows.forms import FormField, fields_of, prop_types
@@ -74,6 +75,8 @@ def train(request: HttpRequest) -> HttpResponse:
             "versions": versions,
             "selected": int(selected) if selected and str(selected).isdigit() else None,
             "algorithms": ALGORITHMS,
+            "private_algorithms": DP_ALGORITHMS,
+            "epsilon_limits": (MIN_EPSILON, MAX_EPSILON),
             "metrics": METRICS,
             "defaults": TrainingRequest.model_fields,
             "model_name_pattern": MODEL_NAME_HTML_PATTERN,
@@ -107,7 +110,7 @@ def _serializer_field(spec: FormField) -> serializers.Field:
         return serializers.ListField(
             child=serializers.CharField(max_length=200), max_length=50, **common
         )
-    field = serializers.CharField(max_length=200, **common)
+    field = serializers.CharField(max_length=spec.prop.get("maxLength", 200), **common)
     if spec.pattern:
         field.validators.append(RegexValidator(spec.pattern, "Not in the expected format."))
     return field

@@ -115,6 +115,7 @@ def build_card(
             "checks": bias_report.get("checks", []),
             "groups": group_metrics(bias_report),
         },
+        "privacy": privacy_section(training),
         "federated": federated_section(training.get("federated")),
         "bundle": {
             "signed": bool(bundle),
@@ -126,6 +127,56 @@ def build_card(
     }
 
 
+def privacy_section(training: dict[str, Any]) -> dict[str, Any] | None:
+    """What a differentially private model's card says about its privacy and its price: ε (and
+    δ), the mechanism, the bounds and where each came from, and accuracy/AUC against the
+    non-private model of the same family trained on the same split (None for other models)."""
+    info = training.get("privacy")
+    if not info:
+        return None
+    sources = info.get("bounds_from") or {}
+    return {
+        "epsilon": info.get("epsilon"),
+        "delta": info.get("delta") or 0.0,
+        "mechanism": info.get("mechanism"),
+        "bounds": [
+            {"feature": name, "lower": pair[0], "upper": pair[1], "from": sources.get(name, "")}
+            for name, pair in (info.get("bounds") or {}).items()
+        ],
+        "bounds_read_from_data": list(info.get("bounds_read_from_data") or []),
+        "categories_from": info.get("categories_from") or "",
+        "data_norm": info.get("data_norm"),
+        "non_private_algorithm": info.get("non_private_algorithm"),
+        "comparison": info.get("comparison"),
+    }
+
+
+def privacy_limitations(training: dict[str, Any]) -> list[str]:
+    section = privacy_section(training)
+    if section is None:
+        return []
+    found = [
+        f"Trained with differential privacy (ε = {section['epsilon']:g}): its noise costs "
+        "accuracy, and often most for small groups — read the fairness table with that in mind."
+    ]
+    read = section["bounds_read_from_data"]
+    if read:
+        found.append(
+            f"The bounds of {', '.join(read)} were read from the data, not given: that leaks a "
+            "little beyond ε (the range of the values). Give the bounds to avoid it."
+        )
+    found.append(
+        "The drift monitor's reference (histograms of the training rows, kept with the model "
+        "and its bundle for district staff and school servers) is exact: it is not covered by ε."
+    )
+    if section["categories_from"]:
+        found.append(
+            f"The category lists were read from the {section['categories_from']}: which values "
+            "occur is not protected by ε."
+        )
+    return found
+
+
 def limitations(
     training: dict[str, Any],
     validation: dict[str, Any],
@@ -135,6 +186,7 @@ def limitations(
     found = []
     if extra.strip():
         found.append(extra.strip())
+    found += privacy_limitations(training)
     period = training.get("period") or {}
     if period:
         found.append(
@@ -223,6 +275,7 @@ def to_markdown(card: dict[str, Any]) -> str:
         )
     if ev.get("champion"):
         lines += ["", f"Champion comparison: {ev['champion'].get('verdict')}"]
+    lines += privacy_markdown(card.get("privacy"))
     lines += ["", "## Fairness", "", f"Bias gate: **{fair['outcome']}**. {fair['summary']}", ""]
     groups = fair.get("groups") or []
     if groups:
@@ -251,6 +304,41 @@ def to_markdown(card: dict[str, Any]) -> str:
         lines += ["", "## Bundle", "", f"Signed with key `{bundle.get('signing_key_id')}`:"]
         lines += [f"- {name}: `{digest}`" for name, digest in bundle.get("files", {}).items()]
     return "\n".join(lines) + "\n"
+
+
+def privacy_markdown(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    lines = [
+        "",
+        "## Differential privacy",
+        "",
+        f"- ε = {section['epsilon']:g}, δ = {section['delta']:g}",
+        f"- Mechanism: {section['mechanism']}",
+        f"- Data norm: {_fmt(section['data_norm'])} (from the bounds, not the rows)",
+        "",
+        "| Feature | Lower | Upper | Bounds from |",
+        "|---|---|---|---|",
+    ]
+    for b in section["bounds"]:
+        lines.append(f"| {b['feature']} | {b['lower']:g} | {b['upper']:g} | {b['from']} |")
+    comparison = section.get("comparison")
+    if comparison:
+        ours, theirs = comparison["private"], comparison["non_private"]
+        lines += [
+            "",
+            f"Against {section['non_private_algorithm']} without privacy, trained on the same "
+            f"split, on {comparison['rows']} held-out rows:",
+            "",
+            "| Model | Accuracy | ROC AUC |",
+            "|---|---|---|",
+            f"| private (ε = {section['epsilon']:g}) | {_fmt(ours.get('accuracy'))} | "
+            f"{_fmt(ours.get('auc'))} |",
+            f"| non-private | {_fmt(theirs.get('accuracy'))} | {_fmt(theirs.get('auc'))} |",
+        ]
+    else:
+        lines += ["", "No held-out rows were given: no comparison with a non-private model."]
+    return lines
 
 
 def outcome_lines(outcome: dict[str, Any] | None) -> list[str]:

@@ -223,6 +223,11 @@ def set_alias(name: str, alias: str, version: str) -> None:
     client().set_registered_model_alias(name, alias, str(version))
 
 
+def delete_version(name: str, version: str) -> None:
+    """Take a registered version back out of the registry (a release the ledger refused)."""
+    client().delete_model_version(name, str(version))
+
+
 def version_with_alias(name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 

@@ -116,3 +116,47 @@ def test_a_rate_over_too_few_students_is_marked_not_judged():
     assert low["selection_rate"]["judged"] is True  # 400 students
     bars = group_bars(rows, "ses", "false_negative_rate")
     assert [b.insufficient for b in bars] == [True, True]
+
+
+def test_a_private_models_card_shows_epsilon_bounds_and_the_price():
+    from edumlops.ml.model_card import build_card, to_markdown
+
+    privacy = {
+        "epsilon": 1.0,
+        "delta": 0.0,
+        "mechanism": "objective perturbation",
+        "bounds": {"attendance_rate": [0.0, 1.0], "prior_gpa": [0.5, 4.0]},
+        "bounds_from": {"attendance_rate": "given", "prior_gpa": "dataset profile"},
+        "bounds_read_from_data": ["prior_gpa"],
+        "categories_from": "training rows",
+        "data_norm": 2.0,
+        "non_private_algorithm": "Logistic regression",
+        "comparison": {
+            "rows": 100,
+            "private": {"accuracy": 0.71, "auc": 0.74},
+            "non_private": {"accuracy": 0.78, "auc": 0.81},
+        },
+    }
+    args = dict(
+        model={"name": "m", "version": "1"},
+        intended_use="x",
+        validation={},
+        bias_report={},
+        bundle={},
+        approvals=[],
+    )
+    card = build_card(training={"privacy": privacy}, **args)
+    assert card["privacy"]["epsilon"] == 1.0
+    assert card["privacy"]["bounds"][1] == {
+        "feature": "prior_gpa",
+        "lower": 0.5,
+        "upper": 4.0,
+        "from": "dataset profile",
+    }
+    assert any("prior_gpa were read from the data" in item for item in card["limitations"])
+    text = to_markdown(card)
+    assert "## Differential privacy" in text and "ε = 1, δ = 0" in text
+    assert "| private (ε = 1) | 0.710 | 0.740 |" in text
+    assert "| non-private | 0.780 | 0.810 |" in text
+    plain = build_card(training={}, **args)
+    assert plain["privacy"] is None and "Differential privacy" not in to_markdown(plain)

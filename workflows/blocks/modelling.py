@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from edumlops.ml import evaluation, tracking
+from edumlops.ml import evaluation, privacy, tracking
 from edumlops.ml.datasets import Roles
 from edumlops.ml.naming import MODEL_NAME_PATTERN
 from edumlops.ml.training import (
@@ -68,12 +68,43 @@ class TrainParams(Params):
         pattern=MODEL_NAME_PATTERN,
         description="Name of the model in the registry (lowercase letters, digits, dashes).",
     )
-    algorithm: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"] = Field(
+    algorithm: Literal[
+        "logistic_regression",
+        "random_forest",
+        "hist_gradient_boosting",
+        "dp_logistic_regression",
+        "dp_gaussian_nb",
+    ] = Field(
         "hist_gradient_boosting",
         description=(
             "Logistic regression is simple and easy to explain; random forest and histogram "
-            "gradient boosting catch interactions (boosting is fastest on large data)."
+            "gradient boosting catch interactions (boosting is fastest on large data). The two "
+            "private ones (dp_…) learn with differential privacy: no single student's row can "
+            "change the model much, at a cost in accuracy, and each run spends ε from the "
+            "dataset's privacy budget for the school year."
         ),
+        json_schema_extra={"labels": {**ALGORITHMS, **privacy.DP_ALGORITHMS}},
+    )
+    epsilon: float = Field(
+        privacy.DEFAULT_EPSILON,
+        ge=privacy.MIN_EPSILON,
+        le=privacy.MAX_EPSILON,
+        description=(
+            "Private algorithms only: the privacy loss ε this training spends from the dataset's "
+            "budget. Smaller is more private and less accurate; 1 is a common choice."
+        ),
+        json_schema_extra={"label": "Privacy ε"},
+    )
+    bounds: str = Field(
+        "",
+        max_length=4000,
+        description=(
+            "Private algorithms only: the range of each number, one per line as "
+            "'name: lower..upper' (e.g. 'attendance_rate: 0..1'). Values outside are clipped. "
+            "A number left out takes the range in the dataset's profile, and the model card "
+            "says so, since a range read from the data leaks a little."
+        ),
+        json_schema_extra={"label": "Feature bounds"},
     )
     balanced: bool = Field(
         True,
@@ -95,6 +126,20 @@ class TrainParams(Params):
     )
     seed: int = Field(0, ge=0, description="Random seed, so training can be repeated exactly.")
 
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_readable(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip() and not privacy.is_private(info.data.get("algorithm", "")):
+            raise ValueError(
+                "feature bounds apply only to the private algorithms (dp_logistic_regression, "
+                "dp_gaussian_nb): pick one of them or empty the bounds"
+            )
+        try:
+            privacy.parse_bounds(value)
+        except privacy.PrivacyError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
 
 class TrainBlock(Block):
     kind = "train_model"
@@ -103,7 +148,10 @@ class TrainBlock(Block):
     help = (
         "Trains a scikit-learn pipeline (fill gaps, one-hot categories, scale numbers, then the "
         "classifier) on the training rows, logs it to MLflow with its parameters, signature and "
-        "an input example, and registers a new model version. The step shows how far it is."
+        "an input example, and registers a new model version. The step shows how far it is. "
+        "A private algorithm trains with differential privacy (diffprivlib), spends its ε from "
+        "the dataset's privacy budget, and compares itself with the same model trained "
+        "without privacy on the held-out rows for the model card."
     )
     icon = "cpu"
     Params = TrainParams
@@ -121,10 +169,20 @@ class TrainBlock(Block):
         if not roles.label:
             raise BlockError(f'"{version}" has no label column marked: mark it on its page.')
         spec = _features(frame, roles, ref, params)
+        private = privacy.is_private(params.algorithm)
+        name = {**ALGORITHMS, **privacy.DP_ALGORITHMS}[params.algorithm]
         context.log(
-            f"{ALGORITHMS[params.algorithm]} on {len(frame)} rows, {len(spec.columns)} features: "
-            f"{', '.join(spec.columns)}"
+            f"{name} on {len(frame)} rows, {len(spec.columns)} features: {', '.join(spec.columns)}"
         )
+        if private:
+            context.log(
+                f"Differential privacy: ε = {params.epsilon:g}"
+                + (
+                    "; the rarer class is not weighted up (weights would change the mechanism)"
+                    if params.balanced
+                    else ""
+                )
+            )
         job = training.TrainingJob(
             district=context.run.workflow.district,
             dataset_version=version,
@@ -137,14 +195,21 @@ class TrainBlock(Block):
             run_label=f"run {context.run_id} · {context.node_id}",
             workflow_run_id=context.run_id,
             started_by=context.run.started_by,
+            epsilon=params.epsilon if private else None,
+            bounds=privacy.parse_bounds(params.bounds) if private else None,
         )
+        held_out = rows_for(context, inputs["test"])[0] if private and inputs.get("test") else None
         try:
-            trained = training.train_and_register(job, frame, roles, spec, context.progress)
+            trained = training.train_and_register(
+                job, frame, roles, spec, context.progress, holdout=held_out
+            )
         except training.TrainingError as exc:
             raise BlockError(str(exc)) from None
         model = trained.model
         context.log(f"Registered {trained.model_uri} (MLflow run {model.run_id})")
         context.metric("train_rows", trained.rows)
+        if private:
+            _log_privacy(context, model.training.get("privacy") or {})
         return {
             "model": {
                 "model_version": model.pk,
@@ -154,6 +219,29 @@ class TrainBlock(Block):
                 "test": inputs.get("test"),
             }
         }
+
+
+def _log_privacy(context: Context, info: dict[str, Any]) -> None:
+    context.metric("epsilon", info["epsilon"])
+    read = info.get("bounds_read_from_data") or []
+    if read:
+        context.log(f"Bounds read from the data (the card says so): {', '.join(read)}")
+    comparison = info.get("comparison")
+    if not comparison:
+        context.log("No held-out rows: the card cannot compare with a non-private model.")
+        return
+    ours, theirs = comparison["private"], comparison["non_private"]
+    context.metric("private_accuracy", ours["accuracy"])
+    context.metric("non_private_accuracy", theirs["accuracy"])
+    context.log(
+        f"On {comparison['rows']} held-out rows: accuracy {ours['accuracy']:.3f} private vs "
+        f"{theirs['accuracy']:.3f} non-private ({info['non_private_algorithm']}); AUC "
+        f"{_num(ours['auc'])} vs {_num(theirs['auc'])}"
+    )
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _features(frame: Any, roles: Roles, ref: dict[str, Any], params: TrainParams) -> FeatureSpec:

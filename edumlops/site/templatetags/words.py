@@ -40,6 +40,9 @@ WORDS: dict[str, str] = {
     "pass": "passed",
     "fail": "failed",
     "inconclusive": "inconclusive",
+    # algorithms whose code does not read as words
+    "dp_logistic_regression": "private logistic regression (differential privacy)",
+    "dp_gaussian_nb": "private Gaussian naive Bayes (differential privacy)",
 }
 
 

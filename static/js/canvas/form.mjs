@@ -154,7 +154,9 @@ function buildControl({ id, helpId, name, prop, value, readOnly, onChange, conte
     const options = prop.enum || [prop.const];
     const select = el("select", common);
     for (const option of options) {
-      const text = option === prop.default ? `${option} (default)` : String(option);
+      // plain-language names where the schema gives them (`labels`: value → words)
+      const words = prop.labels?.[option] ?? String(option);
+      const text = option === prop.default ? `${words} (default)` : words;
       select.append(el("option", { value: option, text, selected: option === current }));
     }
     select.addEventListener("change", () =>
