@@ -22,6 +22,7 @@ EXPECTED = {
     "minimise_data",
     "split",
     "train_model",
+    "train_federated",
     "validate_model",
     "bias_gate",
     "export_onnx",
