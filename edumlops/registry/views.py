@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 
 from edumlops.core.charts import calibration_points
 from edumlops.ml import model_card
+from edumlops.privacy import publish
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from edumlops.schools.models import School
 from edumlops.schools.permissions import Action, can, visible_districts
@@ -57,6 +58,9 @@ def card_context(user, model: ModelVersion, *, school: School | None = None) -> 
     card = model.card()
     return {
         "model": model,
+        # a teacher cannot see the rows: the group table's small cells as published with
+        # differential privacy (the bias gate itself judged the exact numbers)
+        "published_bias_report": _published_bias_report(user, model) if school else None,
         "card": card,
         "calibration": calibration_points(card["evaluation"].get("calibration")),
         "may_promote": school is None and can(user, Action.PROMOTE, model),
@@ -64,6 +68,18 @@ def card_context(user, model: ModelVersion, *, school: School | None = None) -> 
         "school": school,
         "district_view": school is None,
     }
+
+
+def _published_bias_report(user, model: ModelVersion) -> dict | None:  # noqa: ANN001
+    dataset = model.dataset_version.dataset if model.dataset_version_id else None
+    return publish.bias_report(
+        district=model.district,
+        dataset=dataset,
+        key=f"model-card:{model.pk}:groups",
+        report=model.bias_report,
+        actor=user,
+        target=model,
+    )
 
 
 @login_required
