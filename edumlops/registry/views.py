@@ -56,11 +56,17 @@ def card_context(user, model: ModelVersion, *, school: School | None = None) -> 
     use at their school) the district's own pages stay out: no dataset, run or download links,
     no training schools, no approvers' names, no alias buttons."""
     card = model.card()
+    # a teacher cannot see the rows: the group table's small cells as published with
+    # differential privacy (the bias gate itself judged the exact numbers)
+    published = _published_bias_report(user, model) if school else None
+    if published:
+        card["limitations"] = model_card.limitations(
+            model.training, model.validation, _sizes_in_words(published),
+            model.card_text.get("limitations", ""),
+        )  # fmt: skip
     return {
         "model": model,
-        # a teacher cannot see the rows: the group table's small cells as published with
-        # differential privacy (the bias gate itself judged the exact numbers)
-        "published_bias_report": _published_bias_report(user, model) if school else None,
+        "published_bias_report": published,
         "card": card,
         "calibration": calibration_points(card["evaluation"].get("calibration")),
         "may_promote": school is None and can(user, Action.PROMOTE, model),
@@ -80,6 +86,19 @@ def _published_bias_report(user, model: ModelVersion) -> dict | None:  # noqa: A
         actor=user,
         target=model,
     )
+
+
+def _sizes_in_words(report: dict) -> dict:
+    """The published report with each group's size as the card's limitations should name it."""
+    groups = []
+    for g in report["groups"]:
+        privacy = g.get("privacy") or {}
+        if privacy.get("state") == "suppressed":
+            g = {**g, "n": f"fewer than {privacy['min_cell']}"}
+        elif privacy.get("state") == "noised":
+            g = {**g, "n": f"≈ {g['n']}"}
+        groups.append(g)
+    return {**report, "groups": groups}
 
 
 @login_required
