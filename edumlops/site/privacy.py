@@ -91,12 +91,27 @@ class BudgetForm(forms.Form):
         return value
 
 
+def eps(value: float) -> str:
+    """ε as people read it: 2.5, 0.125, 4 (not 2.500)."""
+    return f"{round(value, 3):g}"
+
+
 @dataclass
 class CohortRow:
     standing: ledger.Standing
     releases: list[PrivacyRelease]
     used_px: float
     cohort_id: str
+
+    @property
+    def numbers(self) -> dict[str, str]:
+        s = self.standing
+        return {
+            "total": eps(s.total),
+            "spent": eps(s.spent),
+            "remaining": eps(s.remaining),
+            "max": eps(s.max_per_release),
+        }
 
 
 def release_link(release: PrivacyRelease) -> str:
@@ -157,6 +172,7 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
         )
         for r in releases:
             r.link = release_link(r)
+            r.epsilon_text = eps(r.epsilon)
         rows.append(
             CohortRow(
                 standing=standing,

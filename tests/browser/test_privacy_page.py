@@ -60,7 +60,7 @@ def _check(world, day: str, low_positives: int) -> PerformanceCheck:
 def test_staff_read_the_ledger_and_an_admin_changes_a_budget(page, live_server, world):
     log_in(page, live_server.url, "staff", PASSWORD)
     page.get_by_role("link", name="Privacy", exact=True).click()
-    cohort = page.locator('[data-testid="cohort"][data-cohort="%d"]' % world["cohort"].pk)
+    cohort = page.locator(f'[data-testid="cohort"][data-cohort="{world["cohort"].pk}"]')
     assert "2.5 of ε 4 left" in cohort.get_by_test_id("budget-numbers").inner_text()
     used = cohort.locator("rect.budget-used")
     assert float(used.get_attribute("width")) == pytest.approx(240 * 1.5 / 4, abs=0.1)
@@ -81,7 +81,7 @@ def test_staff_read_the_ledger_and_an_admin_changes_a_budget(page, live_server, 
     assert "use a number above 0" in page.get_by_test_id("error-max_per_release").inner_text()
     page.get_by_label("Most ε one release may spend").fill("1")
     page.get_by_test_id("save-budget").click()
-    cohort = page.locator('[data-testid="cohort"][data-cohort="%d"]' % world["cohort"].pk)
+    cohort = page.locator(f'[data-testid="cohort"][data-cohort="{world["cohort"].pk}"]')
     # 1.5 already spent of a new total of 1: nothing left, the bar full
     assert "0 of ε 1 left" in cohort.get_by_test_id("budget-numbers").inner_text()
     assert float(cohort.locator("rect.budget-used").get_attribute("width")) == 240
