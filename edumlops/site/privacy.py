@@ -131,7 +131,16 @@ def release_link(release: PrivacyRelease) -> str:
 def privacy_page(request: HttpRequest) -> HttpResponse:
     district = _get_district_for_user(request)
     may_manage = can(request.user, Action.MANAGE, district)
-    form = BudgetForm(district=district, initial={"cohort": "default"})
+    default = ledger.budget_for(district, None)
+    form = BudgetForm(
+        district=district,
+        initial={
+            "cohort": "default",
+            "total_epsilon": default.total_epsilon,
+            "max_per_release": default.max_per_release,
+            "min_cell": default.min_cell,
+        },
+    )
     code = 200
     if request.method == "POST":
         if not may_manage:
