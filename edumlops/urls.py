@@ -12,11 +12,13 @@ from edumlops.fleet import api as fleet_api
 from edumlops.fleet import views as fleet_views
 from edumlops.monitoring import api as monitoring_api
 from edumlops.monitoring import views as monitoring_views
+from edumlops.privacy import api as privacy_api
 from edumlops.registry import api as registry_api
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
 from edumlops.site import keys as site_keys
 from edumlops.site import notifications
+from edumlops.site import privacy as privacy_views
 from edumlops.site import views as core_views
 from workflows import gallery_views, threshold_views, training_views
 from workflows import views as workflow_views
@@ -71,6 +73,14 @@ urlpatterns = [
         name="api-thresholds-replay",
     ),
     path("audit/", audit_views.audit_page, name="audit"),
+    path("privacy/", privacy_views.privacy_page, name="privacy"),
+    path("api/privacy/budgets/", privacy_api.budget_list, name="api-privacy-budgets"),
+    path(
+        "api/privacy/budgets/<str:cohort>/",
+        privacy_api.budget_detail,
+        name="api-privacy-budget",
+    ),
+    path("api/privacy/releases/", privacy_api.release_list, name="api-privacy-releases"),
     path("approvals/", workflow_views.approvals_inbox, name="approvals"),
     path("alerts/", monitoring_views.alerts_page, name="alerts"),
     path("api/alerts/", monitoring_api.alert_list, name="api-alerts"),

@@ -7,6 +7,10 @@ approvals inbox all render `bias_view(model.bias_report)` through templates/regi
 - Intersections (e.g. sex × address) are charted like single attributes; a chart whose check
   failed (or is inconclusive) is marked, with its worst group.
 
+A report as published to someone who cannot see the rows (edumlops/privacy/publish.py
+`bias_report`) marks its small groups with `privacy` (noised or suppressed): their counts read
+"≈ 5 …" or "fewer than 10 students", with no interval.
+
 Works on reports stored before groups carried `judged`/`reasons` too (they are recomputed from the
 counts and the minimum group size kept in the report's settings).
 """
@@ -35,7 +39,7 @@ _DENOMINATOR = {
 
 
 def _count(group: dict[str, Any], metric: str) -> int:
-    n, positives = int(group.get("n", 0)), int(group.get("positives", 0))
+    n, positives = int(group.get("n") or 0), int(group.get("positives") or 0)
     return {"positives": positives, "negatives": n - positives, "n": n}[_DENOMINATOR[metric]]
 
 
@@ -54,6 +58,14 @@ def _judged(group: dict[str, Any], metric: str, minimum: int) -> tuple[bool, str
 
 
 def _counts_text(group: dict[str, Any], metric: str) -> str:
+    privacy = group.get("privacy") or {}
+    if privacy.get("state") == "suppressed":
+        return f"fewer than {privacy.get('min_cell')} students"
+    if privacy.get("state") == "noised":
+        n = f"≈ {students(int(group.get('n') or 0))}"
+        if COUNTED[metric] == "held-out students":
+            return n
+        return f"≈ {students(_count(group, metric), COUNTED[metric])} of {n}"
     n = int(group.get("n", 0))
     if COUNTED[metric] == "held-out students":
         return students(n)
@@ -67,7 +79,9 @@ def _bars(
     for g in groups:
         value = (g.get("metrics") or {}).get(metric)
         judged, reason = _judged(g, metric, minimum)
-        interval = wilson(value, _count(g, metric))
+        privacy = g.get("privacy") or {}
+        # no interval around a published small group: its counts are noised or not shown
+        interval = None if privacy else wilson(value, _count(g, metric))
         low, high = (
             (round(100 * interval[0], 2), round(100 * interval[1], 2))
             if interval
@@ -87,6 +101,8 @@ def _bars(
                 "judged": judged,
                 "reason": reason,
                 "worst": worst is not None and str(g["group"]) == worst,
+                "privacy": privacy.get("state", ""),
+                "privacy_note": privacy.get("note", ""),
             }
         )
     return bars
@@ -159,4 +175,5 @@ def bias_view(report: dict[str, Any] | None) -> dict[str, Any]:
         "min_group_size": minimum,
         "rows": settings.get("rows"),
         "intersections": any(c["intersection"] for c in charts),
+        "privacy": (report.get("privacy") or {}).get("summary", ""),
     }

@@ -145,7 +145,8 @@ class PerformanceCheck(models.Model):
     )
     rows = models.PositiveIntegerField()
     metrics = models.JSONField(default=dict)  # recall, precision, brier, auc
-    groups = models.JSONField(default=list)  # [{"group": "ses=low", "recall": 0.7}]
+    # [{"group": "ses=low", "recall": 0.7, "positives": 40, "found": 28}] (counts since issue 18)
+    groups = models.JSONField(default=list)
     run_id = models.IntegerField(null=True)
 
     class Meta:

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 
 from edumlops.core.charts import calibration_points
 from edumlops.ml import model_card
+from edumlops.privacy import publish
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from edumlops.schools.models import School
 from edumlops.schools.permissions import Action, can, visible_districts
@@ -55,8 +56,17 @@ def card_context(user, model: ModelVersion, *, school: School | None = None) -> 
     use at their school) the district's own pages stay out: no dataset, run or download links,
     no training schools, no approvers' names, no alias buttons."""
     card = model.card()
+    # a teacher cannot see the rows: the group table's small cells as published with
+    # differential privacy (the bias gate itself judged the exact numbers)
+    published = _published_bias_report(user, model) if school else None
+    if published:
+        card["limitations"] = model_card.limitations(
+            model.training, model.validation, _sizes_in_words(published),
+            model.card_text.get("limitations", ""),
+        )  # fmt: skip
     return {
         "model": model,
+        "published_bias_report": published,
         "card": card,
         "calibration": calibration_points(card["evaluation"].get("calibration")),
         "may_promote": school is None and can(user, Action.PROMOTE, model),
@@ -64,6 +74,31 @@ def card_context(user, model: ModelVersion, *, school: School | None = None) -> 
         "school": school,
         "district_view": school is None,
     }
+
+
+def _published_bias_report(user, model: ModelVersion) -> dict | None:  # noqa: ANN001
+    dataset = model.dataset_version.dataset if model.dataset_version_id else None
+    return publish.bias_report(
+        district=model.district,
+        dataset=dataset,
+        key=f"model-card:{model.pk}:groups",
+        report=model.bias_report,
+        actor=user,
+        target=model,
+    )
+
+
+def _sizes_in_words(report: dict) -> dict:
+    """The published report with each group's size as the card's limitations should name it."""
+    groups = []
+    for g in report["groups"]:
+        privacy = g.get("privacy") or {}
+        if privacy.get("state") == "suppressed":
+            g = {**g, "n": f"fewer than {privacy['min_cell']}"}
+        elif privacy.get("state") == "noised":
+            g = {**g, "n": f"≈ {g['n']}"}
+        groups.append(g)
+    return {**report, "groups": groups}
 
 
 @login_required

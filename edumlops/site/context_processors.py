@@ -31,6 +31,7 @@ def navigation(request: HttpRequest) -> dict:
             items.append(("Approvals", reverse("approvals")))
         if any(can(user, Action.VIEW_AUDIT, d) for d in districts):
             items.append(("Audit", reverse("audit")))
+            items.append(("Privacy", reverse("privacy")))
     items.append(("Alerts", reverse("alerts")))
     items.append(("Thresholds", reverse("thresholds")))
     if user.is_staff:

@@ -30,6 +30,7 @@ from edumlops.deployments.services import resolve
 from edumlops.monitoring.charts import drift_chart
 from edumlops.monitoring.models import Alert, DailyAggregate, DriftCheck, PerformanceCheck
 from edumlops.monitoring.telemetry import unseen_categories
+from edumlops.privacy.publish import Rate, publish
 from edumlops.registry import views as registry_views
 from edumlops.schools.models import CalendarPeriod, District, School
 from edumlops.schools.permissions import Action, can, visible_districts, visible_schools
@@ -151,7 +152,9 @@ def school_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             "next_term": district.next_term_start(today),
             "timeline": calendar_timeline(district, today),
             "deployment": _resolve(school),
-            **_monitoring(school),
+            **_monitoring(
+                school, None if can(request.user, Action.VIEW, district) else request.user
+            ),
             "may_roll_back": can(request.user, Action.ROLL_BACK, school),
             "permissions": [
                 (action.value.replace("_", " "), can(request.user, action, school))
@@ -161,9 +164,11 @@ def school_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _monitoring(school) -> dict:  # noqa: ANN001
+def _monitoring(school, user=None) -> dict:  # noqa: ANN001
     """The school's monitoring at a glance: drift per feature over time (terms and breaks
-    shaded, alerts marked), prediction volume per day, risk bands, open alerts."""
+    shaded, alerts marked), prediction volume per day, risk bands, open alerts. With `user` (a
+    reader who cannot see the district's student rows) recall by group is the published,
+    differentially private version (edumlops/privacy/publish.py)."""
 
     checks = list(DriftCheck.objects.filter(school=school).order_by("-checked_at")[:30])
     alerts = list(Alert.objects.filter(school=school).order_by("-created_at")[:50])
@@ -196,15 +201,7 @@ def _monitoring(school) -> dict:  # noqa: ANN001
         .annotate(n=Count("id"))
     }
     order = ["low", "medium", "high"]
-    performance: dict[str, list] = {}
-    for check in PerformanceCheck.objects.filter(school=school).order_by("checked_at")[:50]:
-        if check.metrics.get("recall") is not None:
-            performance.setdefault("all students", []).append(
-                (check.checked_at, check.metrics["recall"])
-            )
-        for g in check.groups:
-            if g.get("recall") is not None:
-                performance.setdefault(g["group"], []).append((check.checked_at, g["recall"]))
+    performance, latest, published_notes = _recall_by_group(school, user)
     return {
         # a line needs two checks; with one, the page lists that check's recall per group
         "fairness_chart": (
@@ -212,8 +209,10 @@ def _monitoring(school) -> dict:  # noqa: ANN001
             if any(len(v) >= 2 for v in performance.values())
             else None
         ),
-        "recall_latest": [(group, points[-1][1]) for group, points in performance.items()],
+        "recall_latest": list(latest.items()),
         "recall_checked_at": max((p[-1][0] for p in performance.values()), default=None),
+        "recall_private": user is not None,
+        "recall_notes": published_notes,
         "drift_chart": chart,
         "drift_checks": checks[:5],
         "volume": volume,
@@ -223,6 +222,57 @@ def _monitoring(school) -> dict:  # noqa: ANN001
         "open_alerts": [a for a in alerts if a.status != Alert.Status.RESOLVED],
         "unseen_categories": unseen_categories(school, since),
     }
+
+
+RECALL_COUNTS = ("positives", "found")
+
+
+def _recall_by_group(school, user) -> tuple[dict[str, list], dict[str, Rate], list[str]]:  # noqa: ANN001
+    """Recall per group over the school's performance checks: the series to chart, the latest
+    value per group, and how the numbers were published. District staff (who see the rows) get
+    the measured values; anyone else each check's table as published with differential privacy
+    (noised once, then reused; suppressed below the minimum cell size when no budget is left)."""
+    performance: dict[str, list] = {}
+    latest: dict[str, Rate] = {}
+    notes: list[str] = []
+    for check in PerformanceCheck.objects.filter(school=school).order_by("checked_at")[:50]:
+        rows = {"all students": check.metrics, **{g["group"]: g for g in check.groups}}
+        rows = {name: e for name, e in rows.items() if e.get("recall") is not None}
+        if user is None:
+            rates = {name: Rate(e["recall"], "exact") for name, e in rows.items()}
+        else:
+            table = {
+                name: {c: int(e[c]) for c in RECALL_COUNTS}
+                for name, e in rows.items()
+                if all(e.get(c) is not None for c in RECALL_COUNTS)
+            }
+            # a student is counted once per attribute (and once in "all students"), in at most
+            # two counts each time
+            attributes = {name.split("=")[0] for name in table if name != "all students"}
+            shown = publish(
+                district=school.district,
+                dataset=None,
+                key=f"performance-check:{check.pk}",
+                what=f"recall by group at {school.name}, outcomes of {check.checked_at:%Y-%m-%d}",
+                table=table,
+                sensitivity=len(RECALL_COUNTS) * (len(attributes) + 1),
+                actor=user,
+                target=check,
+            )
+            # a check stored before its counts were kept cannot be published: not shown
+            rates = {
+                name: shown.rate(name, "found", "positives")
+                if name in table
+                else Rate(None, "suppressed", min_cell=shown.min_cell)
+                for name in rows
+            }
+            if shown.summary and shown.summary not in notes:
+                notes.append(shown.summary)
+        for name, rate in rates.items():
+            if rate.value is not None:
+                performance.setdefault(name, []).append((check.checked_at, rate.value))
+            latest[name] = rate
+    return performance, latest, notes[-2:]
 
 
 def _district_monitoring(district) -> dict:  # noqa: ANN001

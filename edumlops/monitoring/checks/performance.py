@@ -75,7 +75,8 @@ class SchoolPerformance:
     positives: int
     metrics: dict[str, Any] = field(default_factory=dict)  # recall, precision, brier, auc
     calibration: Any = None
-    groups: list[dict[str, Any]] = field(default_factory=list)  # [{"group", "recall"}]
+    # [{"group", "recall", "positives", "found"}]
+    groups: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)  # raised or refreshed
     new_alerts: int = 0
@@ -163,11 +164,21 @@ def _check_school(
     seen = evaluation.evaluate(y, model.predict_proba(rows), threshold=model.threshold)
     expected = (model.validation or {}).get("metrics") or {}
     checked.metrics = {k: seen[k] for k in METRICS}
+    # the counts behind recall, so pages can publish it with differential privacy
+    checked.metrics |= {"positives": checked.positives, "found": _found(seen, checked.positives)}
     checked.calibration = seen.get("calibration")
     checked.findings = drops(seen, expected, limits)
     for group, part, y_part in _sensitive_groups(rows, roles, limits.min_positives):
         metrics = evaluation.evaluate(y_part, model.predict_proba(part), model.threshold)
-        checked.groups.append({"group": group, "recall": metrics["recall"]})
+        positives = int(y_part.sum())
+        checked.groups.append(
+            {
+                "group": group,
+                "recall": metrics["recall"],
+                "positives": positives,
+                "found": _found(metrics, positives),
+            }
+        )
         checked.findings += drops(metrics, expected, limits, group=group)
     checked.status = "degraded" if checked.findings else "ok"
     for finding in checked.findings:
@@ -182,6 +193,11 @@ def _check_school(
         run_id=run_id,
     )
     return checked
+
+
+def _found(metrics: dict[str, Any], positives: int) -> int:
+    """How many of the at-risk students the model flagged (recall × at-risk students)."""
+    return round((metrics.get("recall") or 0.0) * positives)
 
 
 def drops(
