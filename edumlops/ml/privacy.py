@@ -81,13 +81,19 @@ def is_private(algorithm: str) -> bool:
     return algorithm in DP_ALGORITHMS
 
 
-def _diffprivlib() -> Any:
-    """Import diffprivlib.models on scikit-learn 1.9 (see the module's docstring)."""
+def diffprivlib_ready() -> None:
+    """Let diffprivlib 0.6.6 import on scikit-learn 1.9 (see the module's docstring): any
+    diffprivlib import loads its forest module, which reads two dtype names 1.9 dropped."""
     import sklearn.tree._tree as tree
 
     for name, dtype in (("DOUBLE", np.float64), ("DTYPE", np.float32)):
         if not hasattr(tree, name):
             setattr(tree, name, dtype)
+
+
+def _diffprivlib() -> Any:
+    """Import diffprivlib.models on scikit-learn 1.9."""
+    diffprivlib_ready()
     import diffprivlib.models
 
     return diffprivlib.models

@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 
@@ -144,14 +143,10 @@ def _fingerprint(table: Table) -> str:
 
 
 def _geometric(epsilon: float, sensitivity: int) -> Any:
-    """diffprivlib's geometric mechanism. diffprivlib 0.6.6 imports its forest module on any
-    import, which needs two dtype names scikit-learn 1.9 dropped; they are restored here (the
-    mechanisms never read them)."""
-    import sklearn.tree._tree as tree
+    """diffprivlib's geometric mechanism."""
+    from edumlops.ml.privacy import diffprivlib_ready
 
-    for name, dtype in (("DOUBLE", np.float64), ("DTYPE", np.float32)):
-        if not hasattr(tree, name):
-            setattr(tree, name, dtype)
+    diffprivlib_ready()
     from diffprivlib.mechanisms import Geometric
 
     return Geometric(epsilon=epsilon, sensitivity=sensitivity)
