@@ -117,8 +117,24 @@ def test_templates_needing_blocks_that_do_not_exist_list_them_and_never_fake_the
 
 
 def test_the_available_templates_use_only_existing_blocks():
-    for key in ("early-warning", "drift-retrain", "watch-model"):
+    for key in ("early-warning", "drift-retrain", "watch-model", "federated-early-warning"):
         assert TEMPLATES[key].available and TEMPLATES[key].missing == []
+
+
+def test_the_federated_template_trains_across_schools_from_a_schema_sample():
+    graph = TEMPLATES["federated-early-warning"].build()
+    kinds = [n["kind"] for n in graph["nodes"]]
+    assert "train_federated" in kinds and "split" not in kinds and "train_model" not in kinds
+    assert {
+        "source": "data",
+        "source_port": "dataset",
+        "target": "train",
+        "target_port": "schema",
+    } in [
+        {k: e[k] for k in ("source", "source_port", "target", "target_port")}
+        for e in graph["edges"]
+    ]
+    assert kinds.index("bias_gate") < kinds.index("pilot_rollout")
 
 
 def test_early_warning_runs_the_whole_chain_to_a_pilot():
