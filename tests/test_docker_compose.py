@@ -35,7 +35,15 @@ def _config(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_compose_config_is_valid_with_the_seven_services():
     result = _config("--services", SECRET_KEY="s" * 60, ALLOWED_HOSTS="edu.example.org")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"postgres", "redis", "mlflow", "web", "worker", "beat", "superlink"}
+    assert set(result.stdout.split()) == {
+        "postgres",
+        "redis",
+        "mlflow",
+        "web",
+        "worker",
+        "beat",
+        "superlink",
+    }
 
 
 def test_every_service_has_a_health_check():

@@ -4,15 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0004_dataset_roles_action'),
+        ("audit", "0004_dataset_roles_action"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditrecord',
-            name='action',
-            field=models.CharField(choices=[('approval', 'approval'), ('rejection', 'rejection'), ('rollout', 'rollout'), ('promotion', 'promotion'), ('rollback', 'rollback'), ('alias_change', 'alias change'), ('threshold_change', 'threshold change'), ('workflow_version', 'workflow version saved'), ('dataset_upload', 'dataset upload'), ('dataset_roles', 'dataset roles / outcome rule changed'), ('token_created', 'token created'), ('alert_decision', 'alert acknowledged / resolved'), ('login_lockout', 'login locked out'), ('privacy_release', 'privacy budget spent (private release)'), ('privacy_budget', 'privacy budget changed')], max_length=30),
+            model_name="auditrecord",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("approval", "approval"),
+                    ("rejection", "rejection"),
+                    ("rollout", "rollout"),
+                    ("promotion", "promotion"),
+                    ("rollback", "rollback"),
+                    ("alias_change", "alias change"),
+                    ("threshold_change", "threshold change"),
+                    ("workflow_version", "workflow version saved"),
+                    ("dataset_upload", "dataset upload"),
+                    ("dataset_roles", "dataset roles / outcome rule changed"),
+                    ("token_created", "token created"),
+                    ("alert_decision", "alert acknowledged / resolved"),
+                    ("login_lockout", "login locked out"),
+                    ("privacy_release", "privacy budget spent (private release)"),
+                    ("privacy_budget", "privacy budget changed"),
+                ],
+                max_length=30,
+            ),
         ),
     ]
