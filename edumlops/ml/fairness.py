@@ -307,13 +307,7 @@ def bias_report(
             checks.append(
                 _check(name, rule, values, names, counts, sizes, min_group_size, boot_rates, tail)
             )
-    outcome: Outcome = (
-        "fail"
-        if any(c.outcome == "fail" for c in checks)
-        else "inconclusive"
-        if any(c.outcome == "inconclusive" for c in checks)
-        else "pass"
-    )
+    outcome = _outcome(checks)
     settings = {
         "rules": [asdict(r) for r in rules],
         "min_group_size": min_group_size,
@@ -324,6 +318,13 @@ def bias_report(
         "rows": int(len(y)),
     }
     return BiasReport(outcome, checks, groups, _summary(outcome, checks), settings)
+
+
+def _outcome(checks: list[BiasCheck]) -> Outcome:
+    """Fail if any check fails, else inconclusive if any is, else pass."""
+    if any(c.outcome == "fail" for c in checks):
+        return "fail"
+    return "inconclusive" if any(c.outcome == "inconclusive" for c in checks) else "pass"
 
 
 def _clean(value: Any) -> float | None:
@@ -494,13 +495,7 @@ def bias_report_from_counts(
         raise ValueError("The schools returned no evaluated students: nothing to judge.")
     checks = [c for p in parts for c in p.checks]
     groups = [g for p in parts for g in p.groups]
-    outcome: Outcome = (
-        "fail"
-        if any(c.outcome == "fail" for c in checks)
-        else "inconclusive"
-        if any(c.outcome == "inconclusive" for c in checks)
-        else "pass"
-    )
+    outcome = _outcome(checks)
     settings = {
         **parts[0].settings,
         "rows": max(p.settings.get("rows", 0) for p in parts),
