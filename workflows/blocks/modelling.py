@@ -545,7 +545,12 @@ class ExportOnnxBlock(Block):
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = dict(inputs["model"])
         model = model_for(context, ref)
-        frame, _ = holdout(context, ref)
+        if not ref.get("test") and ref.get("sample"):
+            # trained across schools: parity is checked on the district's schema sample
+            frame, _ = rows_for(context, ref["sample"])
+            context.log("Parity checked on the rows of the schema dataset (no held-out rows)")
+        else:
+            frame, _ = holdout(context, ref)
         try:
             parity = export.export_bundle(model, frame, params.parity_rows, context.progress)
         except export.ParityError as exc:
@@ -828,6 +833,7 @@ class TrainFederatedBlock(Block):
                 "version": model.version,
                 "run_id": model.run_id,
                 "test": inputs.get("test"),
+                "sample": ref,
             }
         }
 
