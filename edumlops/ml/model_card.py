@@ -248,7 +248,7 @@ def to_markdown(card: dict[str, Any]) -> str:
         "## Data",
         "",
         f"- Dataset: {data.get('dataset')} (SHA-256 `{data.get('dataset_sha256')}`)",
-        f"- Training rows: {data.get('rows')} ({data.get('positives')} positive)",
+        f"- Training rows: {_rows(data)}",
         f"- Label: {data.get('label')} (positive: {', '.join(data.get('positive_class') or [])})",
         *outcome_lines(data.get("outcome")),
         f"- Sensitive attributes: {', '.join(data.get('sensitive_attributes') or []) or 'none'}",
@@ -339,6 +339,13 @@ def privacy_markdown(section: dict[str, Any] | None) -> list[str]:
     else:
         lines += ["", "No held-out rows were given: no comparison with a non-private model."]
     return lines
+
+
+def _rows(data: dict[str, Any]) -> str:
+    if data.get("rows") is None:
+        return "kept at the schools"
+    positives = data.get("positives")
+    return f"{data['rows']}" + (f" ({positives} positive)" if positives is not None else "")
 
 
 def outcome_lines(outcome: dict[str, Any] | None) -> list[str]:

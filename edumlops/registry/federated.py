@@ -88,8 +88,12 @@ def register(
     reference = drift_reference(sample, spec, pipeline.predict_proba(X)[:, 1])
     mlflow_ready()
     version = job.schema_version
+    rows = [r["rows"] for r in fed["rounds"] if isinstance(r.get("rows"), int | float)]
     training = {
-        "rows": None,
+        # the schools' training rows in the largest round (each school tells the server its
+        # count, not its rows); positives stay at the schools
+        "rows": int(max(rows)) if rows else None,
+        "positives": None,
         "dataset": f"{version} (schema and drift bins only; the rows stayed at the schools)",
         "dataset_sha256": version.sha256,
         "label": roles.label,
