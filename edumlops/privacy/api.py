@@ -148,7 +148,7 @@ def _standing(district: District, dataset: Dataset | None) -> dict[str, Any]:
     }
 
 
-@extend_schema(parameters=[BudgetQuery], responses=StandingOut(many=True))
+@extend_schema(parameters=[BudgetQuery], responses={200: StandingOut(many=True), **errors(404)})
 @api_view(["GET"])
 def budget_list(request: Request) -> Response:
     """Each cohort's budget this school year: the live predictions, then each dataset."""
@@ -208,7 +208,7 @@ def budget_detail(request: Request, cohort: str) -> Response:
     return Response(StandingOut(_standing(district, dataset)).data)
 
 
-@extend_schema(parameters=[ReleaseQuery], responses=ReleaseOut(many=True))
+@extend_schema(parameters=[ReleaseQuery], responses={200: ReleaseOut(many=True), **errors(404)})
 @api_view(["GET"])
 def release_list(request: Request) -> Response:
     """The ledger: every differentially private release of a school year, newest first."""
