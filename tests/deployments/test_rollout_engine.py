@@ -73,7 +73,12 @@ def test_pilot_promote_rollback_through_the_engine(
 
     wait_for(step_is("pilot", "waiting_approval"), timeout=120, what="the pilot to ask")
     assert resolved(school_a, school_b) == [v1.version, v1.version]
-    assert Notification.objects.filter(user=staff, link="/approvals/").exists()
+    # the step says it waits first, then staff are told (the next statement of the engine)
+    wait_for(
+        lambda: Notification.objects.filter(user=staff, link="/approvals/").exists(),
+        timeout=30,
+        what="staff to be told",
+    )
 
     engine.approve(run, staff, "pilot at A", "pilot")
     wait_for(step_is("promote", "waiting_approval"), timeout=120, what="promotion to ask")
