@@ -130,8 +130,8 @@ def _districts(request: Request, pk: int | None = None) -> list[District]:
     return districts
 
 
-def _standing(district: District, dataset: Dataset | None) -> dict[str, Any]:
-    s = ledger.standing(district, dataset)
+def _standing(district: District, s: ledger.Standing) -> dict[str, Any]:
+    dataset = s.dataset
     return {
         "district": district.pk,
         "dataset": dataset.pk if dataset else None,
@@ -155,8 +155,8 @@ def budget_list(request: Request) -> Response:
     query = parse(BudgetQuery, request.query_params)
     out = []
     for district in _districts(request, query.get("district")):
-        for dataset in [None, *Dataset.objects.filter(district=district).order_by("name")]:
-            out.append(_standing(district, dataset))
+        cohorts = [None, *Dataset.objects.filter(district=district).order_by("name")]
+        out += [_standing(district, s) for s in ledger.standings(district, cohorts)]
     return Response(StandingOut(out, many=True).data)
 
 
@@ -205,7 +205,7 @@ def budget_detail(request: Request, cohort: str) -> Response:
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         return api_error({field: [message]} if message else str(exc))
-    return Response(StandingOut(_standing(district, dataset)).data)
+    return Response(StandingOut(_standing(district, ledger.standing(district, dataset))).data)
 
 
 @extend_schema(parameters=[ReleaseQuery], responses={200: ReleaseOut(many=True), **errors(404)})

@@ -118,18 +118,31 @@ class Standing:
 
 
 def standing(district: District, dataset: Dataset | None, year: int | None = None) -> Standing:
+    return standings(district, [dataset], year)[0]
+
+
+def standings(
+    district: District, datasets: list[Dataset | None], year: int | None = None
+) -> list[Standing]:
+    """The standing of each cohort; the calendar is read once for all of them."""
     year = school_year(district) if year is None else year
-    budget = budget_for(district, dataset)
-    return Standing(
-        dataset=dataset,
-        school_year=year,
-        total=budget.total_epsilon,
-        spent=spent(district, dataset, year),
-        max_per_release=budget.max_per_release,
-        min_cell=budget.min_cell,
-        resets_on=next_year_starts(district),
-        own_budget=budget.dataset_id is not None,
-    )
+    resets_on = next_year_starts(district)
+    result = []
+    for dataset in datasets:
+        budget = budget_for(district, dataset)
+        result.append(
+            Standing(
+                dataset=dataset,
+                school_year=year,
+                total=budget.total_epsilon,
+                spent=spent(district, dataset, year),
+                max_per_release=budget.max_per_release,
+                min_cell=budget.min_cell,
+                resets_on=resets_on,
+                own_budget=budget.dataset_id is not None,
+            )
+        )
+    return result
 
 
 def year_label(year: int) -> str:

@@ -174,8 +174,7 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
         year = current
     cohorts: list[Dataset | None] = [None, *Dataset.objects.filter(district=district)]
     rows = []
-    for dataset in cohorts:
-        standing = ledger.standing(district, dataset, year)
+    for dataset, standing in zip(cohorts, ledger.standings(district, cohorts, year), strict=True):
         releases = list(
             PrivacyRelease.objects.filter(district=district, dataset=dataset, school_year=year)
         )
