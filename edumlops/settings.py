@@ -166,6 +166,19 @@ REST_FRAMEWORK = {
 # The largest JSON body the API reads (413 above it).
 API_MAX_BODY_BYTES = env_int("EDUMLOPS_API_MAX_BODY_BYTES", 10 * 1024 * 1024)
 
+# Predictions are recorded off the request path (edumlops/deployments/recorder.py,
+# docs/serving.md): each serving process buffers them and writes them every
+# EDUMLOPS_PREDICTION_FLUSH_MS (0: in the request itself); a hard crash loses at most that much,
+# and never more than EDUMLOPS_PREDICTION_BUFFER_ROWS rows (a request finding the buffer full
+# writes it). A graceful stop writes everything.
+PREDICTION_FLUSH_SECONDS = env_int("EDUMLOPS_PREDICTION_FLUSH_MS", 500) / 1000
+PREDICTION_BUFFER_ROWS = env_int("EDUMLOPS_PREDICTION_BUFFER_ROWS", 10_000)
+if PREDICTION_FLUSH_SECONDS < 0 or PREDICTION_BUFFER_ROWS < 1:
+    raise ConfigError(
+        "EDUMLOPS_PREDICTION_FLUSH_MS must be 0 or more (e.g. 500) and "
+        "EDUMLOPS_PREDICTION_BUFFER_ROWS at least 1 (e.g. 10000)"
+    )
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "EduMLOps API",
     "DESCRIPTION": "Workflows, runs, approvals, districts and schools.",

@@ -181,6 +181,23 @@ def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _record_predictions_in_the_request(settings) -> None:
+    """In this process the tests read predictions back inside their own transaction, which the
+    recorder's thread cannot see: write them in the request. The buffered path runs in the
+    servers the tests start (tests/deployments/test_recorder.py)."""
+    settings.PREDICTION_FLUSH_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def _forget_kept_tokens_and_deployments() -> None:
+    """The predict fast path keeps tokens and deployments per serving generation; a test's
+    rolled-back transaction can bring a generation number back, so each test starts empty."""
+    from edumlops.deployments import hotpath
+
+    hotpath.forget()
+
+
 @pytest.fixture
 def test_database_url(db: None) -> str:
     """DATABASE_URL of the test database pytest-django made, for processes the test starts."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -24,7 +23,7 @@ from rest_framework.response import Response
 from edumlops.core.api import Conflict, StrictJSONParser, errors, parse
 from edumlops.core.throttles import PredictThrottle, TokenThrottle
 from edumlops.core.userkeys import UserKeyAuthentication
-from edumlops.deployments import rollout, services, serving
+from edumlops.deployments import hotpath, rollout, services, serving
 from edumlops.deployments.models import Deployment, IntegrationToken, Prediction
 from edumlops.deployments.serializers import (
     DeploymentOut,
@@ -246,24 +245,7 @@ def school_predict(request: Request, pk: int) -> Response:
             {"detail": str(exc), "code": "invalid", "errors": exc.errors},
             status=status.HTTP_400_BAD_REQUEST,
         )
-    unseen: dict[int, list[str]] = {}
-    for w in warnings:
-        unseen.setdefault(w["row"], []).append(w["field"])
-    per_row_ms = 1000 * seconds / len(rows)
-    with transaction.atomic():
-        Prediction.objects.bulk_create(
-            Prediction(
-                school=school,
-                deployment=deployment,
-                model_version_id=model.model_version_id,
-                features={k: row[k] for k in model.features},
-                probability=a["probability"],
-                band=a["risk_band"],
-                latency_ms=per_row_ms,
-                unseen_categories=unseen.get(i, []),
-            )
-            for i, (row, a) in enumerate(zip(rows, answers, strict=True))
-        )
+    hotpath.record(model, school.pk, deployment.pk, rows, answers, seconds, warnings)
     for a in answers:
         a["deployment"] = deployment.pk
     return Response({"school": school.pk, "predictions": answers, "warnings": warnings})

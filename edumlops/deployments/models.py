@@ -78,10 +78,23 @@ class Prediction(models.Model):
     """One accepted prediction, minimised: the model's features only (the request may carry no
     other field), the probability, the band, and which deployment answered. No identifiers."""
 
-    school = models.ForeignKey(School, on_delete=models.CASCADE, related_name="predictions")
-    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="+")
+    # An append-only log written in batches by one writer (edumlops.deployments.recorder) with
+    # ids it has just read: no foreign-key constraints in the database (they cost PostgreSQL
+    # more than the rest of a row's insert). Django still cascades a deleted school's rows and
+    # protects a deployment or version that has rows. The school's own index is the first half
+    # of (school, created_at).
+    school = models.ForeignKey(
+        School,
+        on_delete=models.CASCADE,
+        related_name="predictions",
+        db_constraint=False,
+        db_index=False,
+    )
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     model_version = models.ForeignKey(
-        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+", db_constraint=False
     )
     features = models.JSONField()
     probability = models.FloatField()
@@ -134,3 +147,17 @@ class IntegrationToken(models.Model):
             and school.district_id == self.district_id
             and (self.school_id is None or self.school_id == school.pk)
         )
+
+
+class ServingState(models.Model):
+    """One row whose `generation` grows with every change to what the predict API answers with:
+    a deployment started, rolled back, promoted or ended, a pilot's schools, a token revoked or
+    deleted, a school deleted. Bumped inside the transaction that makes the change, so a
+    process that reads the new number also sees the change; each serving process reads it once
+    per request and drops its cached tokens and deployments when it moved
+    (edumlops.deployments.hotpath)."""
+
+    generation = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"serving generation {self.generation}"

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from edumlops.audit import models as audit
 from edumlops.deployments.models import Deployment
+from edumlops.ml import task_types
 from edumlops.registry.models import ModelVersion
 from edumlops.schools.models import District, School
 
@@ -60,6 +61,11 @@ def _lock(district: District) -> None:
 def _servable(model: ModelVersion, district: District) -> None:
     if model.district_id != district.pk:
         raise DeploymentError(f"{model} belongs to another district.")
+    refused = task_types.refusal(
+        "Serving to schools", model.task_type, (task_types.TaskType.BINARY_RISK,), {}
+    )
+    if refused:
+        raise DeploymentError(f"{model}: {refused}")
     if not (model.bundle or {}).get("manifest"):
         raise DeploymentError(
             f"{model} has no signed ONNX bundle: run Export ONNX on it (the training workflow "

@@ -28,6 +28,7 @@ from edumlops.ml.serving_core import (
     linear_terms,
     parse_rows,
     predict,
+    refusal,
     unseen_categories,
     validate,
 )
@@ -176,13 +177,7 @@ def check_rows(model: ServingModel, rows: list[dict], where: str = "rows") -> No
                 "problem": problem,
             }
         )
-    named = sorted({e["feature"] for e in errors})
-    raise RowsError(
-        f"{len(errors)} problem(s) with the features {', '.join(named)}: send exactly the "
-        f"model's features ({features}), numbers as numbers, categories as text (null for "
-        "unknown).",
-        errors,
-    )
+    raise RowsError(refusal(model, len(errors), [e["feature"] for e in errors]), errors)
 
 
 def score(model: ServingModel, rows: list[dict], where: str = "rows") -> tuple[list, float, list]:

@@ -49,7 +49,11 @@ def create(
 
 def revoke(token: IntegrationToken, user: Any) -> None:
     """Revoke the token (audited); revoking it again changes nothing."""
-    audit.revoke_once(token, user, "integration token revoked")
+    from edumlops.deployments import hotpath
+
+    with transaction.atomic():
+        if audit.revoke_once(token, user, "integration token revoked"):
+            hotpath.bump()  # every serving process forgets the key before this returns
 
 
 def school_for_caller(request: Any, pk: int, action: Action) -> School:

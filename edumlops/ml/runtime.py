@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edumlops.ml import onnx_graph
 from edumlops.ml.bundle_files import BundleError
 
 
@@ -40,21 +41,7 @@ class OrtModel:
 
 def onehot_categories(model_bytes: bytes, inputs: dict[str, str]) -> dict[str, frozenset[str]]:
     """The categories each string input's one-hot encoder learnt, read off the ONNX graph (its
-    `OneHotEncoder` nodes' `cats_strings`): exact for every kind of model. Empty where the `onnx`
-    package is not installed (the slim edge install), so callers fall back to what they know."""
-    try:
-        import onnx
-    except ImportError:
-        return {}
-    try:
-        graph = onnx.load_from_string(model_bytes).graph
-    except Exception:  # noqa: BLE001 - onnxruntime loaded it; a parser hiccup only loses the hint
-        return {}
-    out: dict[str, frozenset[str]] = {}
-    for node in graph.node:
-        if node.op_type != "OneHotEncoder" or not node.input or node.input[0] not in inputs:
-            continue
-        for attribute in node.attribute:
-            if attribute.name == "cats_strings":
-                out[node.input[0]] = frozenset(s.decode() for s in attribute.strings)
-    return out
+    `OneHotEncoder` nodes' `cats_strings`): exact for every kind of model. Read from the model's
+    bytes (edumlops.ml.onnx_graph), without importing `onnx`; empty if they cannot be read, so
+    callers fall back to what they know."""
+    return onnx_graph.onehot_categories(model_bytes, inputs)

@@ -118,27 +118,32 @@ def unseen_categories(model: ServingModel, rows: list[dict[str, Any]]) -> list[d
     """A warning per row and categorical feature whose value the model never saw in training.
     Such a row is still scored: the one-hot encoder ignores an unknown category, so the model
     answers as if that feature told it nothing."""
+    found: list[tuple[int, int, str, Any]] = []
+    for order, name in enumerate(model.categorical):
+        known = model.categories.get(name)
+        if known is None:
+            continue
+        for i, row in enumerate(rows):  # one set lookup per value: a batch costs little
+            value = row.get(name)
+            if isinstance(value, str) and value not in known:
+                found.append((i, order, name, value))
     warnings = []
-    for i, row in enumerate(rows):
-        for name in model.categorical:
-            known, value = model.categories.get(name), row.get(name)
-            if known is None or not isinstance(value, str) or value in known:
-                continue
-            listed = sorted(known)
-            shown = ", ".join(listed[:12]) + (
-                f" and {len(listed) - 12} more" if len(listed) > 12 else ""
-            )
-            warnings.append(
-                {
-                    "row": i,
-                    "field": name,
-                    "code": UNSEEN,
-                    "message": f"{name} = {value!r} never occurred in the training data "
-                    f"(it knew {shown}). The row was still scored, with this value counting as "
-                    "none of the known ones: check the spelling, or retrain on data with such "
-                    "students before trusting this answer.",
-                }
-            )
+    for i, _, name, value in sorted(found, key=lambda f: (f[0], f[1])):
+        listed = sorted(model.categories[name])
+        shown = ", ".join(listed[:12]) + (
+            f" and {len(listed) - 12} more" if len(listed) > 12 else ""
+        )
+        warnings.append(
+            {
+                "row": i,
+                "field": name,
+                "code": UNSEEN,
+                "message": f"{name} = {value!r} never occurred in the training data "
+                f"(it knew {shown}). The row was still scored, with this value counting as "
+                "none of the known ones: check the spelling, or retrain on data with such "
+                "students before trusting this answer.",
+            }
+        )
     return warnings
 
 
@@ -162,6 +167,13 @@ def parse_rows(body: Any) -> list[dict[str, Any]]:
 
 
 def validate(model: ServingModel, rows: list[dict[str, Any]]) -> None:
+    """Refuse the rows (RequestError, each row and feature named) unless each holds exactly the
+    model's features, numbers as finite numbers and categories as text (None for unknown)."""
+    columns(model, rows)
+
+
+def _problems(model: ServingModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every fault of every row, in row order (the slow path, taken only when a row is wrong)."""
     errors: list[dict[str, Any]] = []
     known = set(model.features)
     for i, row in enumerate(rows):
@@ -183,17 +195,91 @@ def validate(model: ServingModel, rows: list[dict[str, Any]]) -> None:
                 )
             elif name in model.categorical and not isinstance(value, str):
                 errors.append({"row": i, "field": name, "problem": f"must be text, got {value!r}"})
-    if errors:
-        fields = sorted({e["field"] for e in errors})
-        raise RequestError(
-            f"{len(errors)} problem(s) with the features {', '.join(fields)}: send exactly the "
-            f"model's features ({', '.join(model.features)}), numbers as numbers, categories as "
-            "text (null for unknown).",
-            errors,
-        )
+    return errors
+
+
+def refusal(model: ServingModel, problems: int, features: list[str]) -> str:
+    """The message of a refused batch: how many problems, with which features, and the fix."""
+    return (
+        f"{problems} problem(s) with the features {', '.join(sorted(set(features)))}: send "
+        f"exactly the model's features ({', '.join(model.features)}), numbers as numbers, "
+        "categories as text (null for unknown)."
+    )
+
+
+def _refuse(model: ServingModel, rows: list[dict[str, Any]]) -> RequestError:
+    errors = _problems(model, rows)
+    return RequestError(refusal(model, len(errors), [e["field"] for e in errors]), errors)
+
+
+_NUMBER_TYPES = frozenset({float, int, type(None)})
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
+@dataclass
+class Columns:
+    """The rows of a request, checked: the numbers as one (rows x numeric features) float64
+    matrix (NaN for unknown), the categories as one list of texts per feature ("missing" for
+    unknown)."""
+
+    rows: int
+    names: list[str]  # the numeric features, in the matrix's column order
+    matrix: np.ndarray
+    categorical: dict[str, list[str]]
+
+    @property
+    def numeric(self) -> dict[str, np.ndarray]:
+        return {name: self.matrix[:, j] for j, name in enumerate(self.names)}
+
+    def feed(self) -> dict[str, np.ndarray]:
+        """ONNX Runtime's inputs: one (n, 1) array per feature (column slices of one float32
+        copy in column order, each contiguous)."""
+        single = np.asfortranarray(self.matrix, dtype=np.float32)
+        arrays: dict[str, np.ndarray] = {
+            name: single[:, j : j + 1] for j, name in enumerate(self.names)
+        }
+        for name, texts in self.categorical.items():
+            arrays[name] = np.array(texts, dtype=object).reshape(-1, 1)
+        return arrays
+
+
+def columns(model: ServingModel, rows: list[dict[str, Any]]) -> Columns:
+    """Check the rows (as `validate`) and turn them into columns: the keys of each row are
+    compared as a set, the types of all numbers (and of each categorical feature) as a set, and
+    finiteness on the array, so a good batch costs no Python work per value beyond reading it.
+    A fault anywhere refuses the whole batch with every fault named (RequestError)."""
+    keys = model.__dict__.get("_keys")
+    if keys is None:
+        keys = model.__dict__["_keys"] = frozenset(model.features)
+    for row in rows:
+        if row.keys() != keys:
+            raise _refuse(model, rows)
+    names = model.numeric
+    values = [row[name] for row in rows for name in names]
+    if not _NUMBER_TYPES.issuperset(map(type, values)) and any(
+        v is not None and (isinstance(v, bool) or not isinstance(v, int | float)) for v in values
+    ):
+        raise _refuse(model, rows)
+    unknown = values.count(None)
+    matrix = np.array(
+        values if not unknown else [math.nan if v is None else v for v in values],
+        dtype=np.float64,
+    ).reshape(len(rows), len(names))
+    if matrix.size - int(np.isfinite(matrix).sum()) != unknown:  # a NaN or an infinity
+        raise _refuse(model, rows)
+    categorical: dict[str, list[str]] = {}
+    for name in model.categorical:
+        texts = [row[name] for row in rows]
+        if not _TEXT_TYPES.issuperset(map(type, texts)):
+            if any(v is not None and not isinstance(v, str) for v in texts):
+                raise _refuse(model, rows)
+            texts = [None if v is None else str(v) for v in texts]  # str subclasses
+        categorical[name] = ["missing" if v is None else v for v in texts]
+    return Columns(len(rows), list(names), matrix, categorical)
 
 
 def feed(model: ServingModel, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """ONNX Runtime's inputs for rows already checked: one (n, 1) array per feature."""
     arrays = {}
     for name in model.numeric:
         values = [row[name] for row in rows]
@@ -241,28 +327,89 @@ def explain(model: ServingModel, rows: list[dict[str, Any]], top: int = 3) -> li
     (computed from the coefficients read at load time; no pandas on the request path)."""
     if model.terms is None:
         return [[] for _ in rows]
-    result = []
-    for row in rows:
-        parts = {}
-        for col, (median, mean, scale, w) in model.terms["numeric"].items():
-            value = row[col]
-            x = median if value is None else float(value)
-            parts[col] = (x - mean) / scale * w
-        for col, weights in model.terms["categorical"].items():
-            value = row[col]
-            parts[col] = weights.get("missing" if value is None else value, 0.0)
-        ranked = sorted(parts.items(), key=lambda kv: -abs(kv[1]))[:top]
-        result.append(
-            [
-                {
-                    "feature": k,
-                    "contribution": round(v, 4),
-                    "direction": "raises risk" if v > 0 else "lowers risk",
-                }
-                for k, v in ranked
-            ]
+    return explain_columns(model, columns(model, rows), top)
+
+
+def _round(value: float, places: int) -> float:
+    """numpy's rounding (scale, round half to even, unscale) for one Python float, so a single
+    row and a batch round alike."""
+    scale = 10.0**places
+    return round(value * scale) / scale
+
+
+def _linear(model: ServingModel, cols: Columns) -> tuple[list[str], list[int], np.ndarray]:
+    """The features a linear model explains (numbers in its terms' order, then categories), the
+    matrix columns of those numbers, and their (median, mean, scale, weight) rows; read once."""
+    kept = model.__dict__.get("_linear")
+    if kept is None or kept[0] != cols.names:
+        numeric = list(model.terms["numeric"])
+        where = {name: j for j, name in enumerate(cols.names)}
+        kept = model.__dict__["_linear"] = (
+            list(cols.names),
+            numeric + list(model.terms["categorical"]),
+            np.array([model.terms["numeric"][n] for n in numeric], dtype=float).reshape(-1, 4),
+            [where[n] for n in numeric],
         )
-    return result
+    _, names, params, index = kept
+    return names, index, params
+
+
+def explain_columns(model: ServingModel, cols: Columns, top: int = 3) -> list[list[dict]]:
+    """`explain` on checked columns, for the whole batch at once: one (rows x features) array
+    of log-odds parts, ranked by size per row (ties keep the features' order). A batch of a few
+    rows takes the same arithmetic in plain Python, which is quicker there than numpy's calls."""
+    if model.terms is None:
+        return [[] for _ in range(cols.rows)]
+    names, index, params = _linear(model, cols)
+    categorical = model.terms["categorical"]
+    if cols.rows <= 4:
+        out = []
+        numeric = list(zip(params.tolist(), index, strict=True))
+        for i in range(cols.rows):
+            parts = []
+            for (median, mean, scale, w), j in numeric:
+                x = cols.matrix[i, j].item()
+                parts.append(((median if x != x else x) - mean) / scale * w)
+            for col, weights in categorical.items():
+                parts.append(weights.get(cols.categorical[col][i], 0.0))
+            ranked = sorted(range(len(parts)), key=lambda k: -abs(parts[k]))[:top]
+            out.append(
+                [
+                    {
+                        "feature": names[k],
+                        "contribution": _round(parts[k], 4),
+                        "direction": "raises risk" if parts[k] > 0 else "lowers risk",
+                    }
+                    for k in ranked
+                ]
+            )
+        return out
+    numbers = cols.matrix[:, index]
+    numbers = np.where(np.isnan(numbers), params[:, 0], numbers)
+    table = np.column_stack(
+        [
+            (numbers - params[:, 1]) / params[:, 2] * params[:, 3],
+            *(
+                np.array([weights.get(v, 0.0) for v in cols.categorical[col]], dtype=float)
+                for col, weights in categorical.items()
+            ),
+        ]
+    )
+    order = np.argsort(-np.abs(table), axis=1, kind="stable")[:, :top]
+    ranked = np.take_along_axis(table, order, axis=1)
+    rounded = np.round(ranked, 4).tolist()
+    up = (ranked > 0).tolist()
+    return [
+        [
+            {
+                "feature": names[j],
+                "contribution": v,
+                "direction": "raises risk" if u else "lowers risk",
+            }
+            for j, v, u in zip(js, vs, us, strict=True)
+        ]
+        for js, vs, us in zip(order.tolist(), rounded, up, strict=True)
+    ]
 
 
 def explain_by_substitution(
@@ -292,19 +439,40 @@ def explain_by_substitution(
     ]
 
 
+def bands(model: ServingModel, probabilities: np.ndarray) -> list[str]:
+    """`ServingModel.band` for a whole batch."""
+    if len(probabilities) <= 4:
+        return [model.band(p) for p in probabilities.tolist()]
+    high = model.thresholds.get("high", model.thresholds.get("decision", 0.5))
+    medium = model.thresholds.get("medium", high / 2)
+    return np.where(
+        probabilities >= high, "high", np.where(probabilities >= medium, "medium", "low")
+    ).tolist()
+
+
 def predict(model: ServingModel, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
-    validate(model, rows)
+    """Check and score the rows with one ONNX Runtime run: each answer's probability, risk band,
+    the version and (linear models) the features that moved it most; and the seconds the model
+    itself took. RequestError names every fault of a bad batch."""
+    return score_columns(model, columns(model, rows))
+
+
+def score_columns(model: ServingModel, cols: Columns) -> tuple[list[dict[str, Any]], float]:
+    """`predict` on rows already turned into checked columns."""
     started = time.perf_counter()
-    probabilities = model.onnx.predict_feed(feed(model, rows))
+    probabilities = np.asarray(model.onnx.predict_feed(cols.feed()), dtype=np.float64)
     seconds = time.perf_counter() - started
-    reasons = explain(model, rows)
-    answers = [
-        {
-            "probability": round(float(p), 6),
-            "risk_band": model.band(float(p)),
-            "model": {"name": model.name, "version": model.version},
-            **({"top_features": r} if model.terms is not None else {}),
-        }
-        for p, r in zip(probabilities, reasons, strict=True)
-    ]
+    labels = bands(model, probabilities)
+    shown = np.round(probabilities, 6).tolist()
+    ref = {"name": model.name, "version": model.version}
+    if model.terms is None:
+        answers = [
+            {"probability": p, "risk_band": b, "model": dict(ref)}
+            for p, b in zip(shown, labels, strict=True)
+        ]
+    else:
+        answers = [
+            {"probability": p, "risk_band": b, "model": dict(ref), "top_features": r}
+            for p, b, r in zip(shown, labels, explain_columns(model, cols), strict=True)
+        ]
     return answers, seconds

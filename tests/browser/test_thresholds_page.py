@@ -156,7 +156,7 @@ def test_zero_is_refused_by_the_browser_and_by_the_server_in_the_full_page(
     assert page.title() == "Thresholds · EduMLOps"
     assert page.get_by_role("navigation", name="Main").is_visible()
     assert page.get_by_role("heading", level=1).inner_text() == "Thresholds — Alder School"
-    assert page.locator("link[rel=stylesheet]").count() == 1
+    assert page.locator("link[rel=stylesheet][href$='/app.css']").count() == 1  # not nested
     assert page.locator("section.thresholds").count() == 1  # swapped in place, not nested
     _shot(page, "thresholds-zero-refused.png")
     assert page.locator("section.thresholds section.thresholds").count() == 0

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -123,7 +122,7 @@ class Command(BaseCommand):
             suffix = f" ({failed})" if failed else ""
             names = list(commands)
             _write(out, lock, f"Stopping {', '.join(names[:-1])} and {names[-1]}…{suffix}")
-            _shut_down(procs.values())
+            _shut_down(procs)
             _write(out, lock, "Stopped.")
         if failed:
             sys.exit(1)
@@ -141,14 +140,15 @@ class Command(BaseCommand):
         _write(out, lock, "\n".join(lines))
 
 
-def _shut_down(procs: Iterable[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each (celery's warm shutdown), then wait up to 15 s in all before killing."""
-    procs = list(procs)
-    for proc in procs:
+def _shut_down(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each (celery's warm shutdown; the web server gets SIGINT, Ctrl-C, on which it
+    exits through Python's exit handlers and so writes the predictions it still buffers), then
+    wait up to 15 s in all before killing."""
+    for name, proc in procs.items():
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGINT if name == "web" else signal.SIGTERM)
     deadline = time.monotonic() + 15
-    for proc in procs:
+    for proc in procs.values():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
