@@ -121,7 +121,7 @@ class DriftCheck(models.Model):
     window_end = models.DateField()
     baseline = models.CharField(max_length=100)
     status = models.CharField(max_length=20)  # drift / no_drift / insufficient_data
-    features = models.JSONField(default=list)  # [{name, psi, js, drifted}]
+    features = models.JSONField(default=list)  # [{name, psi, js, wasserstein, drifted}]
     run_id = models.IntegerField(null=True)
 
     class Meta:

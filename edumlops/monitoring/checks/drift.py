@@ -226,7 +226,15 @@ class _ModelCheck:
         reports = compare(current, baseline, self.reference, limits)
         drifted = sorted({f for _, r in reports for f in r.drifted})
         features = [
-            {"name": f.name, "psi": f.psi, "js": f.js, "drifted": f.drifted}
+            # wasserstein: how far values moved, in reference standard deviations (numeric
+            # features compared on rows; None on histograms and categories)
+            {
+                "name": f.name,
+                "psi": f.psi,
+                "js": f.js,
+                "wasserstein": f.wasserstein,
+                "drifted": f.drifted,
+            }
             for _, r in reports
             for f in r.features
         ]
