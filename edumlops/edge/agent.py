@@ -8,9 +8,11 @@
   delivered (each kept until a report carrying it succeeds).
 - upload: seals the telemetry queue into batches and sends them, backing off exponentially
   while the server is away.
+- flush: writes the telemetry a request recorded in memory, `flush_seconds` after it, together
+  with the requests of that moment (what a crash can lose: edumlops.edge.telemetry).
 
 The model in use is swapped under a lock; a request holds the model it started with, so it
-finishes on it. Serving is local: nothing on the request path waits for the server.
+finishes on it. Serving is local: nothing on the request path waits for the server or the disk.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from edumlops.edge import __version__
 from edumlops.edge.client import Client, ClientError, Interrupted, Unreachable
 from edumlops.edge.config import (
+    FLUSH_SECONDS,
     MAX_EVENTS,
     ConfigError,
     NodeConfig,
@@ -69,8 +72,10 @@ class Agent:
         poll_seconds: float | None = None,
         max_kbps: float | None = None,
         timeout: float = 15.0,
+        flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self.cache = Path(cache)
+        self.flush_seconds = flush_seconds
         self.node = NodeConfig.load(self.cache)
         try:
             public_key = load_public_key(self.node.public_key_pem)
@@ -258,7 +263,7 @@ class Agent:
             model_version=model.version,
             device_profile=self.profile_label(),
             bands=[a["risk_band"] for a in answers],
-            histograms=model.bins.histograms(rows, [a["probability"] for a in answers]),
+            count=lambda totals: model.bins.add(totals, rows, [a["probability"] for a in answers]),
             latency_ms=1000 * seconds / len(rows),
         )
 
@@ -273,6 +278,7 @@ class Agent:
             "server_reachable": self.reachable,
             "last_sync": self.state.last_sync,
             "pending_telemetry": self.queue.pending_rows(),
+            "unsaved_telemetry": self.queue.unsaved_rows(),
             "model": (
                 {"name": model.serving.name, "version": model.serving.version} if model else None
             ),
@@ -522,21 +528,28 @@ class Agent:
             ("sync", self._sync_loop),
             ("report", self._report_loop),
             ("upload", self._upload_loop),
+            ("flush", self._flush_loop),
         ):
             thread = threading.Thread(target=target, name=f"edge-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self, timeout: float = 20.0) -> None:
+        """Stop the loops, write the telemetry still in memory, save the state."""
         self._stop.set()
         self._report_wake.set()
         self._upload_wake.set()
+        self.queue.waiting.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
         with self._state_lock:
             self.state_file.save(self.state)
+        try:
+            self.queue.flush()
+        except Exception:
+            log.exception("telemetry: could not write the last predicted rows")
         if alive:
             log.warning("stopping with %s still busy (a call to the server)", ", ".join(alive))
         else:
@@ -558,6 +571,19 @@ class Agent:
             except Exception:
                 log.exception("report failed")
             self._report_wake.wait(self.poll_seconds)
+
+    def _flush_loop(self) -> None:
+        """Write the recorded telemetry `flush_seconds` after the first request that waits: the
+        requests of that moment in one transaction, off the request path."""
+        while not self._stop.is_set():  # stop() writes what is left
+            if not self.queue.waiting.wait(1.0) or self._stop.is_set():
+                continue
+            self._stop.wait(self.flush_seconds)
+            try:
+                self.queue.flush()
+            except Exception:  # kept in memory (and bounded): tried again in a while
+                log.exception("telemetry: could not write the predicted rows; trying again")
+                self._stop.wait(5.0)
 
     def _upload_loop(self) -> None:
         failures = 0

@@ -17,6 +17,7 @@ from typing import Any
 
 from edumlops.edge import __version__
 from edumlops.edge.config import (
+    FLUSH_SECONDS,
     NODE_FILE,
     PROTOCOL,
     ConfigError,
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="cap bundle downloads at this many kilobytes per second (slow links)",
+    )
+    run.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=None,
+        help="how long a prediction's telemetry may wait in memory before it is written "
+        f"(default {FLUSH_SECONDS:g}): about what a hard crash can lose; SIGTERM loses nothing",
     )
     run.add_argument(
         "--log-level",
@@ -230,16 +238,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise Failure("--poll must be more than 0 seconds.")
     if args.max_kbps is not None and args.max_kbps <= 0:
         raise Failure("--max-kbps must be more than 0.")
+    if args.flush_seconds is not None and args.flush_seconds <= 0:
+        raise Failure("--flush-seconds must be more than 0.")
     NodeConfig.load(cache)  # registered? (says how to register, before anything is created)
     with _exclusive(cache):
         return _run(args, cache)
+
+
+# A thread that wants the GIL gets it after this long at most (Python's default: 5 ms): a
+# request does not wait behind the sync, report, upload and flush threads' Python code.
+SWITCH_INTERVAL = 0.0005
 
 
 def _run(args: argparse.Namespace, cache: Path) -> int:
     from edumlops.edge.agent import Agent
     from edumlops.edge.server import make_server
 
-    agent = Agent(cache, poll_seconds=args.poll, max_kbps=args.max_kbps)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    agent = Agent(
+        cache,
+        poll_seconds=args.poll,
+        max_kbps=args.max_kbps,
+        flush_seconds=args.flush_seconds or FLUSH_SECONDS,
+    )
     model = agent.start_model()
     try:
         httpd = make_server(agent, args.host, args.port)

@@ -21,6 +21,7 @@ NODE_FILE = "node.json"
 KEY_FILE = "telemetry.key"
 STATE_FILE = "state.json"
 PROTOCOL = 1
+FLUSH_SECONDS = 0.1  # telemetry is written this long after the first unsaved request
 
 
 class ConfigError(Exception):

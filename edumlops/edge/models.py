@@ -4,12 +4,11 @@ counted on."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from edumlops.edge.store import BundleStore
 from edumlops.ml import binning
@@ -19,11 +18,17 @@ from edumlops.ml.runtime import OrtModel
 from edumlops.ml.serving_core import ServingModel, feed
 
 LATENCY_RUNS = 50
+VECTOR_ROWS = 32  # from this many rows a request's bins are counted with numpy
 PREDICTION = "__prediction__"  # the drift reference's bins of the predicted probability
 
 
 class LoadError(Exception):
     """A verified bundle that ONNX Runtime (or the serving core) cannot serve."""
+
+
+# the agent's runner: edumlops.ml.runtime.OrtModel reads the one-hot categories off the model's
+# bytes (edumlops.ml.onnx_graph), without `onnx`, so the slim install gets them exactly too
+EdgeOrtModel = OrtModel
 
 
 class Bins:
@@ -40,6 +45,37 @@ class Bins:
                 self.numeric[name] = [float(e) for e in ref.get("edges") or []]
             elif ref.get("kind") == "categorical":
                 self.categorical[name] = [str(c) for c in ref.get("categories") or []]
+
+        # category → its bin, "other", "missing": as binning.categorical_bins
+        self._index = {
+            name: ({c: i for i, c in enumerate(cats)}, len(cats), len(cats) + 1)
+            for name, cats in self.categorical.items()
+        }
+
+    def add(
+        self, totals: dict[str, list[int]], rows: list[dict[str, Any]], probabilities: list[float]
+    ) -> None:
+        """Add the counts of these rows (and of their predicted probabilities) to `totals`, per
+        feature and bin: the bins of `histograms`. A small request is counted row by row (a
+        bisect per value costs less than numpy's call overhead), a large one with numpy."""
+        if len(rows) >= VECTOR_ROWS:
+            for name, counts in self.histograms(rows, probabilities).items():
+                total = totals.setdefault(name, [0] * len(counts))
+                for i, n in enumerate(counts):
+                    total[i] += n
+            return
+        for name, edges in self.numeric.items():
+            total = totals.get(name) or totals.setdefault(name, [0] * binning.size(edges))
+            missing = len(edges) + 1
+            values = probabilities if name == PREDICTION else [row.get(name) for row in rows]
+            for value in values:
+                x = _number(value)
+                total[missing if x != x else bisect.bisect_right(edges, x)] += 1
+        for name, (index, other, missing) in self._index.items():
+            total = totals.get(name) or totals.setdefault(name, [0] * (missing + 1))
+            for row in rows:
+                value = row.get(name)
+                total[missing if value is None else index.get(str(value), other)] += 1
 
     def sizes(self) -> dict[str, int]:
         return {n: binning.size(b) for n, b in {**self.numeric, **self.categorical}.items()}
@@ -90,7 +126,7 @@ def load(store: BundleStore, version: int) -> ActiveModel:
     on disk); LoadError: it verifies but cannot be served here."""
     signed = store.verify(version)
     try:
-        runner = OrtModel((store.path(version) / MODEL_FILE).read_bytes())
+        runner = EdgeOrtModel((store.path(version) / MODEL_FILE).read_bytes())
     except BundleError as exc:  # OrtModel's way of saying ONNX Runtime refused the model
         raise LoadError(str(exc)) from None
     except OSError as exc:
@@ -146,7 +182,13 @@ def measure(
         started = time.perf_counter()
         serving.onnx.predict_feed(arrays)
         times.append((time.perf_counter() - started) * 1000)
-    return (
-        round(float(np.percentile(times, 50)), 4),
-        round(float(np.percentile(times, 95)), 4),
-    )
+    return round(percentile(times, 50), 4), round(percentile(times, 95), 4)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """numpy's default (linear) percentile, without its first-call cost on the way to serving."""
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    low = math.floor(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)

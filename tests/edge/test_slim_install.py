@@ -77,6 +77,9 @@ onnx = OrtModel(open({str(bundle / "model.onnx")!r}, "rb").read())
 model = ServingModel.from_manifest(manifest, onnx)
 answers, _ = predict(model, json.loads(sys.stdin.read()))
 import edumlops.edge.agent, edumlops.edge.cli, edumlops.edge.server
+from edumlops.edge.models import EdgeOrtModel
+categories = EdgeOrtModel(open({str(bundle / "model.onnx")!r}, "rb").read()).categories
+assert "onnx" not in sys.modules and categories, categories  # read off the graph's bytes
 print(json.dumps(answers))
 """
     result = subprocess.run(
