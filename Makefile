@@ -7,9 +7,8 @@ run:  ## set up, migrate, seed the demo and run web + worker + beat (Ctrl-C stop
 test:  ## install test dependencies, make sure PostgreSQL/Redis/chromium are there, run ruff + pytest
 	@bash scripts/test.sh
 
-bench:  ## run every benchmark under bench/ and print the table
-	@bash scripts/bootstrap.sh test,bench
-	@.venv/bin/python bench/run_all.py
+bench:  ## run every benchmark under bench/ and print the table (installs wrk and the bench extra)
+	@bash scripts/bench.sh
 
 lint:
 	@bash scripts/bootstrap.sh test
