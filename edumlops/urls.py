@@ -7,6 +7,7 @@ from edumlops.audit import views as audit_views
 from edumlops.datasets import api as datasets_api
 from edumlops.datasets import views as datasets_views
 from edumlops.deployments import api as deployments_api
+from edumlops.deployments import hotpath as deployments_hotpath
 from edumlops.deployments import views as deployments_views
 from edumlops.fleet import api as fleet_api
 from edumlops.fleet import views as fleet_views
@@ -106,7 +107,11 @@ urlpatterns = [
         deployments_api.deployment_promote,
         name="api-deployment-promote",
     ),
-    path("api/schools/<int:pk>/predict/", deployments_api.school_predict, name="api-predict"),
+    path(
+        "api/schools/<int:pk>/predict/",
+        deployments_hotpath.view(deployments_api.school_predict),
+        name="api-predict",
+    ),
     path("api/tokens/", deployments_api.token_list, name="api-tokens"),
     path("api/tokens/<int:pk>/revoke/", deployments_api.token_revoke, name="api-token-revoke"),
     path(
@@ -148,6 +153,7 @@ urlpatterns = [
     path("api/models/<int:pk>/card.json", registry_api.model_card_json, name="api-model-card"),
     path("api/models/<int:pk>/card.md", registry_api.model_card_markdown, name="api-model-card-md"),
     path("api/models/<int:pk>/alias/", registry_api.model_alias, name="api-model-alias"),
+    path("api/models/<int:pk>/predict/", registry_api.model_predict, name="api-model-predict"),
     path("api/", include("workflows.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from edumlops.datasets.models import Dataset, DatasetVersion, ingest, store_generated
 from edumlops.ml import oulad
 from edumlops.ml.datasets import Roles
@@ -40,4 +42,46 @@ def seed_datasets(district: District, rows: int = 6000) -> list[tuple[DatasetVer
                 attribution=oulad.ATTRIBUTION,
             )
         )
+    stored.append(seed_enrollment(district))
     return stored
+
+
+ENROLLMENT_NAME = "Enrollment per school, grade and term (synthetic)"
+ENROLLMENT_ROLES = Roles(school="school", grade="grade", time="period")
+ENROLLMENT_OPENING = ("Mill Road Elementary", 2024, "fall")
+ENROLLMENT_BOUNDARY = ("Riverside High School", "Hillview High", 2021, "fall")
+
+
+def enrollment_history(seed: int = 0) -> pd.DataFrame:
+    """Ten school years (2016-17 to 2025-26) of fall, spring and summer counts for the six demo
+    schools and the grades each serves: Mill Road Elementary opens in the fall of 2024, and from
+    the fall of 2021 a fifth of Riverside High School's students are counted at Hillview High."""
+    from edumlops.ml.enrollment_synth import BoundaryChange, Opening, simulate_enrollment
+
+    return simulate_enrollment(
+        6,
+        seed=seed,
+        opening=Opening(*ENROLLMENT_OPENING),
+        boundary_change=BoundaryChange(*ENROLLMENT_BOUNDARY),
+    )
+
+
+def seed_enrollment(district: District) -> tuple[DatasetVersion, bool]:
+    """Store the demo's enrollment history (idempotent: the same bytes find the same version):
+    what the "Enrollment forecast, retrained at each term start" template trains on."""
+    return ingest(
+        district=district,
+        name=ENROLLMENT_NAME,
+        data=enrollment_history().to_csv(index=False).encode(),
+        roles=ENROLLMENT_ROLES,
+        original_name="enrollment.csv",
+        source=Dataset.Source.GENERATED,
+        description=(
+            "Ten school years (2016-17 to 2025-26) of enrollment per school, grade and term "
+            "(fall, spring, summer) at the six demo schools, made by "
+            "edumlops.ml.enrollment_synth: steady trends per school, a random walk per grade, "
+            "fewer students as the year goes on, Mill Road Elementary opening in the fall of "
+            "2024 (zeros before), and a boundary change that moves a fifth of Riverside High "
+            "School's students to Hillview High from the fall of 2021."
+        ),
+    )

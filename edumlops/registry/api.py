@@ -6,15 +6,18 @@ from __future__ import annotations
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from edumlops.core.api import parse
+from edumlops.core.api import api_error, errors, parse
 from edumlops.ml import model_card
+from edumlops.ml.task_types import TaskType
+from edumlops.ml.task_types import parse as task_type
 from edumlops.ml.tracking import ALIASES
+from edumlops.registry import predictors
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from edumlops.schools.permissions import Action, require, visible_districts
 
@@ -32,6 +35,7 @@ class ModelOut(serializers.ModelSerializer):
             "model_uri",
             "run_id",
             "algorithm",
+            "task_type",
             "district",
             "dataset_version",
             "dataset_sha256",
@@ -120,3 +124,100 @@ def model_alias(request: Request, pk: int) -> Response:
     mlflow_ready()
     model.set_alias(body["alias"], actor=request.user)
     return Response(ModelOut(model).data)
+
+
+# --- predict with a version, in the shape of its task type --------------------------------------
+
+
+class ForecastIn(serializers.Serializer):
+    """Which rows of an enrollment forecast: all of them by default."""
+
+    school = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    grade = serializers.CharField(required=False, allow_blank=True, max_length=50)
+    steps = serializers.IntegerField(
+        required=False, min_value=1, max_value=60, help_text="How many terms ahead (default: all)."
+    )
+
+
+class PredictModelOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+
+
+class ForecastRowOut(serializers.Serializer):
+    school = serializers.CharField()
+    grade = serializers.CharField(allow_null=True, help_text="None in a forecast per school.")
+    period = serializers.CharField(help_text='The registration cycle, e.g. "2026-27 fall".')
+    year = serializers.IntegerField()
+    term = serializers.CharField()
+    step = serializers.IntegerField(help_text="Terms ahead of the last term of the history.")
+    point = serializers.FloatField(help_text="Expected enrollment.")
+    lower = serializers.FloatField(help_text="Lower end of the prediction interval.")
+    upper = serializers.FloatField(help_text="Upper end of the prediction interval.")
+    method = serializers.CharField(help_text="The method used for this series.")
+    fallback_reason = serializers.CharField(
+        allow_blank=True, help_text="Why this series fell back to a simpler method, if it did."
+    )
+
+
+class ForecastOut(serializers.Serializer):
+    task_type = serializers.ChoiceField(choices=[TaskType.FORECAST.value])
+    model = PredictModelOut()
+    method = serializers.CharField()
+    level = serializers.FloatField(help_text="The prediction interval's coverage, e.g. 0.8.")
+    by = serializers.ChoiceField(choices=["grade", "school"])
+    forecasts = ForecastRowOut(many=True)
+
+
+PREDICT_IN: dict[TaskType, type[serializers.Serializer]] = {TaskType.FORECAST: ForecastIn}
+PREDICT_OUT: dict[TaskType, type[serializers.Serializer]] = {TaskType.FORECAST: ForecastOut}
+
+
+@extend_schema(
+    request=PolymorphicProxySerializer(
+        component_name="ModelPredictRequest",
+        serializers=list(PREDICT_IN.values()),
+        resource_type_field_name=None,
+    ),
+    responses={
+        200: PolymorphicProxySerializer(
+            component_name="ModelPredictAnswer",
+            serializers={t.value: s for t, s in PREDICT_OUT.items()},
+            resource_type_field_name="task_type",
+        ),
+        **errors(409),
+    },
+)
+@api_view(["POST"])
+def model_predict(request: Request, pk: int) -> Response:
+    """Answer with this model version in the shape of its task type (`task_type` in the answer).
+
+    - **forecast**: the enrollment forecast per school (and grade) and future term, with its
+      prediction interval; the body may narrow it by `school`, `grade` and `steps` ahead.
+    - **binary risk**: answered by a school's deployment (`POST /api/schools/{id}/predict/`),
+      where answers are recorded and monitored: 409 here.
+    """
+    model = _get_model_for_user(request, pk, Action.VIEW)
+    kind = task_type(model.task_type)
+    data = request.data if request.data is not None else {}
+    if not isinstance(data, dict):
+        return api_error("The body must be a JSON object.")
+    shape = PREDICT_IN.get(kind)
+    if shape is not None:
+        allowed = set(shape().fields)
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            return api_error(
+                f"{model} is {kind.noun}; its request takes {', '.join(sorted(allowed))}, not "
+                f"{', '.join(map(repr, unknown))}."
+            )
+        body = parse(shape, data)
+    else:
+        body = dict(data)
+    try:
+        answer = predictors.predict(model, body)
+    except predictors.PredictRefused as exc:
+        code = "invalid" if exc.status == 400 else "conflict"
+        return api_error(str(exc), code=code, status_code=exc.status)
+    return Response(answer)

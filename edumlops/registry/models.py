@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 
 from edumlops.core.hooks import Hook
+from edumlops.ml import task_types
 from edumlops.schools.models import District
 
 # [{by, decision, comment, at, step}] of a workflow run, oldest first; registered by workflows
@@ -39,6 +40,10 @@ class ModelVersion(models.Model):
     version = models.CharField(max_length=20)
     run_id = models.CharField(max_length=64)  # the MLflow run that trained it
     algorithm = models.CharField(max_length=40)
+    # what it predicts (edumlops/ml/task_types.py): each step serves or refuses each type
+    task_type = models.CharField(
+        max_length=20, choices=task_types.CHOICES, default=task_types.TaskType.BINARY_RISK.value
+    )
     dataset_version = models.ForeignKey(
         "datasets.DatasetVersion", null=True, on_delete=models.SET_NULL, related_name="models"
     )

@@ -39,6 +39,8 @@ EXPECTED = {
     "performance_monitor",
     "device_latency_monitor",
     "edge_sync",
+    "train_forecast",
+    "backtest_gate",
 }
 
 

@@ -100,7 +100,6 @@ def test_a_template_graph_has_no_error_but_the_choice_left_out_and_its_missing_b
     ("key", "kinds"),
     [
         ("short-answer-scoring", ["train_text_scorer", "human_review_threshold"]),
-        ("enrollment-forecast", ["train_forecast", "check_forecast"]),
     ],
 )
 def test_templates_needing_blocks_that_do_not_exist_list_them_and_never_fake_them(key, kinds):
@@ -117,7 +116,13 @@ def test_templates_needing_blocks_that_do_not_exist_list_them_and_never_fake_the
 
 
 def test_the_available_templates_use_only_existing_blocks():
-    for key in ("early-warning", "drift-retrain", "watch-model", "federated-early-warning"):
+    for key in (
+        "early-warning",
+        "drift-retrain",
+        "watch-model",
+        "federated-early-warning",
+        "enrollment-forecast",
+    ):
         assert TEMPLATES[key].available and TEMPLATES[key].missing == []
 
 
@@ -412,7 +417,7 @@ def test_the_page_shows_every_card_and_the_form_to_admins(
     assert response.status_code == 200
     html = response.content.decode()
     assert html.count('data-testid="template-card"') == len(TEMPLATES)
-    assert html.count('data-testid="missing-badge"') == 4
+    assert html.count('data-testid="missing-badge"') == 2
     assert "Cannot run yet:" in html
     assert 'data-testid="use-early-warning"' in html
     assert "Students 0 v1 — 300 rows, label at_risk" in html
@@ -473,15 +478,15 @@ def test_the_form_makes_the_workflow_and_opens_it_on_the_canvas(
 def test_the_form_says_a_template_with_missing_blocks_was_saved_as_a_draft(client, district_admin):
     client.force_login(district_admin)
     response = client.post(
-        "/workflows/templates/", {"template": "enrollment-forecast", "name": "Forecast"}
+        "/workflows/templates/", {"template": "short-answer-scoring", "name": "Scoring"}
     )
     assert response.status_code == 302
-    workflow = Workflow.objects.get(name="Forecast")
+    workflow = Workflow.objects.get(name="Scoring")
     assert workflow.latest_version().draft
     (message,) = [str(m) for m in get_messages(response.wsgi_request)]
     assert message == (
-        "“Forecast” was saved as a draft that cannot run: it needs 2 block(s) that do not exist "
-        "yet (the MISSING BLOCK notes on the canvas say what they would do). 4 other problem(s) "
+        "“Scoring” was saved as a draft that cannot run: it needs 2 block(s) that do not exist "
+        "yet (the MISSING BLOCK notes on the canvas say what they would do). 6 other problem(s) "
         "are marked on the canvas."
     )
 

@@ -138,6 +138,14 @@ class DatasetBlock(Block):
                 + (" (the one chosen)" if version == chosen else f" (chosen: v{chosen.number})")
             )
         roles = version.role_set
+        if not roles.label and _is_enrollment(version):
+            context.log(
+                f"{version}: {version.rows} rows of enrollment counts per school, grade and "
+                f"term, sha256 {version.sha256[:12]}…; no label: a forecast learns the counts "
+                "themselves (Train model would refuse it)"
+            )
+            context.metric("rows", version.rows)
+            return {"dataset": version.reference()}
         if not roles.label or not roles.positive:
             raise BlockError(
                 f'"{version}" has no label column and positive class marked: mark them, or '
@@ -280,3 +288,12 @@ class SplitBlock(Block):
                 context.log(f"Stored {_part(out)} for the next steps: {sha256[:12]}…")
             outputs[part] = out
         return outputs
+
+
+ENROLLMENT_COLUMNS = ("school", "year", "term", "enrollment")
+
+
+def _is_enrollment(version: DatasetVersion) -> bool:
+    """An enrollment history (counts per school, grade and term): it needs no label."""
+    names = {c["name"] for c in version.schema}
+    return all(c in names for c in ENROLLMENT_COLUMNS)

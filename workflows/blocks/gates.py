@@ -211,10 +211,13 @@ class BiasGate(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         from edumlops.ml.fairness import BiasRule, bias_report, bias_report_from_counts
+        from edumlops.ml.task_types import TaskType
         from edumlops.ml.training import binary_target
         from workflows.blocks.modelling import holdout, model_for
 
-        model = model_for(context, inputs["model"])
+        model = model_for(
+            context, inputs["model"], step="Bias gate", accepts=(TaskType.BINARY_RISK,)
+        )
         if context.proposal is not None:  # approved after an inconclusive check: no new report
             return self._approved(context, model, inputs)
         limit = params.max_difference if params.rule == "max_difference" else params.min_ratio
@@ -316,3 +319,148 @@ class BiasGate(Block):
 def report_digest(report: dict[str, Any]) -> str:
     """What identifies the report that approvers were shown."""
     return hashlib.sha256(json.dumps(report, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class BacktestParams(Params):
+    origins: int = Field(
+        6,
+        ge=1,
+        le=40,
+        description=(
+            "How many past registration cycles to replay: at each, the model is trained on the "
+            "history up to that term only and its forecast compared with what came."
+        ),
+        json_schema_extra={"unit": "registration cycles"},
+    )
+    horizon: int = Field(
+        0,
+        ge=0,
+        le=24,
+        description="Terms ahead judged at each cycle; 0 = as many as the model forecasts.",
+        json_schema_extra={"unit": "terms"},
+    )
+    max_ratio: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "The model's scaled error (MASE) divided by the seasonal naive's must be below "
+            "this: 1 = just beat last year's count for the same term; 0.9 = be 10% better."
+        ),
+        json_schema_extra={"threshold": "district", "label": "Largest MASE ratio to the baseline"},
+    )
+
+
+class BacktestGate(Block):
+    kind = "backtest_gate"
+    category = "gate"
+    label = "Backtest forecast"
+    help = (
+        "Replays past registration cycles, one at a time: the forecast method is trained on "
+        "the history up to that cycle and its forecast compared with the enrollment that came, "
+        "and so is the seasonal naive (last year's count for the same term). MAPE (the average "
+        "error as a share of the count) and MASE (the error scaled by each series' usual "
+        "change) are recorded; the run goes on only when the model's MASE beats the seasonal "
+        "naive's."
+    )
+    icon = "activity"
+    Params = BacktestParams
+    inputs = (Port("model", (PortType.MODEL,), "Forecast model version"),)
+    outputs = (output("model", PortType.MODEL, "Forecast that beat the baseline"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from edumlops.ml import tracking
+        from edumlops.ml.forecast import LABELS, backtest, forecast_gate
+        from edumlops.ml.task_types import TaskType
+        from edumlops.registry.models import mlflow_ready
+        from workflows.blocks.data import rows_for
+        from workflows.blocks.modelling import model_for
+
+        ref = inputs["model"]
+        model = model_for(
+            context,
+            ref,
+            step="Backtest forecast",
+            accepts=(TaskType.FORECAST,),
+            instead={
+                TaskType.BINARY_RISK: "Validate",
+                TaskType.ORDINAL_SCORE: "the scorer's validation",
+                TaskType.MASTERY: "the knowledge-tracing validation",
+            },
+        )
+        config = (model.training or {}).get("forecast") or {}
+        method = config.get("method", model.algorithm)
+        if method == "seasonal_naive":
+            raise BlockError(
+                f"{model} is the seasonal naive itself, the baseline the backtest compares "
+                "with: train the forecast with ETS or gradient boosting (method 'ets' or "
+                "'gbm') to gate it."
+            )
+        if not ref.get("history"):
+            raise BlockError(
+                "The model reference carries no enrollment history: connect the output of "
+                "Train enrollment forecast to this block."
+            )
+        history, _ = rows_for(context, ref["history"])
+        horizon = params.horizon or int(config.get("horizon") or 0) or None
+        context.progress(f"replaying {params.origins} registration cycles", 0.05)
+        try:
+            result = backtest(
+                history,
+                methods=[method],
+                origins=params.origins,
+                horizon=horizon,
+                level=float(config.get("level", 0.8)),
+                by=config.get("by", "grade"),
+            )
+            gate = forecast_gate(result, method=method)
+        except ValueError as exc:
+            raise StepStopped(f"the backtest cannot run: {exc}") from None
+        passed = gate.passed and gate.ratio < params.max_ratio
+        reason = gate.reason
+        if gate.passed and not passed:
+            reason += (
+                f" The ratio {gate.ratio:.2f} is not below the limit {params.max_ratio:g}: it "
+                "does not beat the baseline by enough."
+            )
+        numbers = {
+            "mase": gate.mase,
+            "baseline_mase": gate.baseline_mase,
+            "mase_ratio": gate.ratio,
+            "mape": gate.mape,
+            "baseline_mape": gate.baseline_mape,
+            "coverage": gate.coverage,
+        }
+        for name, value in numbers.items():
+            if value == value:  # not NaN
+                context.metric(name, value)
+        model.validation = {
+            "kind": "backtest",
+            **result.as_dict(),
+            "gate": {
+                **{k: (v if v == v else None) for k, v in asdict(gate).items()},
+                "max_ratio": params.max_ratio,
+            },
+            "passed": passed,
+            "failures": [] if passed else [reason],
+        }
+        model.save(update_fields=["validation"])
+        mlflow_ready()
+        tracking.log_json(model.run_id, "backtest.json", model.validation)
+        tracking.log_metrics(
+            model.run_id, {k: v for k, v in numbers.items() if v == v}, prefix="backtest_"
+        )
+        context.log(
+            f"{len(result.origins)} origin(s), {result.origins[0]} to {result.origins[-1]}, "
+            f"{result.horizon} term(s) ahead: {LABELS[method]} MAPE {gate.mape:.2%}, MASE "
+            f"{gate.mase:.3f}; seasonal naive MAPE {gate.baseline_mape:.2%}, MASE "
+            f"{gate.baseline_mase:.3f}; {result.level:.0%} interval coverage {gate.coverage:.0%}"
+        )
+        for note in result.notes:
+            context.log(note)
+        if not passed:
+            raise StepStopped(f"backtest failed: {reason}")
+        context.log(f"Passed: {reason}")
+        return {"model": ref}

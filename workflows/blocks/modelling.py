@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from edumlops.ml import evaluation, privacy, tracking
+from edumlops.ml import evaluation, privacy, task_types, tracking
 from edumlops.ml.datasets import Roles
 from edumlops.ml.naming import MODEL_NAME_PATTERN
+from edumlops.ml.task_types import TaskType
 from edumlops.ml.training import (
     ALGORITHMS,
     FeatureSpec,
@@ -37,7 +38,17 @@ from workflows.blocks.base import (
 from workflows.blocks.data import rows_for, version_for
 
 
-def model_for(context: Context, ref: Any) -> ModelVersion:
+def model_for(
+    context: Context,
+    ref: Any,
+    *,
+    step: str = "",
+    accepts: tuple[TaskType, ...] = tuple(TaskType),
+    instead: dict[TaskType, str] | None = None,
+) -> ModelVersion:
+    """The model version an input refers to. A block that works on some task types only names
+    itself as `step` and lists them in `accepts`: another type is refused in a sentence that
+    says what to use `instead`."""
     if not isinstance(ref, dict) or "model_version" not in ref:
         raise BlockError("The input is not a model: connect a Train model block's output.")
     model = (
@@ -47,6 +58,9 @@ def model_for(context: Context, ref: Any) -> ModelVersion:
     )
     if model is None:
         raise BlockError(f"Model version {ref['model_version']} no longer exists.")
+    refused = task_types.refusal(step or "This block", model.task_type, accepts, instead or {})
+    if refused:
+        raise BlockError(f"{model}: {refused}")
     return model
 
 
@@ -350,7 +364,7 @@ class ValidateBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = dict(inputs["model"])
-        model = model_for(context, ref)
+        model = model_for(context, ref, step="Validate model", accepts=(TaskType.BINARY_RISK,))
         if federated_counts(model) and not (inputs.get("test") or ref.get("test")):
             return self._from_counts(context, ref, model, params)
         frame, roles = holdout(context, ref, inputs.get("test"))
@@ -544,7 +558,7 @@ class ExportOnnxBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = dict(inputs["model"])
-        model = model_for(context, ref)
+        model = model_for(context, ref, step="Export to ONNX", accepts=(TaskType.BINARY_RISK,))
         if not ref.get("test") and ref.get("sample"):
             # trained across schools: parity is checked on the district's schema sample
             frame, _ = rows_for(context, ref["sample"])
@@ -864,3 +878,119 @@ def _school_codes(district: Any, wanted: list[str]) -> list[str]:
             f"{', '.join(s.code for s in schools[:5])}, or a tag set on the schools."
         )
     return codes
+
+
+class TrainForecastParams(Params):
+    model_name: str = Field(
+        "enrollment-forecast",
+        pattern=MODEL_NAME_PATTERN,
+        description="Name of the model in the registry (lowercase letters, digits, dashes).",
+    )
+    method: Literal["ets", "gbm", "seasonal_naive"] = Field(
+        "ets",
+        description=(
+            "Exponential smoothing (ETS) follows each school and grade's trend and its pattern "
+            "over the year; gradient boosting learns from the recent growth of all schools at "
+            "once; seasonal naive repeats last year's count for the same term (the baseline "
+            "the Backtest gate compares with)."
+        ),
+        json_schema_extra={
+            "labels": {
+                "ets": "Exponential smoothing (ETS)",
+                "gbm": "Gradient boosting on lags",
+                "seasonal_naive": "Seasonal naive (last year's count)",
+            }
+        },
+    )
+    horizon: int = Field(
+        0,
+        ge=0,
+        le=24,
+        description="How many terms ahead to forecast; 0 = one school year (all its terms).",
+        json_schema_extra={"unit": "terms"},
+    )
+    level: float = Field(
+        0.8,
+        ge=0.5,
+        le=0.99,
+        description=(
+            "How sure the range around each forecast is: 0.8 means the actual count should fall "
+            "inside it 8 times out of 10."
+        ),
+        json_schema_extra={"label": "Interval level"},
+    )
+    by: Literal["grade", "school"] = Field(
+        "grade",
+        description="Forecast each school and grade, or each school's total.",
+    )
+
+
+class TrainForecastBlock(Block):
+    kind = "train_forecast"
+    category = "model"
+    label = "Train enrollment forecast"
+    help = (
+        "Forecasts how many students each school and grade will have in the coming terms, with "
+        "a range of likely values, from the enrollment history (one row per school, grade and "
+        "term: school, grade, year, term and enrollment). A school with too little history for "
+        "the method (one that just opened) gets a simpler forecast, and the log says which. "
+        "Logs to MLflow and registers a forecast model version whose forecast table is kept "
+        "with it."
+    )
+    icon = "trending-up"
+    Params = TrainForecastParams
+    inputs = (Port("history", (PortType.DATASET,), "Enrollment history"),)
+    outputs = (output("model", PortType.MODEL, "Forecast model version"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml.forecast import LABELS
+        from edumlops.registry import forecasts
+
+        ref = inputs["history"]
+        version = version_for(context, ref)
+        context.progress("loading the history", 0.0)
+        frame, roles = rows_for(context, ref)
+        job = forecasts.ForecastJob(
+            district=context.run.workflow.district,
+            dataset_version=version,
+            model_name=params.model_name,
+            method=params.method,
+            horizon=params.horizon or None,
+            level=params.level,
+            by=params.by,
+            run_label=f"run {context.run_id} · {context.node_id}",
+            workflow_run_id=context.run_id,
+            started_by=context.run.started_by,
+        )
+        try:
+            trained = forecasts.train_and_register(job, frame, roles, context.progress)
+        except forecasts.ForecastError as exc:
+            raise BlockError(f'"{version}" cannot be forecast: {exc}') from None
+        model = trained.model
+        info = model.training["forecast"]
+        context.log(
+            f"{LABELS[params.method]} on {model.training['series']} series "
+            f"({'school and grade' if params.by == 'grade' else 'school'}), "
+            f"{model.training['terms']} terms ({model.training['period']['from']} to "
+            f"{model.training['period']['to']}): {info['horizon']} term(s) ahead, "
+            f"{info['first_period']} to {info['last_period']}, {params.level:.0%} intervals"
+        )
+        for reason in info["fallback_reasons"]:
+            context.log(f"Fallback: {reason}")
+        context.log(
+            f"Next term, all schools: {info['total_next_term']:,.0f} students forecast "
+            f"(last term: {model.training['students_last_term']:,})"
+        )
+        context.log(f"Registered {trained.model_uri} (MLflow run {model.run_id})")
+        context.metric("series", info["series"])
+        context.metric("fallbacks", info["fallbacks"])
+        context.metric("forecast_next_term", info["total_next_term"])
+        return {
+            "model": {
+                "model_version": model.pk,
+                "name": model.name,
+                "version": model.version,
+                "run_id": model.run_id,
+                "history": ref,
+            }
+        }

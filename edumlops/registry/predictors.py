@@ -1,0 +1,145 @@
+"""Answering with a model version of any task type, in the shape of its type.
+
+`POST /api/models/{id}/predict/` (registry/api.py) calls `predict`. Each task type has one
+function here that turns the checked request body into the answer:
+
+- forecast: the stored forecast rows (school, grade, term, point and interval), filtered by
+  school, grade and how many terms ahead;
+- binary risk: refused with the door that answers it (a school's deployment), since a risk
+  model's answers are recorded and monitored per school.
+
+Mastery and ordinal-score versions are added beside these as their artifacts are registered.
+What each version needs to answer (a forecast table) is read from MLflow once per process and
+kept: a registered version never changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from edumlops.ml.task_types import TaskType, parse
+from edumlops.registry.models import ModelVersion
+
+
+class PredictRefused(ValueError):
+    """The version cannot answer this request; the message says why and what to do instead.
+    `status` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+KEEP = 16  # loaded versions kept per process
+_kept: OrderedDict[tuple[int, str], Any] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _loaded(version: ModelVersion, load: Callable[[ModelVersion], Any]) -> Any:
+    key = (version.pk, version.run_id)
+    with _lock:
+        if key in _kept:
+            _kept.move_to_end(key)
+            return _kept[key]
+    value = load(version)
+    with _lock:
+        _kept[key] = value
+        while len(_kept) > KEEP:
+            _kept.popitem(last=False)
+    return value
+
+
+def _model(version: ModelVersion) -> dict[str, Any]:
+    return {"id": version.pk, "name": version.name, "version": version.version}
+
+
+# --- forecast ----------------------------------------------------------------------------------
+FORECAST_FIELDS = ("school", "grade", "period", "year", "term", "step")
+
+
+def _forecast(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
+    from edumlops.registry.forecasts import ForecastError, load_forecast
+
+    try:
+        rows = _loaded(version, load_forecast)
+    except ForecastError as exc:
+        raise PredictRefused(str(exc), status=409) from None
+    config = rows.attrs.get("config", {})
+    chosen = rows
+    for key in ("school", "grade"):
+        wanted = body.get(key)
+        if wanted in (None, ""):
+            continue
+        if key not in rows.columns:
+            raise PredictRefused(f"This forecast is per school, not per {key}: leave out {key!r}.")
+        values = rows[key].astype(str)
+        chosen = chosen[values.loc[chosen.index] == str(wanted)]
+        if chosen.empty:
+            known = sorted(set(values))
+            raise PredictRefused(
+                f"{key.capitalize()} {wanted!r} is not in this forecast: use one of "
+                f"{', '.join(known[:30])}{' …' if len(known) > 30 else ''}."
+            )
+    steps = body.get("steps")
+    if steps is not None:
+        horizon = int(rows["step"].max())
+        if steps > horizon:
+            raise PredictRefused(
+                f"This forecast reaches {horizon} terms ahead; ask for steps 1 to {horizon}, or "
+                "train it again with a longer horizon."
+            )
+        chosen = chosen[chosen["step"] <= steps]
+    forecasts = []
+    for row in chosen.to_dict("records"):
+        forecasts.append(
+            {
+                "school": str(row["school"]),
+                "grade": str(row["grade"]) if "grade" in row and row["grade"] is not None else None,
+                "period": str(row["period"]),
+                "year": int(row["year"]),
+                "term": str(row["term"]),
+                "step": int(row["step"]),
+                "point": round(float(row["point"]), 2),
+                "lower": round(float(row["lower"]), 2),
+                "upper": round(float(row["upper"]), 2),
+                "method": str(row["method"]),
+                "fallback_reason": str(row.get("reason") or ""),
+            }
+        )
+    return {
+        "task_type": TaskType.FORECAST.value,
+        "model": _model(version),
+        "method": config.get("method"),
+        "level": config.get("level"),
+        "by": config.get("by"),
+        "forecasts": forecasts,
+    }
+
+
+def _binary_risk(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
+    raise PredictRefused(
+        f"{version} is a yes/no risk model: its answers come from a school's deployment, where "
+        "they are recorded and monitored. Roll it out to a school, then POST rows to "
+        "/api/schools/{id}/predict/.",
+        status=409,
+    )
+
+
+ANSWER: dict[TaskType, Callable[[ModelVersion, dict[str, Any]], dict[str, Any]]] = {
+    TaskType.FORECAST: _forecast,
+    TaskType.BINARY_RISK: _binary_risk,
+}
+
+
+def predict(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer of `version` to a checked request body, in the shape of its task type."""
+    kind = parse(version.task_type)
+    answer = ANSWER.get(kind)
+    if answer is None:
+        raise PredictRefused(
+            f"{version} is {kind.noun}, which this server cannot answer with yet.", status=409
+        )
+    return answer(version, body)
