@@ -41,6 +41,7 @@ EXPECTED = {
     "edge_sync",
     "train_forecast",
     "backtest_gate",
+    "forecast_error_monitor",
 }
 
 

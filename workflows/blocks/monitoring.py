@@ -1,6 +1,6 @@
-"""Monitoring blocks: drift, performance and device latency. Each is its typed parameters plus
-one call into `edumlops.monitoring.checks`, where the rules live; the block only turns the
-result into the step's log lines, metrics and report."""
+"""Monitoring blocks: drift, performance, device latency and forecast error. Each is its typed
+parameters plus one call into `edumlops.monitoring.checks`, where the rules live; the block only
+turns the result into the step's log lines, metrics and report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from edumlops.datasets.models import load_reference
 from edumlops.monitoring import checks
 from workflows.blocks.base import ANY, Block, BlockError, Context, Params, Port, PortType, output
-from workflows.blocks.data import pseudonym_key, version_for
+from workflows.blocks.data import pseudonym_key, rows_for, version_for
 
 
 # The checks' parameter models, as block parameters (same fields, schema and validation).
@@ -22,6 +22,10 @@ class PerformanceParams(checks.PerformanceParams, Params):
 
 
 class LatencyParams(checks.LatencyParams, Params):
+    pass
+
+
+class ForecastErrorParams(checks.ForecastErrorParams, Params):
     pass
 
 
@@ -102,5 +106,62 @@ class DeviceLatencyMonitorBlock(Block):
         result = checks.check_latency(context.run.workflow.district, params)
         for line in result.log:
             context.log(line)
+        context.metric("new_alerts", result.new_alerts)
+        return {"report": result.report()}
+
+
+class ForecastErrorMonitorBlock(Block):
+    kind = "forecast_error_monitor"
+    category = "monitor"
+    label = "Forecast error monitor"
+    help = (
+        "When a term's actual enrollment arrives (the enrollment history with the new term's "
+        "counts added, or only the new counts: school, grade, year, term, enrollment), "
+        "compares it with what the forecast "
+        "said: the error per school and grade, MAPE, and how many counts fell inside the "
+        "forecast's range. A school whose counts fall outside the range or miss by more than "
+        "the allowed error gets an alert naming the grades and terms."
+    )
+    icon = "trending-up"
+    Params = ForecastErrorParams
+    inputs = (
+        Port("model", (PortType.MODEL,), "Forecast model version"),
+        Port("actuals", (PortType.DATASET,), "Actual enrollment"),
+    )
+    outputs = (output("report", PortType.REPORT, "Forecast error report"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml.task_types import TaskType
+        from workflows.blocks.modelling import model_for
+
+        model = model_for(
+            context,
+            inputs["model"],
+            step="Forecast error monitor",
+            accepts=(TaskType.FORECAST,),
+            instead={
+                TaskType.BINARY_RISK: "Performance monitor",
+                TaskType.ORDINAL_SCORE: "the scorer's validation on newly rated answers",
+                TaskType.MASTERY: "the knowledge-tracing validation",
+            },
+        )
+        version = version_for(context, inputs["actuals"])
+        frame, _ = rows_for(context, inputs["actuals"])
+        context.log(f"Actual enrollment: {version} ({len(frame):,} rows)")
+        try:
+            result = checks.check_forecast_error(
+                context.run.workflow.district, model, frame, params
+            )
+        except checks.CheckError as exc:
+            raise BlockError(str(exc)) from exc
+        for line in result.log:
+            context.log(line)
+        summary = result.summary
+        context.metric("compared", summary["compared"])
+        context.metric("flagged", summary["flagged"])
+        if summary.get("mape") is not None:
+            context.metric("mape", round(summary["mape"], 4))
+        if summary.get("coverage") is not None:
+            context.metric("coverage", round(summary["coverage"], 4))
         context.metric("new_alerts", result.new_alerts)
         return {"report": result.report()}

@@ -1,11 +1,18 @@
 """The monitors' rules, one module per check: drift per group of schools (with the calendar's
-baselines and the edge nodes' aggregates), performance once outcomes arrive, and device latency.
+baselines and the edge nodes' aggregates), performance once outcomes arrive, device latency, and
+forecast error once actual enrollment arrives.
 Each check takes the district, typed parameters and its data, raises or refreshes alerts through
 `edumlops.monitoring.services`, stores its reports, and returns a result object (verdicts, what
 to log, the alerts and reports it made). The workflow blocks are typed parameters plus one call
 here, so a page or the API calling the same function applies the same rule."""
 
 from edumlops.monitoring.checks.drift import DriftParams, DriftResult, GroupDrift, check_drift
+from edumlops.monitoring.checks.forecast import (
+    ForecastErrorParams,
+    ForecastErrorResult,
+    SchoolError,
+    check_forecast_error,
+)
 from edumlops.monitoring.checks.latency import (
     LatencyParams,
     LatencyResult,
@@ -25,6 +32,8 @@ __all__ = [
     "CheckParams",
     "DriftParams",
     "DriftResult",
+    "ForecastErrorParams",
+    "ForecastErrorResult",
     "GroupDrift",
     "LatencyParams",
     "LatencyResult",
@@ -32,8 +41,10 @@ __all__ = [
     "PerformanceParams",
     "PerformanceResult",
     "ProfileLatency",
+    "SchoolError",
     "SchoolPerformance",
     "check_drift",
+    "check_forecast_error",
     "check_latency",
     "check_performance",
 ]
