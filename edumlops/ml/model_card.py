@@ -18,6 +18,28 @@ DENOMINATORS = {
     "selection_rate": "n",
     "false_positive_rate": "negatives",
 }
+# What a model of each task type is for, when the workflow's Model card block did not say.
+INTENDED_USE = {
+    "binary_risk": "Flag students who may be at risk so that staff can offer support early.",
+    "ordinal_score": (
+        "Suggest a score for a short written answer, for a teacher to confirm; answers the model "
+        "is unsure about go to a teacher. Not the only basis of a grade."
+    ),
+    "forecast": (
+        "Plan staff, rooms and budgets per school and grade for the coming terms. It counts "
+        "students; it says nothing about any one student."
+    ),
+    "mastery": (
+        "Suggest which skill a student practises next. Not for grades, placement or reports "
+        "about a student."
+    ),
+}
+TASK_LABELS = {
+    "binary_risk": "Yes/no risk",
+    "ordinal_score": "Score on a scale",
+    "forecast": "Enrollment forecast",
+    "mastery": "Skill mastery (knowledge tracing)",
+}
 METRIC_LABELS = {
     "auc": "ROC AUC",
     "recall": "Recall",
@@ -79,7 +101,9 @@ def build_card(
     bundle: dict[str, Any],
     approvals: list[dict[str, Any]],
     extra_limitations: str = "",
+    task_type: str = "binary_risk",
 ) -> dict[str, Any]:
+    task_type = task_type or "binary_risk"
     metrics = validation.get("metrics") or {}
     intervals = validation.get("intervals") or {}
     overall = {
@@ -89,7 +113,8 @@ def build_card(
     }
     return {
         "model": model,
-        "intended_use": intended_use,
+        "task": {"type": task_type, "label": TASK_LABELS.get(task_type, task_type)},
+        "intended_use": intended_use or INTENDED_USE.get(task_type, INTENDED_USE["binary_risk"]),
         "data": {
             "dataset": training.get("dataset"),
             "dataset_sha256": training.get("dataset_sha256"),
@@ -117,14 +142,106 @@ def build_card(
         },
         "privacy": privacy_section(training),
         "federated": federated_section(training.get("federated")),
+        "forecast": forecast_section(training, validation) if task_type == "forecast" else None,
         "bundle": {
             "signed": bool(bundle),
             "files": (bundle.get("manifest") or {}).get("files", {}),
             "signing_key_id": (bundle.get("manifest") or {}).get("signing_key_id"),
         },
-        "limitations": limitations(training, validation, bias_report, extra_limitations),
+        "limitations": limitations(
+            training, validation, bias_report, extra_limitations, task_type=task_type
+        ),
         "approvals": approvals,
     }
+
+
+def forecast_section(training: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    """What a forecast's card says: the method, what it forecasts and how sure, the schools that
+    got a simpler forecast, and the backtest against the seasonal naive (None before one)."""
+    info = training.get("forecast") or {}
+    gate = (validation.get("gate") or {}) if validation.get("kind") == "backtest" else {}
+    from edumlops.ml.forecast import LABELS
+
+    return {
+        "method": info.get("method"),
+        "method_label": LABELS.get(info.get("method"), info.get("method")),
+        "by": info.get("by"),
+        "horizon": info.get("horizon"),
+        "level": info.get("level"),
+        "first_period": info.get("first_period"),
+        "last_period": info.get("last_period"),
+        "series": info.get("series") or training.get("series"),
+        "fallbacks": info.get("fallbacks", 0),
+        "fallback_reasons": list(info.get("fallback_reasons") or []),
+        "fallback_series": list(info.get("fallback_series") or []),
+        "total_next_term": info.get("total_next_term"),
+        "students_last_term": training.get("students_last_term"),
+        "backtest": (
+            {
+                "origins": len(validation.get("origins") or []),
+                "first_origin": (validation.get("origins") or [None])[0],
+                "last_origin": (validation.get("origins") or [None])[-1],
+                "mape": gate.get("mape"),
+                "baseline_mape": gate.get("baseline_mape"),
+                "mase": gate.get("mase"),
+                "baseline_mase": gate.get("baseline_mase"),
+                "mase_ratio": gate.get("ratio"),
+                "max_ratio": gate.get("max_ratio"),
+                "coverage": gate.get("coverage"),
+                "passed": validation.get("passed"),
+                "failures": list(validation.get("failures") or []),
+            }
+            if gate
+            else None
+        ),
+    }
+
+
+def forecast_lines(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    lines = [
+        "",
+        "## Forecast",
+        "",
+        f"- Method: {section['method_label']}, per "
+        f"{'school and grade' if section['by'] == 'grade' else 'school'} "
+        f"({section['series']} series)",
+        f"- Forecasts {section['horizon']} term(s): {section['first_period']} to "
+        f"{section['last_period']}, with {_share(section['level'])} intervals",
+        f"- Next term, all schools: {_fmt(section['total_next_term'])} students "
+        f"(last term: {_fmt(section['students_last_term'])})",
+    ]
+    if section["fallbacks"]:
+        lines.append(
+            f"- {section['fallbacks']} series got a simpler forecast "
+            f"({', '.join(section['fallback_series'][:10]) or 'not recorded'}): "
+            + "; ".join(section["fallback_reasons"][:5])
+        )
+    bt = section.get("backtest")
+    if bt:
+        lines += [
+            "",
+            f"Backtest on {bt['origins']} past registration cycles ({bt['first_origin']} to "
+            f"{bt['last_origin']}): **{'passed' if bt['passed'] else 'failed'}**",
+            "",
+            "| | This forecast | Seasonal naive |",
+            "|---|---|---|",
+            f"| MAPE | {_share(bt['mape'], 2)} | {_share(bt['baseline_mape'], 2)} |",
+            f"| MASE | {_fmt(bt['mase'])} | {_fmt(bt['baseline_mase'])} |",
+            "",
+            f"MASE ratio {_fmt(bt['mase_ratio'])} (must be below {_fmt(bt['max_ratio'])}); "
+            f"{_share(bt['coverage'])} of actual counts fell inside the intervals.",
+        ]
+    else:
+        lines += ["", "Not backtested yet."]
+    return lines
+
+
+def _share(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}%}"
 
 
 def privacy_section(training: dict[str, Any]) -> dict[str, Any] | None:
@@ -182,7 +299,11 @@ def limitations(
     validation: dict[str, Any],
     bias_report: dict[str, Any],
     extra: str = "",
+    *,
+    task_type: str = "binary_risk",
 ) -> list[str]:
+    if task_type == "forecast":
+        return forecast_limitations(training, validation, extra)
     found = []
     if extra.strip():
         found.append(extra.strip())
@@ -218,6 +339,32 @@ def limitations(
     return found
 
 
+def forecast_limitations(
+    training: dict[str, Any], validation: dict[str, Any], extra: str = ""
+) -> list[str]:
+    found = [extra.strip()] if extra.strip() else []
+    period = training.get("period") or {}
+    if period:
+        found.append(
+            f"Learned from {period.get('from')} to {period.get('to')}: a new school, a boundary "
+            "change or a new housing estate that the history does not show is not in the "
+            "forecast; watch the Forecast error monitor as each term's counts arrive."
+        )
+    info = training.get("forecast") or {}
+    if info.get("fallbacks"):
+        found.append(
+            f"{info['fallbacks']} series had too little history for the method and got a "
+            "simpler forecast (the seasonal naive or a trend): read their ranges as rough."
+        )
+    if validation.get("kind") != "backtest":
+        found.append("This forecast has not been backtested on past registration cycles.")
+    found.append(
+        "The ranges hold the actual count as often as the interval level says only when the "
+        "coming terms behave like the past ones."
+    )
+    return found
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"
@@ -241,6 +388,8 @@ def to_markdown(card: dict[str, Any]) -> str:
         f"- Aliases: {', '.join(model.get('aliases') or []) or 'none'}",
         f"- MLflow run: {model.get('run_id')}",
         "",
+        f"- Predicts: {(card.get('task') or {}).get('label', TASK_LABELS['binary_risk'])}",
+        "",
         "## Intended use",
         "",
         card["intended_use"],
@@ -249,15 +398,17 @@ def to_markdown(card: dict[str, Any]) -> str:
         "",
         f"- Dataset: {data.get('dataset')} (SHA-256 `{data.get('dataset_sha256')}`)",
         f"- Training rows: {_rows(data)}",
-        f"- Label: {data.get('label')} (positive: {', '.join(data.get('positive_class') or [])})",
+        *_label_lines(data, card),
         *outcome_lines(data.get("outcome")),
-        f"- Sensitive attributes: {', '.join(data.get('sensitive_attributes') or []) or 'none'}",
         f"- Schools: {', '.join(data.get('schools') or []) or 'not recorded'}",
     ]
     period = data.get("period") or {}
     if period:
         lines.append(f"- Period: {period.get('from')} to {period.get('to')}")
     lines += federated_lines(card.get("federated"))
+    if card.get("forecast"):
+        lines += forecast_lines(card["forecast"])
+        return "\n".join([*lines, *_closing_markdown(card)]) + "\n"
     lines += [
         "",
         "## Evaluation",
@@ -292,7 +443,24 @@ def to_markdown(card: dict[str, Any]) -> str:
             lines.append(
                 f"| {g['attribute']} | {g['group']}{flag} | {g['n']} | " + " | ".join(cells) + " |"
             )
-    lines += ["", "## Limitations", ""] + [f"- {item}" for item in card["limitations"]]
+    return "\n".join([*lines, *_closing_markdown(card)]) + "\n"
+
+
+def _label_lines(data: dict[str, Any], card: dict[str, Any]) -> list[str]:
+    """The label (none for a forecast, which counts students) and the sensitive attributes."""
+    lines = []
+    if data.get("label"):
+        positive = ", ".join(data.get("positive_class") or [])
+        lines.append(f"- Label: {data.get('label')} (positive: {positive})")
+    if not card.get("forecast"):
+        sensitive = ", ".join(data.get("sensitive_attributes") or []) or "none"
+        lines.append(f"- Sensitive attributes: {sensitive}")
+    return lines
+
+
+def _closing_markdown(card: dict[str, Any]) -> list[str]:
+    """Limitations, approvals and the bundle: the end of every card."""
+    lines = ["", "## Limitations", ""] + [f"- {item}" for item in card["limitations"]]
     lines += ["", "## Approvals", ""]
     if card["approvals"]:
         for a in card["approvals"]:
@@ -303,7 +471,7 @@ def to_markdown(card: dict[str, Any]) -> str:
     if bundle.get("signed"):
         lines += ["", "## Bundle", "", f"Signed with key `{bundle.get('signing_key_id')}`:"]
         lines += [f"- {name}: `{digest}`" for name, digest in bundle.get("files", {}).items()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def privacy_markdown(section: dict[str, Any] | None) -> list[str]:

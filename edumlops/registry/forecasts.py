@@ -131,6 +131,11 @@ def train_and_register(
             "series": int(len(rows) // horizon),
             "fallbacks": int(len(fallbacks)),
             "fallback_reasons": sorted(set(fallbacks["reason"]))[:20],
+            "fallback_series": [
+                " grade ".join(str(v) for v in key)
+                for key in fallbacks[[c for c in ("school", "grade") if c in fallbacks]]
+                .itertuples(index=False, name=None)
+            ][:20],
             "total_next_term": float(rows.loc[rows["step"] == 1, "point"].sum()),
         },
     }

@@ -147,12 +147,12 @@ class ModelVersion(models.Model):
                 "features": self.features,
                 "created_at": self.created_at.isoformat() if self.created_at else None,
             },
-            intended_use=self.card_text.get("intended_use")
-            or "Flag students who may be at risk so that staff can offer support early.",
+            intended_use=self.card_text.get("intended_use") or "",  # "": the type's own text
             training=self.training,
             validation=self.validation,
             bias_report=self.bias_report,
             bundle=self.bundle,
             approvals=self.approvals(),
             extra_limitations=self.card_text.get("limitations", ""),
+            task_type=self.task_type,
         )

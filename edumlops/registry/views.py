@@ -62,7 +62,7 @@ def card_context(user, model: ModelVersion, *, school: School | None = None) -> 
     if published:
         card["limitations"] = model_card.limitations(
             model.training, model.validation, _sizes_in_words(published),
-            model.card_text.get("limitations", ""),
+            model.card_text.get("limitations", ""), task_type=model.task_type,
         )  # fmt: skip
     return {
         "model": model,

@@ -160,3 +160,103 @@ def test_a_private_models_card_shows_epsilon_bounds_and_the_price():
     assert "| non-private | 0.780 | 0.810 |" in text
     plain = build_card(training={}, **args)
     assert plain["privacy"] is None and "Differential privacy" not in to_markdown(plain)
+
+
+# --- a forecast's card ------------------------------------------------------------------------
+FORECAST_TRAINING = {
+    "rows": 1080,
+    "series": 36,
+    "terms": 30,
+    "schools": ["Hillview High", "Mill Road Elementary"],
+    "period": {"from": "2016-17 fall", "to": "2025-26 summer"},
+    "students_last_term": 4012,
+    "dataset": "Enrollment v1",
+    "dataset_sha256": "ab" * 32,
+    "forecast": {
+        "method": "ets",
+        "by": "grade",
+        "horizon": 3,
+        "level": 0.8,
+        "first_period": "2026-27 fall",
+        "last_period": "2026-27 summer",
+        "series": 36,
+        "fallbacks": 2,
+        "fallback_reasons": ["Mill Road Elementary grade 1: 6 terms, ETS needs 9"],
+        "total_next_term": 4103.4,
+    },
+}
+BACKTEST = {
+    "kind": "backtest",
+    "origins": ["2020-21 fall", "2021-22 fall", "2022-23 fall"],
+    "gate": {
+        "mase": 0.857,
+        "baseline_mase": 1.039,
+        "ratio": 0.825,
+        "mape": 0.0289,
+        "baseline_mape": 0.0349,
+        "coverage": 0.69,
+        "max_ratio": 1.0,
+    },
+    "passed": True,
+    "failures": [],
+}
+
+
+def forecast_card(validation):
+    return build_card(
+        model={"name": "riverside-enrollment-forecast", "version": "1", "algorithm": "ets"},
+        intended_use="",
+        training=FORECAST_TRAINING,
+        validation=validation,
+        bias_report={},
+        bundle={},
+        approvals=[],
+        task_type="forecast",
+    )
+
+
+def test_a_forecasts_card_reads_as_a_forecast_not_as_a_risk_model():
+    card = forecast_card(BACKTEST)
+    assert card["task"] == {"type": "forecast", "label": "Enrollment forecast"}
+    assert card["intended_use"].startswith("Plan staff, rooms and budgets")
+    section = card["forecast"]
+    assert section["method_label"] == "exponential smoothing (ETS)"
+    assert section["backtest"]["mase_ratio"] == 0.825 and section["backtest"]["origins"] == 3
+    assert section["backtest"]["first_origin"] == "2020-21 fall"
+    text = " ".join(card["limitations"])
+    assert "risk score" not in text and "bias gate" not in text
+    assert "2 series had too little history" in text
+    assert "Forecast error monitor" in text
+    md = to_markdown(card)
+    assert "- Predicts: Enrollment forecast" in md
+    assert "## Forecast" in md and "## Evaluation" not in md and "## Fairness" not in md
+    assert "| MAPE | 2.89% | 3.49% |" in md
+    assert "Backtest on 3 past registration cycles (2020-21 fall to 2022-23 fall): **passed**" in md
+    assert "- Label:" not in md and "Sensitive attributes" not in md
+    json.dumps(card)  # plain JSON for the download
+
+
+def test_a_forecast_not_backtested_says_so():
+    card = forecast_card({})
+    assert card["forecast"]["backtest"] is None
+    assert "This forecast has not been backtested on past registration cycles." in card[
+        "limitations"
+    ]
+    assert "Not backtested yet." in to_markdown(card)
+
+
+def test_each_task_type_has_its_own_intended_use_when_none_is_given():
+    uses = {
+        t: build_card(
+            model={}, intended_use="", training={}, validation={}, bias_report={}, bundle={},
+            approvals=[], task_type=t,
+        )["intended_use"]
+        for t in ("binary_risk", "ordinal_score", "forecast", "mastery")
+    }  # fmt: skip
+    assert len(set(uses.values())) == 4
+    assert uses["binary_risk"].startswith("Flag students who may be at risk")
+    given = build_card(
+        model={}, intended_use="Ours.", training={}, validation={}, bias_report={}, bundle={},
+        approvals=[], task_type="forecast",
+    )  # fmt: skip
+    assert given["intended_use"] == "Ours."

@@ -615,10 +615,13 @@ class SetAliasBlock(Block):
 
 class ModelCardParams(Params):
     intended_use: str = Field(
-        "Flag students who may be at risk so that staff can offer support early. Not for "
-        "grading, placement or discipline decisions.",
+        "",
         max_length=4000,
-        description="What the model is for and what it must not be used for.",
+        description=(
+            "What the model is for and what it must not be used for. Empty: the standard text "
+            "for the model's type (e.g. for a yes/no risk model: flag students who may be at "
+            "risk so that staff can offer support early)."
+        ),
     )
     limitations: str = Field(
         "",

@@ -68,3 +68,15 @@ def feature(name: object) -> str:
     """A monitored column as people read it: the model's own output is "predicted risk"."""
     text = "" if name is None else str(name)
     return text.replace("__prediction__", "predicted risk")
+
+
+@register.filter
+def percent(share: object, digits: int = 0) -> str:
+    """A share as a percentage ("0.0289"|percent:1 → "2.9%"); "—" when there is none."""
+    try:
+        value = float(share)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+    if value != value:
+        return "—"
+    return f"{value * 100:.{int(digits)}f}%"
