@@ -386,7 +386,7 @@ class BacktestGate(Block):
             accepts=(TaskType.FORECAST,),
             instead={
                 TaskType.BINARY_RISK: "Validate",
-                TaskType.ORDINAL_SCORE: "the scorer's validation",
+                TaskType.ORDINAL_SCORE: "Validate short-answer scorer (validate_scorer)",
                 TaskType.MASTERY: "the knowledge-tracing validation",
             },
         )
