@@ -16,7 +16,7 @@ import pytest
 from edumlops.datasets.models import ingest
 from edumlops.ml import short_answer, tracking
 from edumlops.ml.datasets import Roles
-from edumlops.ml.short_answer_synth import simulate_answers
+from edumlops.ml.short_answer_synth import RaterBias, simulate_answers
 from edumlops.registry import scoring
 from edumlops.registry.models import ModelVersion, mlflow_ready
 from tests.deployments.conftest import make_model
@@ -167,14 +167,12 @@ def test_a_missing_text_column_fails_the_step_naming_the_columns(district, run_g
     steps = run_graph(graph(version, {"text_column": "answer"}))
     reason = steps["scorer"].reason
     assert steps["scorer"].status == "failed"
-    assert f'"{version}" cannot train a scorer: The answers have no column \'answer\'' in reason
+    assert f"\"{version}\" cannot train a scorer: The answers have no column 'answer'" in reason
     assert "name the answer text and score columns." in reason
     assert not ModelVersion.objects.exists()
 
 
-def test_scores_that_are_not_whole_points_fail_the_step_saying_how_to_fix_them(
-    district, run_graph
-):
+def test_scores_that_are_not_whole_points_fail_the_step_saying_how_to_fix_them(district, run_graph):
     frame = answers()
     frame["score_1"] = frame["score_1"].astype(float)
     frame.loc[3, "score_1"] = 1.5
@@ -287,3 +285,55 @@ def test_the_scorer_library_and_the_registered_scorer_agree(district, run_graph)
     onnx = scoring.load_scorer(model).score(texts)
     assert onnx.points.tolist() == [0, 1, 2, 3]
     assert short_answer.unsure_share(onnx.probabilities).answers == 100
+
+
+# --- the bias gate on a scoring model ----------------------------------------------------------
+def bias_node(**params):
+    return node("bias", "bias_gate", **params), edge("scorer", "model", "bias", "model")
+
+
+def test_the_bias_gate_passes_a_scorer_whose_scores_match_the_teachers_in_every_group(
+    district, run_graph
+):
+    version = store(district, answers())
+    steps = run_graph(graph(version, {}, bias_node(if_inconclusive="block")))
+    gate = steps["bias"]
+    assert gate.status == "succeeded", gate.reason
+    model = ModelVersion.objects.get()
+    report = model.bias_report
+    assert model.bias_outcome == "pass" and report["settings"]["kind"] == "ordinal_score"
+    assert report["settings"]["rules"][0]["threshold"] == 0.10
+    smd = {g["group"]: g["metrics"]["score_difference"] for g in report["groups"]}
+    assert set(smd) == {"english", "other_language"}
+    assert all(abs(v) <= 0.10 for v in smd.values())
+    assert gate.metrics["smd_group_english"] == smd["english"]
+    text = logs(gate)
+    assert "Scoring model: the scorer's mean score against the teachers' (score_1) on 350" in text
+    assert "pass: group: the machine's scores are furthest from the teachers' in group" in text
+
+
+def test_the_bias_gate_stops_a_scorer_trained_on_scores_with_a_planted_rater_bias(
+    district, run_graph
+):
+    harsh = RaterBias("other_language", shift=-1)
+    version = store(district, answers(rater_bias=harsh))
+    tell = node("tell", "notify"), edge("bias", "model", "tell", "input")
+    steps = run_graph(graph(version, {}, bias_node(), tell))
+    gate = steps["bias"]
+    assert gate.status == "failed"
+    assert "bias check failed: 1 of 1 check(s) fail: group: the machine's scores are furthest " in (
+        gate.reason
+    )
+    assert "in group other_language: " in gate.reason and "SD above them" in gate.reason
+    assert steps["tell"].status == "blocked"
+    model = ModelVersion.objects.get()
+    assert model.bias_outcome == "fail"
+    other = next(g for g in model.bias_report["groups"] if g["group"] == "other_language")
+    assert other["metrics"]["score_difference"] > 0.3
+
+
+def test_the_bias_gate_on_a_scorer_needs_a_sensitive_attribute(district, run_graph):
+    version = store(district, answers(), roles=Roles())
+    steps = run_graph(graph(version, {}, bias_node()))
+    assert steps["bias"].status == "failed"
+    assert "no sensitive attribute is marked on the answers' dataset" in steps["bias"].reason
