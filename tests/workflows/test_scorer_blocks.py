@@ -337,3 +337,18 @@ def test_the_bias_gate_on_a_scorer_needs_a_sensitive_attribute(district, run_gra
     steps = run_graph(graph(version, {}, bias_node()))
     assert steps["bias"].status == "failed"
     assert "no sensitive attribute is marked on the answers' dataset" in steps["bias"].reason
+
+
+def test_the_model_page_shows_the_scorers_bias_report_in_words(
+    district, run_graph, client, platform_admin
+):
+    version = store(district, answers())
+    steps = run_graph(graph(version, {}, bias_node()))
+    assert steps["bias"].status == "succeeded", steps["bias"].reason
+    model = ModelVersion.objects.get()
+    client.force_login(platform_admin)
+    response = client.get(f"/models/{model.pk}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Machine minus teacher mean score, in SDs of the teachers" in html
+    assert model.bias_report["summary"].split(":")[0] in html

@@ -7,6 +7,8 @@ challenger, waits for the teachers' sample check and tells them once approved.""
 from __future__ import annotations
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from edumlops.datasets.demo import seed_short_answers
@@ -65,6 +67,12 @@ def test_the_short_answer_template_runs_end_to_end_on_a_worker_with_the_demo_ans
         assert run.status == Run.Status.WAITING_APPROVAL, run.reason
         waiting = StepRun.objects.get(run=run, status=StepRun.Status.WAITING_APPROVAL)
         assert waiting.node_id == "review"
+        # the approvals inbox shows the scorer's bias report beside the request
+        inbox = Client()
+        inbox.force_login(staff)
+        page = inbox.get(reverse("approvals"))
+        assert page.status_code == 200 and 'data-testid="bias-details"' in page.content.decode()
+        assert "Machine minus teacher mean score" in page.content.decode()
         engine.approve(run, staff, "Twenty answers checked against our marking.", "review")
         wait_for(settled, timeout=120, what=f"run {run.pk} to end")
     finally:
