@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edumlops.datasets.models import ingest
+from edumlops.datasets.models import ingest, load_reference
 from edumlops.ml import short_answer, tracking
 from edumlops.ml.datasets import Roles
 from edumlops.ml.short_answer_synth import RaterBias, simulate_answers
@@ -23,6 +23,7 @@ from tests.deployments.conftest import make_model
 from tests.workflows.conftest import edge, node
 from tests.workflows.test_forecast_blocks import run_all
 from workflows import engine
+from workflows.blocks.data import pseudonym_key
 
 ROLES = Roles(sensitive=["group"])
 
@@ -276,15 +277,20 @@ def test_validate_scorer_refuses_a_yes_no_risk_model(ml_stores, district, staff,
     )
 
 
-def test_the_scorer_library_and_the_registered_scorer_agree(district, run_graph):
-    frame = answers()
-    version = store(district, frame)
+def test_the_registered_onnx_scorer_scores_as_the_library_trained_on_the_same_answers(
+    district, run_graph
+):
+    version = store(district, answers())
     steps = run_graph(graph(version))
     model = ModelVersion.objects.get(pk=steps["scorer"].outputs["model"]["model_version"])
-    texts = frame["text"].tolist()[:100]
-    onnx = scoring.load_scorer(model).score(texts)
-    assert onnx.points.tolist() == [0, 1, 2, 3]
-    assert short_answer.unsure_share(onnx.probabilities).answers == 100
+    train, _ = load_reference(steps["split"].outputs["train"], pseudonym_key())
+    test, _ = load_reference(steps["split"].outputs["test"], pseudonym_key())
+    assert (len(train), len(test)) == (1050, 350)
+    here = short_answer.train_scorer(train["text"], train["score_1"]).score(test["text"])
+    onnx = scoring.load_scorer(model).score(test["text"].tolist())
+    assert onnx.points.tolist() == here.points.tolist() == [0, 1, 2, 3]
+    assert (onnx.scores == here.scores).all()
+    assert np.abs(onnx.probabilities - here.probabilities).max() < 1e-4
 
 
 # --- the bias gate on a scoring model ----------------------------------------------------------
