@@ -43,6 +43,7 @@ def seed_datasets(district: District, rows: int = 6000) -> list[tuple[DatasetVer
             )
         )
     stored.append(seed_enrollment(district))
+    stored.append(seed_short_answers(district))
     return stored
 
 
@@ -83,5 +84,42 @@ def seed_enrollment(district: District) -> tuple[DatasetVersion, bool]:
             "fewer students as the year goes on, Mill Road Elementary opening in the fall of "
             "2024 (zeros before), and a boundary change that moves a fifth of Riverside High "
             "School's students to Hillview High from the fall of 2021."
+        ),
+    )
+
+
+SHORT_ANSWERS_NAME = "Short answers scored by teachers (synthetic)"
+SHORT_ANSWERS_ROLES = Roles(sensitive=["group"])
+
+
+def short_answers(seed: int = 0) -> pd.DataFrame:
+    """4,000 answers to four questions (1,000 each, scored 0 to 3) from
+    edumlops.ml.short_answer_synth: every answer scored by one teacher (score_1), three in ten
+    by a second one too (score_2), a home-language group per student; no planted rater bias.
+    The generator's true score is left out: a school has only its teachers' scores."""
+    from edumlops.ml.short_answer_synth import simulate_answers
+
+    frame = simulate_answers(prompts=4, answers_per_prompt=1000, seed=seed)
+    return frame.drop(columns=["true_score"])
+
+
+def seed_short_answers(district: District) -> tuple[DatasetVersion, bool]:
+    """Store the demo's scored short answers (idempotent: the same bytes find the same version):
+    what the "Short-answer scoring with human agreement gate" template trains on."""
+    return ingest(
+        district=district,
+        name=SHORT_ANSWERS_NAME,
+        data=short_answers().to_csv(index=False).encode(),
+        roles=SHORT_ANSWERS_ROLES,
+        original_name="short_answers.csv",
+        source=Dataset.Source.GENERATED,
+        description=(
+            "4,000 short answers to four questions (photosynthesis, the water cycle, fractions, "
+            "democracy), each scored 0 to 3 by a teacher (score_1) and three in ten scored again "
+            "by a second teacher (score_2, empty otherwise), made by "
+            "edumlops.ml.short_answer_synth: an answer earns a point per key idea it names, "
+            "some words are misspelt, and teachers are off by one point a quarter of the time. "
+            "The group column (home language) is marked sensitive for the bias gate; no rater "
+            "bias is planted."
         ),
     )

@@ -52,12 +52,19 @@ COUNTED = {
 }
 
 
+# the names of the scoring models' bias check (edumlops.ml.score_fairness)
+SCORE_NAMES = {
+    "score_difference": "machine minus teacher mean score, in SDs of the teachers' scores",
+    "max_score_difference": "largest standardized mean score difference in a group",
+}
+
+
 def metric_name(code: str) -> str:
-    return METRICS.get(code, code.replace("_", " "))
+    return METRICS.get(code) or SCORE_NAMES.get(code) or code.replace("_", " ")
 
 
 def rule_name(code: str) -> str:
-    return RULES.get(code, code.replace("_", " "))
+    return RULES.get(code) or SCORE_NAMES.get(code) or code.replace("_", " ")
 
 
 def students(count: int, what: str = "held-out students") -> str:

@@ -75,7 +75,8 @@ def group_metrics(bias_report: dict[str, Any]) -> list[dict[str, Any]]:
             n = counts[DENOMINATORS.get(name, "n")]
             metrics[name] = {
                 "value": value,
-                "interval": wilson(value, n),
+                # a rate has a Wilson interval; a scoring model's score difference has none
+                "interval": wilson(value, n) if name in DENOMINATORS else None,
                 "denominator": n,
                 "judged": n >= minimum and not group.get("insufficient", False),
             }

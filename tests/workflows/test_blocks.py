@@ -42,6 +42,8 @@ EXPECTED = {
     "train_forecast",
     "backtest_gate",
     "forecast_error_monitor",
+    "train_text_scorer",
+    "validate_scorer",
 }
 
 

@@ -243,8 +243,11 @@ def test_blocks_for_yes_no_risk_models_refuse_the_forecast(district, run_graph, 
     assert steps["forecast"].status == "succeeded"
     assert steps["other"].status == "failed"
     model = ModelVersion.objects.get()
+    handles = "a yes/no risk model" + (
+        " or a scoring model (whole-point scores)" if kind == "bias_gate" else ""
+    )
     assert steps["other"].reason.endswith(
-        f"failed: {model}: {step} works on a yes/no risk model; this is a forecast model. "
+        f"failed: {model}: {step} works on {handles}; this is a forecast model. "
         "Connect a model of the kind it works on."
     )
 

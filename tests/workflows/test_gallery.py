@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from edumlops.datasets.models import ingest
 from edumlops.ml.datasets import Roles
 from edumlops.ml.synth import generate_district
+from tests.workflows import draft_template
 from tests.workflows.conftest import wait_for
 from workflows import engine
 from workflows.blocks import REGISTRY
@@ -25,6 +26,12 @@ SEED_TEMPLATES = {
     "enrollment-forecast",
 }
 DATASET_REQUIRED = 'Node "{}": parameter "dataset_version" is invalid: Field required.'
+
+
+@pytest.fixture
+def draft(tmp_path, monkeypatch):
+    """A template with two steps whose blocks do not exist (every shipped one can run)."""
+    return draft_template.install(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -77,9 +84,7 @@ def test_the_gallery_has_the_four_templates_from_the_seed_articles():
         assert template.build()["notes"], f"{template.key} explains its parts in sticky notes"
 
 
-@pytest.mark.parametrize("key", sorted(TEMPLATES))
-def test_a_template_graph_has_no_error_but_the_choice_left_out_and_its_missing_blocks(key):
-    template = TEMPLATES[key]
+def check_graph(template):
     data = dataset_node(template)
     errors = validate(template.build())
     assert errors[0].message.startswith(DATASET_REQUIRED.format(data))
@@ -96,16 +101,23 @@ def test_a_template_graph_has_no_error_but_the_choice_left_out_and_its_missing_b
         assert {e.node for e in errors} <= behind_a_gap(template)
 
 
-@pytest.mark.parametrize(
-    ("key", "kinds"),
-    [
-        ("short-answer-scoring", ["train_text_scorer", "human_review_threshold"]),
-    ],
-)
-def test_templates_needing_blocks_that_do_not_exist_list_them_and_never_fake_them(key, kinds):
-    template = TEMPLATES[key]
+@pytest.mark.parametrize("key", sorted(TEMPLATES))
+def test_a_template_graph_has_no_error_but_the_choice_left_out(key):
+    assert TEMPLATES[key].available
+    check_graph(TEMPLATES[key])
+
+
+def test_a_draft_template_graph_has_no_error_but_the_choice_left_out_and_its_missing_blocks(
+    draft,
+):
+    assert not draft.available
+    check_graph(draft)
+
+
+def test_a_template_needing_blocks_that_do_not_exist_lists_them_and_never_fakes_them(draft):
+    template = TEMPLATES[draft_template.KEY]
     assert not template.available
-    assert [m.kind for m in template.missing] == kinds
+    assert [m.kind for m in template.missing] == draft_template.MISSING_KINDS
     for gap in template.missing:
         assert isinstance(gap, MissingBlock) and len(gap.what_it_would_do) > 80
         assert (gap.kind, 1) not in REGISTRY
@@ -122,6 +134,7 @@ def test_the_available_templates_use_only_existing_blocks():
         "watch-model",
         "federated-early-warning",
         "enrollment-forecast",
+        "short-answer-scoring",
     ):
         assert TEMPLATES[key].available and TEMPLATES[key].missing == []
 
@@ -186,17 +199,17 @@ def test_drift_retraining_starts_at_term_start_and_retrains_only_after_drift():
 
 
 # --- the API --------------------------------------------------------------------------------
-def test_the_api_lists_every_template_with_its_steps_missing_blocks_and_choices(api, teacher_a):
+def test_the_api_lists_every_template_with_its_steps_missing_blocks_and_choices(
+    api, teacher_a, draft
+):
     data = api(teacher_a).get("/api/templates/").json()
     by_key = {t["key"]: t for t in data}
-    assert set(by_key) >= SEED_TEMPLATES
-    scoring = by_key["short-answer-scoring"]
-    assert scoring["available"] is False
-    assert [m["kind"] for m in scoring["missing"]] == [
-        "train_text_scorer",
-        "human_review_threshold",
-    ]
-    assert [s["missing"] for s in scoring["steps"]].count(True) == 2
+    assert set(by_key) >= SEED_TEMPLATES | {draft_template.KEY}
+    unfinished = by_key[draft_template.KEY]
+    assert unfinished["available"] is False
+    assert [m["kind"] for m in unfinished["missing"]] == draft_template.MISSING_KINDS
+    assert [s["missing"] for s in unfinished["steps"]].count(True) == 2
+    assert by_key["short-answer-scoring"]["available"] is True
     early = by_key["early-warning"]
     assert early["available"] is True and early["missing"] == []
     assert early["starts"] == "when you press Run"
@@ -260,19 +273,21 @@ def test_a_choice_left_out_saves_a_draft_whose_errors_say_what_to_fill_in(api, d
 
 
 def test_a_template_with_missing_blocks_is_saved_as_a_draft_naming_them(
-    api, ml_stores, district, district_admin
+    api, ml_stores, district, district_admin, draft
 ):
     version = make_version(district)
     response = api(district_admin).post(
-        "/api/templates/short-answer-scoring/use/",
-        {"name": "Scoring", "choices": {"dataset_version": version.pk}},
+        f"/api/templates/{draft_template.KEY}/use/",
+        {"name": "Feedback", "choices": {"dataset_version": version.pk}},
         format="json",
     )
     body = response.json()
     assert response.status_code == 201 and body["draft"] is True
     missing = [e["message"] for e in body["errors"] if e["code"] == "missing_block"]
     assert len(missing) == 2
-    assert missing[0].startswith('Missing block "Train a short-answer scorer" (train_text_scorer)')
+    assert missing[0].startswith(
+        'Missing block "Train an essay-feedback model" (train_essay_feedback)'
+    )
     assert Workflow.objects.get(pk=body["id"]).runnable_version() is None
 
 
@@ -409,7 +424,7 @@ def test_an_admin_of_several_districts_names_the_district(
 
 # --- the page -------------------------------------------------------------------------------
 def test_the_page_shows_every_card_and_the_form_to_admins(
-    client, ml_stores, district, district_admin
+    client, ml_stores, district, district_admin, draft
 ):
     make_version(district)
     client.force_login(district_admin)
@@ -417,7 +432,7 @@ def test_the_page_shows_every_card_and_the_form_to_admins(
     assert response.status_code == 200
     html = response.content.decode()
     assert html.count('data-testid="template-card"') == len(TEMPLATES)
-    assert html.count('data-testid="missing-badge"') == 2
+    assert html.count('data-testid="missing-badge"') == 2  # the draft template's two
     assert "Cannot run yet:" in html
     assert 'data-testid="use-early-warning"' in html
     assert "Students 0 v1 — 300 rows, label at_risk" in html
@@ -475,18 +490,20 @@ def test_the_form_makes_the_workflow_and_opens_it_on_the_canvas(
     assert params["pilot"]["schools"] == ["a"] and params["bias"]["max_difference"] == 0.15
 
 
-def test_the_form_says_a_template_with_missing_blocks_was_saved_as_a_draft(client, district_admin):
+def test_the_form_says_a_template_with_missing_blocks_was_saved_as_a_draft(
+    client, district_admin, draft
+):
     client.force_login(district_admin)
     response = client.post(
-        "/workflows/templates/", {"template": "short-answer-scoring", "name": "Scoring"}
+        "/workflows/templates/", {"template": draft_template.KEY, "name": "Feedback"}
     )
     assert response.status_code == 302
-    workflow = Workflow.objects.get(name="Scoring")
+    workflow = Workflow.objects.get(name="Feedback")
     assert workflow.latest_version().draft
     (message,) = [str(m) for m in get_messages(response.wsgi_request)]
     assert message == (
-        "“Scoring” was saved as a draft that cannot run: it needs 2 block(s) that do not exist "
-        "yet (the MISSING BLOCK notes on the canvas say what they would do). 6 other problem(s) "
+        "“Feedback” was saved as a draft that cannot run: it needs 2 block(s) that do not exist "
+        "yet (the MISSING BLOCK notes on the canvas say what they would do). 5 other problem(s) "
         "are marked on the canvas."
     )
 

@@ -54,8 +54,11 @@ def test_a_risk_step_refuses_a_mastery_model_in_a_sentence(kind, step, mastery_m
     run = start_run(workflow, user=staff)
     assert run_here(run) == "failed"
     error = steps_of(run)["check"].error
+    handles = "a yes/no risk model" + (
+        " or a scoring model (whole-point scores)" if kind == "bias_gate" else ""
+    )
     assert (
-        f"{mastery_model}: {step} works on a yes/no risk model; this is a knowledge-tracing "
+        f"{mastery_model}: {step} works on {handles}; this is a knowledge-tracing "
         "(mastery) model." in error
     )
 

@@ -146,6 +146,15 @@ class DatasetBlock(Block):
             )
             context.metric("rows", version.rows)
             return {"dataset": version.reference()}
+        if not roles.label and _is_rated_answers(version):
+            context.log(
+                f"{version}: {version.rows} answers in free text ("
+                f"{', '.join(_text_columns(version))}), sha256 {version.sha256[:12]}…; no "
+                "yes/no label: a short-answer scorer learns the teachers' scores; sensitive: "
+                f"{', '.join(roles.sensitive) or 'none marked'}"
+            )
+            context.metric("rows", version.rows)
+            return {"dataset": version.reference()}
         if not roles.label or not roles.positive:
             raise BlockError(
                 f'"{version}" has no label column and positive class marked: mark them, or '
@@ -297,3 +306,18 @@ def _is_enrollment(version: DatasetVersion) -> bool:
     """An enrollment history (counts per school, grade and term): it needs no label."""
     names = {c["name"] for c in version.schema}
     return all(c in names for c in ENROLLMENT_COLUMNS)
+
+
+def _text_columns(version: DatasetVersion) -> list[str]:
+    return [c["name"] for c in version.schema if c.get("kind") == "text"]
+
+
+def _is_rated_answers(version: DatasetVersion) -> bool:
+    """Answers in free text with a teacher's score in whole points (a numeric column whose name
+    starts with "score"): a short-answer scorer's data, which needs no yes/no label."""
+    scores = [
+        c["name"]
+        for c in version.schema
+        if c.get("kind") == "numeric" and str(c["name"]).lower().startswith("score")
+    ]
+    return bool(_text_columns(version)) and bool(scores)

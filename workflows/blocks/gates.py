@@ -177,6 +177,17 @@ class BiasGateParams(Params):
             "straddles the limit): stop the run, or pause it for district staff to decide."
         ),
     )
+    max_score_difference: float = Field(
+        0.10,
+        gt=0,
+        le=2,
+        description=(
+            "Scoring models only: in every group, how far the scorer's mean score may be from "
+            "the teachers' mean score on the same answers, in standard deviations of the "
+            "teachers' scores (standardized mean difference; 0.10 is the e-rater criterion)."
+        ),
+        json_schema_extra={"label": "Largest score difference in a group"},
+    )
     bootstrap_samples: int = Field(
         200, ge=20, le=2000, description="Resamples behind the confidence intervals on the gaps."
     )
@@ -192,7 +203,8 @@ class BiasGate(Block):
         "them) on held-out rows, with fairlearn. Passes, fails, or is inconclusive when groups "
         "are too small or the confidence interval straddles the limit; you choose whether "
         "inconclusive stops the run or asks district staff to approve. The report is kept on "
-        "the model version."
+        "the model version. For a scoring model (short answers) it compares, in each group, "
+        "the scorer's mean score with the teachers' on the same held-out answers."
     )
     icon = "scale"
     Params = BiasGateParams
@@ -216,10 +228,17 @@ class BiasGate(Block):
         from workflows.blocks.modelling import holdout, model_for
 
         model = model_for(
-            context, inputs["model"], step="Bias gate", accepts=(TaskType.BINARY_RISK,)
+            context,
+            inputs["model"],
+            step="Bias gate",
+            accepts=(TaskType.BINARY_RISK, TaskType.ORDINAL_SCORE),
         )
         if context.proposal is not None:  # approved after an inconclusive check: no new report
             return self._approved(context, model, inputs)
+        if model.task_type == TaskType.ORDINAL_SCORE:
+            return self._decide(
+                context, model, inputs, self._score_report(context, model, inputs, params), params
+            )
         limit = params.max_difference if params.rule == "max_difference" else params.min_ratio
         rules = [BiasRule(m, params.rule, limit) for m in params.metrics]
         fed = ((model.training or {}).get("federated") or {}).get("evaluation") or {}
@@ -260,6 +279,55 @@ class BiasGate(Block):
             seed=params.seed,
         )
         return self._decide(context, model, inputs, report, params)
+
+    @staticmethod
+    def _score_report(context: Context, model: Any, inputs: dict[str, Any], params: Any) -> Any:
+        """A scoring model's report: the scorer's mean score against the teachers' per group."""
+        from edumlops.ml import short_answer
+        from edumlops.ml.score_fairness import score_bias_report
+        from edumlops.registry import scoring
+        from workflows.blocks.modelling import holdout
+
+        frame, roles = holdout(context, inputs["model"])
+        sensitive = [c for c in roles.sensitive if c in frame.columns]
+        if not sensitive:
+            raise StepStopped(
+                "no sensitive attribute is marked on the answers' dataset: mark at least one "
+                "(e.g. home language) on the dataset's page"
+            )
+        try:
+            config = scoring.config_of(model)
+            answers = short_answer.prepare_answers(
+                frame,
+                text=config["text_column"],
+                score=config["score_column"],
+                scale=(int(config["scale"][0]), int(config["scale"][1])),
+            )
+            context.progress(f"scoring {len(answers.texts)} held-out answers", 0.2)
+            machine = scoring.load_scorer(model).score(answers.texts).scores
+            report = score_bias_report(
+                machine,
+                answers.scores,
+                frame[sensitive],
+                max_score_difference=params.max_score_difference,
+                min_group_size=params.min_group_size,
+                intersections=params.intersections,
+                n_boot=params.bootstrap_samples,
+                seed=params.seed,
+            )
+        except (short_answer.ScoringError, scoring.ScorerError) as exc:
+            raise BlockError(f"{model} cannot be checked on these answers: {exc}") from None
+        context.log(
+            "Scoring model: the scorer's mean score against the teachers' "
+            f"({config['score_column']}) on {len(answers.texts)} held-out answers, per group of "
+            f"{', '.join(sensitive)}; overall {report.settings['overall_smd']:+.3f} SD"
+        )
+        for group in report.groups:
+            context.metric(
+                f"smd_{group.attribute}_{group.group}".replace(" ", ""),
+                group.metrics["score_difference"],
+            )
+        return report
 
     def _decide(
         self, context: Context, model: Any, inputs: dict[str, Any], report: Any, params: Any
@@ -386,7 +454,7 @@ class BacktestGate(Block):
             accepts=(TaskType.FORECAST,),
             instead={
                 TaskType.BINARY_RISK: "Validate",
-                TaskType.ORDINAL_SCORE: "the scorer's validation",
+                TaskType.ORDINAL_SCORE: "Validate short-answer scorer (validate_scorer)",
                 TaskType.MASTERY: "the knowledge-tracing validation",
             },
         )

@@ -364,7 +364,13 @@ class ValidateBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = dict(inputs["model"])
-        model = model_for(context, ref, step="Validate model", accepts=(TaskType.BINARY_RISK,))
+        model = model_for(
+            context,
+            ref,
+            step="Validate model",
+            accepts=(TaskType.BINARY_RISK,),
+            instead={TaskType.ORDINAL_SCORE: "Validate short-answer scorer (validate_scorer)"},
+        )
         if federated_counts(model) and not (inputs.get("test") or ref.get("test")):
             return self._from_counts(context, ref, model, params)
         frame, roles = holdout(context, ref, inputs.get("test"))
@@ -558,7 +564,16 @@ class ExportOnnxBlock(Block):
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
         ref = dict(inputs["model"])
-        model = model_for(context, ref, step="Export to ONNX", accepts=(TaskType.BINARY_RISK,))
+        model = model_for(
+            context,
+            ref,
+            step="Export to ONNX",
+            accepts=(TaskType.BINARY_RISK,),
+            instead={
+                TaskType.ORDINAL_SCORE: "Train short-answer scorer (it exports the scorer to "
+                "ONNX and checks its parity itself)"
+            },
+        )
         if not ref.get("test") and ref.get("sample"):
             # trained across schools: parity is checked on the district's schema sample
             frame, _ = rows_for(context, ref["sample"])
@@ -997,3 +1012,366 @@ class TrainForecastBlock(Block):
                 "history": ref,
             }
         }
+
+
+SCALE_PATTERN = r"^\s*(-?\d+\s*\.\.\s*-?\d+)?\s*$"
+
+
+def _scale(value: str) -> tuple[int, int] | None:
+    """'0..3' as (0, 3); empty as None (the scale seen in the answers)."""
+    if not value.strip():
+        return None
+    low, high = (int(part) for part in value.split(".."))
+    if low >= high:
+        raise BlockError(
+            f"The score scale {value.strip()!r} must go from the lowest to the highest point, "
+            "e.g. 0..3."
+        )
+    return low, high
+
+
+class TrainTextScorerParams(Params):
+    model_name: str = Field(
+        "short-answer-scorer",
+        pattern=MODEL_NAME_PATTERN,
+        description="Name of the model in the registry (lowercase letters, digits, dashes).",
+    )
+    text_column: str = Field(
+        "text",
+        min_length=1,
+        max_length=200,
+        description="The column with the students' answers (free text).",
+        json_schema_extra={"choices": "dataset_columns"},
+    )
+    score_column: str = Field(
+        "score_1",
+        min_length=1,
+        max_length=200,
+        description="The column with the teacher's score of each answer, in whole points.",
+        json_schema_extra={"choices": "dataset_columns"},
+    )
+    scale: str = Field(
+        "",
+        pattern=SCALE_PATTERN,
+        description=(
+            "The lowest and highest score of the rubric, e.g. 0..3; empty = the lowest and "
+            "highest score teachers gave in these answers."
+        ),
+        json_schema_extra={"label": "Score scale"},
+    )
+    word_ngram_max: int = Field(
+        2,
+        ge=1,
+        le=3,
+        description="Longest run of words the scorer looks at (2: single words and word pairs).",
+        json_schema_extra={"label": "Longest word sequence"},
+    )
+    char_ngram_min: int = Field(
+        2,
+        ge=1,
+        le=6,
+        description="Shortest run of letters looked at (letters catch misspelt key words).",
+        json_schema_extra={"label": "Shortest letter sequence"},
+    )
+    char_ngram_max: int = Field(
+        4,
+        ge=1,
+        le=6,
+        description="Longest run of letters looked at.",
+        json_schema_extra={"label": "Longest letter sequence"},
+    )
+    min_df: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="A word or letter sequence counts only when at least this many answers use it.",
+        json_schema_extra={"label": "Fewest answers per term", "unit": "answers"},
+    )
+    c: float = Field(
+        1.0,
+        gt=0,
+        le=1000,
+        description=(
+            "How closely the scorer may follow the training answers (inverse regularization): "
+            "lower is smoother, higher fits the training answers more closely."
+        ),
+        json_schema_extra={"label": "Regularization C"},
+    )
+
+
+class TrainTextScorerBlock(Block):
+    kind = "train_text_scorer"
+    category = "model"
+    label = "Train short-answer scorer"
+    help = (
+        "Learns to score free-text answers from answers teachers already scored: word and "
+        "letter sequences (TF-IDF) with a logistic regression over the score points, so a "
+        "misspelt key word still counts. Exports the scorer to ONNX and checks ONNX Runtime "
+        "gives the same scores as scikit-learn on the held-out answers (else the step fails), "
+        "logs it to MLflow and registers a scoring model version. The answers need a text "
+        "column and a column with the teacher's score in whole points."
+    )
+    icon = "edit-3"
+    Params = TrainTextScorerParams
+    inputs = (
+        Port("train", (PortType.DATASET,), "Scored answers to learn from"),
+        Port("test", (PortType.DATASET,), "Held-out answers", required=False),
+    )
+    outputs = (output("model", PortType.MODEL, "Scoring model version"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.registry import scoring
+
+        ref = inputs["train"]
+        version = version_for(context, ref)
+        if params.char_ngram_min > params.char_ngram_max:
+            raise BlockError(
+                f"The shortest letter sequence ({params.char_ngram_min}) is longer than the "
+                f"longest ({params.char_ngram_max}): make the shortest at most the longest."
+            )
+        context.progress("loading the answers", 0.0)
+        frame, roles = rows_for(context, ref)
+        held_out = rows_for(context, inputs["test"])[0] if inputs.get("test") else None
+        job = scoring.ScorerJob(
+            district=context.run.workflow.district,
+            dataset_version=version,
+            model_name=params.model_name,
+            text_column=params.text_column,
+            score_column=params.score_column,
+            scale=_scale(params.scale),
+            word_ngrams=(1, params.word_ngram_max),
+            char_ngrams=(params.char_ngram_min, params.char_ngram_max),
+            min_df=params.min_df,
+            c=params.c,
+            run_label=f"run {context.run_id} · {context.node_id}",
+            workflow_run_id=context.run_id,
+            started_by=context.run.started_by,
+        )
+        try:
+            trained = scoring.train_and_register(job, frame, roles, held_out, context.progress)
+        except scoring.ScorerError as exc:
+            raise BlockError(f'"{version}" cannot train a scorer: {exc}') from None
+        model = trained.model
+        info = model.training
+        config = info["scorer"]
+        counts = ", ".join(f"{n} scored {p}" for p, n in info["score_counts"].items())
+        context.log(
+            f"{info['rows']} answers ({counts}) on the scale {config['scale'][0]}.."
+            f"{config['scale'][1]}; {info['vocabulary']} words in the vocabulary; fitted in "
+            f"{info['seconds']:.1f} s"
+        )
+        context.log(
+            f"ONNX parity on {trained.parity.rows} {config['parity']['checked_on']}: the same "
+            f"score on every one, largest probability difference {trained.parity.max_prob_diff:.1e}"
+        )
+        context.log(
+            f"Registered {trained.model_uri} (MLflow run {model.run_id}); ONNX sha256 "
+            f"{config['onnx_sha256'][:12]}…"
+        )
+        context.metric("train_rows", info["rows"])
+        context.metric("onnx_max_prob_diff", trained.parity.max_prob_diff)
+        return {
+            "model": {
+                "model_version": model.pk,
+                "name": model.name,
+                "version": model.version,
+                "run_id": model.run_id,
+                "test": inputs.get("test"),
+            }
+        }
+
+
+class ValidateScorerParams(Params):
+    min_qwk: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description=(
+            "Lowest acceptable agreement with the teachers' scores (quadratic weighted kappa: 1 "
+            "is perfect, 0 is chance; 0.7 is the usual bar for automated scoring)."
+        ),
+        json_schema_extra={"threshold": "district", "label": "Minimum QWK"},
+    )
+    max_qwk_drop: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description=(
+            "Where a second teacher scored some answers: how far the scorer's QWK may fall "
+            "below the two teachers' agreement with each other."
+        ),
+        json_schema_extra={"label": "Largest QWK drop below two teachers"},
+    )
+    max_smd: float = Field(
+        0.15,
+        gt=0,
+        le=2,
+        description=(
+            "Largest allowed difference between the scorer's and the teachers' mean score, in "
+            "standard deviations (standardized mean difference)."
+        ),
+        json_schema_extra={"label": "Largest mean score difference"},
+    )
+    second_score_column: str = Field(
+        "score_2",
+        max_length=200,
+        description=(
+            "The column with a second teacher's score, where one exists (empty cells: not "
+            "double-scored); empty = no second teacher. Gives the human–human ceiling."
+        ),
+        json_schema_extra={"choices": "dataset_columns"},
+    )
+    min_ceiling_pairs: int = Field(
+        20,
+        ge=2,
+        le=100_000,
+        description=(
+            "The ceiling is checked only when at least this many answers were double-scored."
+        ),
+        json_schema_extra={"unit": "answers"},
+    )
+    unsure_margin: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description=(
+            "An answer is 'unsure' when the scorer's two likeliest scores are this close in "
+            "probability: those go to a teacher."
+        ),
+    )
+    max_unsure_share: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description=(
+            "Largest share of unsure answers (sent to a teacher) accepted; 1 = only report it."
+        ),
+        json_schema_extra={"label": "Largest share sent to a teacher"},
+    )
+
+
+class ValidateScorerBlock(Block):
+    kind = "validate_scorer"
+    category = "model"
+    label = "Validate short-answer scorer"
+    help = (
+        "Checks the scorer against the teachers on the held-out answers, the way e-rater is "
+        "validated: quadratic weighted kappa (QWK), exact and adjacent agreement, the mean "
+        "score difference, and, where a second teacher scored some answers, how far the "
+        "scorer is below the two teachers' agreement. Reports the share of answers the scorer "
+        "is unsure about (they go to a teacher). The run stops when a check misses its limit."
+    )
+    icon = "check-square"
+    Params = ValidateScorerParams
+    inputs = (
+        Port("model", (PortType.MODEL,), "Scoring model version"),
+        Port("test", (PortType.DATASET,), "Held-out answers", required=False),
+    )
+    outputs = (output("model", PortType.MODEL, "Validated scorer"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml import short_answer
+        from edumlops.registry import scoring
+
+        ref = dict(inputs["model"])
+        model = model_for(
+            context,
+            ref,
+            step="Validate short-answer scorer",
+            accepts=(TaskType.ORDINAL_SCORE,),
+            instead={
+                TaskType.BINARY_RISK: "Validate (validate_model)",
+                TaskType.FORECAST: "Backtest forecast (backtest_gate)",
+            },
+        )
+        frame, _ = holdout(context, ref, inputs.get("test"))
+        if inputs.get("test"):
+            ref["test"] = inputs["test"]
+        try:
+            config = scoring.config_of(model)
+            second = params.second_score_column.strip() or None
+            if second and second not in frame.columns:
+                context.log(
+                    f"No column '{second}' in the held-out answers: the human–human ceiling "
+                    "is not checked."
+                )
+                second = None
+            scale = (int(config["scale"][0]), int(config["scale"][1]))
+            answers = short_answer.prepare_answers(
+                frame,
+                text=config["text_column"],
+                score=config["score_column"],
+                scale=scale,
+                second_score=second,
+            )
+            context.progress(f"scoring {len(answers.texts)} held-out answers", 0.2)
+            scores = scoring.load_scorer(model).score(answers.texts)
+            gate = short_answer.scoring_gate(
+                answers.scores,
+                scores.scores,
+                second_human=answers.second_scores,
+                scale=scale,
+                min_qwk=params.min_qwk,
+                max_qwk_drop=params.max_qwk_drop,
+                max_smd=params.max_smd,
+                min_ceiling_pairs=params.min_ceiling_pairs,
+            )
+            unsure = short_answer.unsure_share(scores.probabilities, margin=params.unsure_margin)
+        except (short_answer.ScoringError, scoring.ScorerError) as exc:
+            raise BlockError(f"{model} cannot be validated on these answers: {exc}") from None
+        failures = list(gate.failures)
+        unsure_ok = unsure.share <= params.max_unsure_share
+        unsure_sentence = unsure.message + (
+            ""
+            if params.max_unsure_share >= 1
+            else (
+                f" That is {'within' if unsure_ok else 'above'} the {params.max_unsure_share:.0%}"
+                " allowed."
+            )
+        )
+        if not unsure_ok:
+            failures.append(unsure_sentence)
+        agree, ceiling = gate.agreement, gate.ceiling
+        metrics = {
+            "qwk": agree.qwk,
+            "exact_agreement": agree.exact,
+            "adjacent_agreement": agree.adjacent,
+            "correlation": agree.correlation,
+            "smd": gate.smd.overall,
+            "unsure_share": unsure.share,
+        }
+        if ceiling is not None:
+            metrics["human_qwk"] = ceiling.qwk
+            metrics["human_exact_agreement"] = ceiling.exact
+        metrics = {k: v for k, v in metrics.items() if v == v}  # NaN: not measurable
+        for key, value in metrics.items():
+            context.metric(key, value)
+        model.validation = {
+            "kind": "scoring",
+            "metrics": {k: scoring.clean(v) for k, v in metrics.items()},
+            "agreement": {k: scoring.clean(v) for k, v in agree.to_dict().items()},
+            "ceiling": None
+            if ceiling is None
+            else {k: scoring.clean(v) for k, v in ceiling.to_dict().items()},
+            "smd": scoring.clean(gate.smd.overall),
+            "unsure": {
+                "share": unsure.share,
+                "count": unsure.count,
+                "margin": unsure.margin,
+            },
+            "limits": params.model_dump(),
+            "reasons": gate.reasons + [unsure_sentence],
+            "test_rows": len(answers.texts),
+            "passed": not failures,
+            "failures": failures,
+        }
+        model.save(update_fields=["validation"])
+        mlflow_ready()
+        tracking.log_json(model.run_id, "validation.json", model.validation)
+        tracking.log_metrics(model.run_id, metrics, prefix="test_")
+        for sentence in gate.reasons:
+            context.log(sentence)
+        context.log(unsure_sentence)
+        if failures:
+            raise StepStopped("; ".join(failures))
+        return {"model": ref}
