@@ -141,7 +141,7 @@ class ForecastErrorMonitorBlock(Block):
             accepts=(TaskType.FORECAST,),
             instead={
                 TaskType.BINARY_RISK: "Performance monitor",
-                TaskType.ORDINAL_SCORE: "the scorer's validation on newly rated answers",
+                TaskType.ORDINAL_SCORE: "Validate short-answer scorer on newly rated answers",
                 TaskType.MASTERY: "the knowledge-tracing validation",
             },
         )
