@@ -170,8 +170,62 @@ class ForecastOut(serializers.Serializer):
     forecasts = ForecastRowOut(many=True)
 
 
-PREDICT_IN: dict[TaskType, type[serializers.Serializer]] = {TaskType.FORECAST: ForecastIn}
-PREDICT_OUT: dict[TaskType, type[serializers.Serializer]] = {TaskType.FORECAST: ForecastOut}
+class ScoreIn(serializers.Serializer):
+    """Short answers to score, in the language and for the questions the scorer learned."""
+
+    answers = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=20_000, trim_whitespace=False),
+        min_length=1,
+        max_length=1_000,
+        help_text="The answers' texts, 1 to 1,000.",
+    )
+    unsure_margin = serializers.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text=(
+            "Mark an answer unsure when its two most likely scores are within this probability "
+            "(default: the margin its validation used, else 0.2)."
+        ),
+    )
+
+
+class ScoredAnswerOut(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the answer in the request.")
+    score = serializers.IntegerField(help_text="The most likely whole-point score.")
+    expected = serializers.FloatField(help_text="The probability-weighted mean score.")
+    probabilities = serializers.DictField(
+        child=serializers.FloatField(), help_text="Probability of each point, by point."
+    )
+    unsure = serializers.BooleanField(help_text="True: route this answer to a teacher.")
+
+
+class UnsureOut(serializers.Serializer):
+    count = serializers.IntegerField()
+    indexes = serializers.ListField(child=serializers.IntegerField())
+    message = serializers.CharField()
+
+
+class ScoreOut(serializers.Serializer):
+    task_type = serializers.ChoiceField(choices=[TaskType.ORDINAL_SCORE.value])
+    model = PredictModelOut()
+    scale = serializers.ListField(child=serializers.IntegerField(), help_text="[lowest, highest]")
+    points = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The scores the scorer can give."
+    )
+    unsure_margin = serializers.FloatField()
+    answers = ScoredAnswerOut(many=True)
+    unsure = UnsureOut()
+
+
+PREDICT_IN: dict[TaskType, type[serializers.Serializer]] = {
+    TaskType.FORECAST: ForecastIn,
+    TaskType.ORDINAL_SCORE: ScoreIn,
+}
+PREDICT_OUT: dict[TaskType, type[serializers.Serializer]] = {
+    TaskType.FORECAST: ForecastOut,
+    TaskType.ORDINAL_SCORE: ScoreOut,
+}
 
 
 @extend_schema(
@@ -195,6 +249,8 @@ def model_predict(request: Request, pk: int) -> Response:
 
     - **forecast**: the enrollment forecast per school (and grade) and future term, with its
       prediction interval; the body may narrow it by `school`, `grade` and `steps` ahead.
+    - **ordinal score**: `answers` (texts) → each one's whole-point score, expected score and
+      probability per point; answers the scorer is unsure about are marked to go to a teacher.
     - **binary risk**: answered by a school's deployment (`POST /api/schools/{id}/predict/`),
       where answers are recorded and monitored: 409 here.
     """

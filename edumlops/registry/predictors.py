@@ -5,12 +5,14 @@ function here that turns the checked request body into the answer:
 
 - forecast: the stored forecast rows (school, grade, term, point and interval), filtered by
   school, grade and how many terms ahead;
+- ordinal score: each answer's whole-point score, its expected score and the probability of
+  each point, from the scorer's ONNX file (checked against its SHA-256); answers whose two most
+  likely scores are close are marked unsure, to go to a teacher;
 - binary risk: refused with the door that answers it (a school's deployment), since a risk
   model's answers are recorded and monitored per school.
 
-Mastery and ordinal-score versions are added beside these as their artifacts are registered.
-What each version needs to answer (a forecast table) is read from MLflow once per process and
-kept: a registered version never changes.
+What each version needs to answer (a forecast table, a scorer's ONNX session) is read from
+MLflow once per process and kept: a registered version never changes.
 """
 
 from __future__ import annotations
@@ -119,6 +121,53 @@ def _forecast(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- ordinal score -----------------------------------------------------------------------------
+DEFAULT_MARGIN = 0.2  # as Validate short-answer scorer's default
+
+
+def _ordinal_score(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
+    from edumlops.ml.short_answer import ScoringError, unsure_share
+    from edumlops.registry.scoring import ScorerError, load_scorer
+
+    try:
+        scorer = _loaded(version, load_scorer)
+    except ScorerError as exc:
+        raise PredictRefused(str(exc), status=409) from None
+    texts = list(body["answers"])
+    margin = body.get("unsure_margin")
+    if margin is None:
+        margin = ((version.validation or {}).get("unsure") or {}).get("margin", DEFAULT_MARGIN)
+    try:
+        scores = scorer.score(texts)
+        unsure = unsure_share(scores.probabilities, margin=float(margin))
+    except ScoringError as exc:
+        raise PredictRefused(str(exc)) from None
+    flagged = set(unsure.indexes)
+    points = [int(p) for p in scores.points]
+    answers = [
+        {
+            "index": i,
+            "score": int(scores.scores[i]),
+            "expected": round(float(scores.expected[i]), 4),
+            "probabilities": {
+                str(point): round(float(p), 4)
+                for point, p in zip(points, scores.probabilities[i], strict=True)
+            },
+            "unsure": i in flagged,
+        }
+        for i in range(len(texts))
+    ]
+    return {
+        "task_type": TaskType.ORDINAL_SCORE.value,
+        "model": _model(version),
+        "scale": [int(v) for v in scorer.scale],
+        "points": points,
+        "unsure_margin": float(margin),
+        "answers": answers,
+        "unsure": {"count": unsure.count, "indexes": unsure.indexes, "message": unsure.message},
+    }
+
+
 def _binary_risk(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
     raise PredictRefused(
         f"{version} is a yes/no risk model: its answers come from a school's deployment, where "
@@ -130,6 +179,7 @@ def _binary_risk(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
 
 ANSWER: dict[TaskType, Callable[[ModelVersion, dict[str, Any]], dict[str, Any]]] = {
     TaskType.FORECAST: _forecast,
+    TaskType.ORDINAL_SCORE: _ordinal_score,
     TaskType.BINARY_RISK: _binary_risk,
 }
 

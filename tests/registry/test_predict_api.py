@@ -150,3 +150,86 @@ def test_the_openapi_documents_each_answer_shape(client):
     assert shapes["discriminator"]["propertyName"] == "task_type"
     assert "forecast" in shapes["discriminator"]["mapping"]
     assert "409" in operation["responses"]
+
+
+# --- ordinal score: a short-answer scorer ----------------------------------------------------
+@pytest.fixture
+def scorer_model(district, ml_stores) -> tuple[ModelVersion, object]:
+    from edumlops.ml.short_answer_synth import simulate_answers
+    from edumlops.registry.scoring import ScorerJob
+    from edumlops.registry.scoring import train_and_register as train_scorer
+
+    predictors._kept.clear()
+    frame = simulate_answers(prompts=1, answers_per_prompt=600, seed=7)
+    version, _ = ingest(
+        district=district, name="Answers", data=frame.to_csv(index=False).encode(), roles=Roles()
+    )
+    job = ScorerJob(
+        district=district,
+        dataset_version=version,
+        model_name="short-answer-scorer",
+        text_column="text",
+        score_column="score_1",
+        scale=(0, 3),
+        word_ngrams=(1, 2),
+        char_ngrams=(2, 4),
+        min_df=2,
+        c=1.0,
+        run_label="test",
+    )
+    trained = train_scorer(job, frame, Roles())
+    return trained.model, trained.scorer, frame
+
+
+def test_a_scorer_scores_each_answer_and_marks_the_unsure_ones_for_a_teacher(staff, scorer_model):
+    model, scorer, frame = scorer_model
+    texts = frame["text"].tolist()[:40]
+    response = client_for(staff).post(
+        f"/api/models/{model.pk}/predict/", {"answers": texts}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["task_type"] == "ordinal_score" and body["model"]["id"] == model.pk
+    assert body["scale"] == [0, 3] and body["points"] == [0, 1, 2, 3]
+    assert body["unsure_margin"] == 0.2
+    library = scorer.score(texts)  # scikit-learn on the same answers: ONNX gives the same
+    assert [a["score"] for a in body["answers"]] == [int(s) for s in library.scores]
+    for answer, expected in zip(body["answers"], library.expected, strict=True):
+        assert answer["expected"] == pytest.approx(expected, abs=1e-3)
+        assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    flagged = [a["index"] for a in body["answers"] if a["unsure"]]
+    assert body["unsure"]["indexes"] == flagged and body["unsure"]["count"] == len(flagged)
+    assert "route them to a human rater" in body["unsure"]["message"]
+    # a wider margin marks at least as many answers unsure
+    wider = client_for(staff).post(
+        f"/api/models/{model.pk}/predict/",
+        {"answers": texts, "unsure_margin": 0.9},
+        format="json",
+    ).json()
+    assert wider["unsure"]["count"] >= len(flagged) and wider["unsure_margin"] == 0.9
+
+
+def test_a_scorer_request_without_answers_or_with_a_forecasts_fields_is_refused(
+    staff, scorer_model
+):
+    model, _, _ = scorer_model
+    client = client_for(staff)
+    empty = client.post(f"/api/models/{model.pk}/predict/", {"answers": []}, format="json")
+    assert empty.status_code == 400 and empty.json()["errors"][0]["field"] == "answers"
+    wrong = client.post(f"/api/models/{model.pk}/predict/", {"school": "Alder"}, format="json")
+    assert wrong.status_code == 400
+    assert "its request takes answers, unsure_margin, not 'school'" in wrong.json()["detail"]
+
+
+def test_a_scorer_whose_onnx_file_changed_is_refused_with_409(staff, scorer_model):
+    model, _, _ = scorer_model
+    model.training = {
+        **model.training,
+        "scorer": {**model.training["scorer"], "onnx_sha256": "0" * 64},
+    }
+    model.save(update_fields=["training"])
+    response = client_for(staff).post(
+        f"/api/models/{model.pk}/predict/", {"answers": ["a"]}, format="json"
+    )
+    assert response.status_code == 409
+    assert "changed after training" in response.json()["detail"]
