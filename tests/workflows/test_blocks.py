@@ -41,6 +41,8 @@ EXPECTED = {
     "edge_sync",
     "train_forecast",
     "backtest_gate",
+    "train_mastery",
+    "validate_mastery",
 }
 
 

@@ -216,7 +216,14 @@ class BiasGate(Block):
         from workflows.blocks.modelling import holdout, model_for
 
         model = model_for(
-            context, inputs["model"], step="Bias gate", accepts=(TaskType.BINARY_RISK,)
+            context,
+            inputs["model"],
+            step="Bias gate",
+            accepts=(TaskType.BINARY_RISK,),
+            instead={
+                TaskType.MASTERY: "Validate mastery (errors per group of students are not "
+                "compared for mastery models; it checks the predictions for held-out students)",
+            },
         )
         if context.proposal is not None:  # approved after an inconclusive check: no new report
             return self._approved(context, model, inputs)
