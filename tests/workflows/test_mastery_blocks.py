@@ -104,7 +104,13 @@ def test_train_mastery_recovers_the_planted_truth_and_registers_a_mastery_versio
         "order": "order",
     }
     assert model.training["skills"]["fractions"] == {"answers": 2000, "students": 250}
-    assert trained.metrics == {"answers": 4000, "students": 250, "skills": 2}
+    assert trained.metrics == {
+        "answers": 4000,
+        "students": 250,
+        "skills": 2,
+        "degenerate_skills": 0,
+    }
+    assert "Degenerate" not in logs_of(trained)
 
     bkt = load_mastery_model(model)
     assert set(bkt.skills) == set(TRUTH)

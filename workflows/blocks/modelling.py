@@ -1189,6 +1189,15 @@ class TrainMasteryBlock(Block):
                 f"{p.prior:.2f}, learn {p.learn:.2f}, guess {p.guess:.2f}, slip {p.slip:.2f}"
                 + (f", forget {p.forget:.2f}" if params.forgets else "")
             )
+        degenerate = sorted(n for n, p in trained.bkt.skills.items() if p.degenerate)
+        if degenerate:
+            context.log(
+                f"Degenerate fit for {len(degenerate)} skill(s): "
+                f"{', '.join(map(repr, degenerate))}: guess >= 1 - slip, so a right answer "
+                "there does not raise mastery (answers nearly all right, or items that do not "
+                "measure the skill); adaptive practice never suggests them."
+            )
+        context.metric("degenerate_skills", len(degenerate))
         context.log(
             f"Fitted in {model.training['fit_seconds']:.1f} s (pyBKT "
             f"{model.training['library']['version']}, best of {params.num_fits} start(s))"
