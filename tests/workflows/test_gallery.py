@@ -122,6 +122,7 @@ def test_the_available_templates_use_only_existing_blocks():
         "watch-model",
         "federated-early-warning",
         "enrollment-forecast",
+        "adaptive-practice",
     ):
         assert TEMPLATES[key].available and TEMPLATES[key].missing == []
 
