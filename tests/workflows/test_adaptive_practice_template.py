@@ -105,7 +105,8 @@ def test_the_adaptive_practice_template_runs_end_to_end_on_a_worker_with_the_oul
     assert model.validation["split"]["test_students"] == 160
     print(
         f"GATE on the OULAD demo sample ({len(answers)} answers, 800 students, "
-        f"{len(bkt.skills)} skills): AUC {gate['auc']:.3f}, ECE {gate['ece']:.3f}, log loss "
+        f"{len(bkt.skills)} skills): AUC {gate['auc']:.3f} (skills' pass rates alone "
+        f"{gate['base_rate_auc']:.3f}), ECE {gate['ece']:.3f}, log loss "
         f"{gate['log_loss']:.3f}, Brier {gate['brier']:.3f}; degenerate (guess >= 1 - slip): "
         f"{sorted(n for n, p in bkt.skills.items() if p.degenerate) or 'none'}"
     )

@@ -183,8 +183,15 @@ def test_validate_mastery_scores_held_out_students_and_passes(district, run_grap
     logs = logs_of(gate)
     assert "Fitted on 200 students (3200 answers), predicted 800 answers of 50 held-out" in logs
     assert f"AUC {m['auc']:.3f}, ECE {m['ece']:.3f}" in logs
-    assert "Passed: AUC at least 0.65, ECE at most 0.1" in logs
-    print(f"GATE on generated answers: AUC {m['auc']:.3f}, ECE {m['ece']:.3f}")
+    assert "Passed: AUC at least 0.65 and 0 above the skills' pass rates, ECE at most 0.1" in logs
+    # the planted learning shows: earlier answers predict far better than the skills' pass rates
+    base = m["base_rate_auc"]
+    assert base < m["auc"] - 0.1 and validation["base_rate_auc"] == pytest.approx(base)
+    assert (
+        f"Each skill's share of right answers alone gives AUC {base:.3f}: the students' earlier "
+        f"answers add {m['auc'] - base:.3f}"
+    ) in logs
+    print(f"GATE on generated answers: AUC {m['auc']:.3f}, ECE {m['ece']:.3f}, base {base:.3f}")
     mlflow_ready()
     stored = tracking.read_json(model.run_id, "validation.json")
     assert stored["passed"] is True and stored["auc"] == pytest.approx(m["auc"])
@@ -212,6 +219,21 @@ def test_validate_mastery_stops_the_run_below_its_limits_saying_what_they_mean(
     assert steps["tell"].status == "blocked"
     model = ModelVersion.objects.get()
     assert model.validation["passed"] is False and len(model.validation["failures"]) == 2
+
+
+def test_validate_mastery_stops_a_model_that_does_not_beat_the_pass_rates_by_the_gain(
+    district, run_graph, log
+):
+    version = store(district, log)
+    steps = run_graph(graph(version, {}, validate_node(min_gain=0.4)))
+    gate = steps["validate"]
+    assert gate.status == "failed"
+    m = gate.metrics
+    assert gate.reason == (
+        f'Stopped at "Validate mastery" (validate): AUC {m["auc"]:.3f} does not beat each '
+        f"skill's share of right answers alone (AUC {m['base_rate_auc']:.3f}) by the minimum "
+        "gain 0.4: the students' earlier answers add too little to choose their practice"
+    )
 
 
 def test_answers_that_cannot_be_told_apart_stop_the_validation(district, run_graph, log):

@@ -1248,6 +1248,16 @@ class ValidateMasteryParams(Params):
         ),
         json_schema_extra={"threshold": "district", "label": "Maximum calibration error"},
     )
+    min_gain: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description=(
+            "How much the AUC must exceed that of predicting each answer by its skill's share "
+            "of right answers alone, which knows nothing of the student: 0 = at least as good."
+        ),
+        json_schema_extra={"threshold": "district", "label": "Mastery AUC gain over pass rates"},
+    )
     bins: int = Field(10, ge=2, le=50, description="Bins of the calibration table.")
     seed: int = Field(0, ge=0, description="Random seed of the choice of held-out students.")
 
@@ -1296,7 +1306,7 @@ class ValidateMasteryBlock(Block):
                 "by Train mastery (BKT)."
             )
         answers = answers_for_bkt(frame, roles, columns)
-        _check_skills_without_held_out(answers, columns, fit, params)
+        train, test = _held_out(answers, columns, fit, params)
         context.progress(f"fitting again without {params.test_share:.0%} of the students", 0.1)
         try:
             _, report = validate_bkt(
@@ -1311,15 +1321,17 @@ class ValidateMasteryBlock(Block):
             )
         except ValueError as exc:
             raise StepStopped(f"the validation cannot run: {exc}") from None
-        failures = mastery_failures(report, params)
         numbers = {"auc": report.auc, "ece": report.ece, "log_loss": report.log_loss}
         numbers["brier"] = report.brier
+        numbers["base_rate_auc"] = _base_rate_auc(train, test, columns)
+        failures = mastery_failures(report, params, numbers["base_rate_auc"])
         for name, value in numbers.items():
             if value is not None:
                 context.metric(name, value)
         model.validation = {
             "kind": "mastery",
             **report.to_dict(),
+            "base_rate_auc": numbers["base_rate_auc"],
             "limits": params.model_dump(),
             "passed": not failures,
             "failures": failures,
@@ -1335,6 +1347,12 @@ class ValidateMasteryBlock(Block):
             f"students: AUC {_num(report.auc)}, ECE {report.ece:.3f}, log loss "
             f"{report.log_loss:.3f}, Brier {report.brier:.3f}"
         )
+        if numbers["base_rate_auc"] is not None:
+            context.log(
+                f"Each skill's share of right answers alone gives AUC "
+                f"{numbers['base_rate_auc']:.3f}: the students' earlier answers add "
+                f"{_num(None if report.auc is None else report.auc - numbers['base_rate_auc'])}"
+            )
         for skill in report.per_skill:
             context.log(
                 f"'{skill['skill']}': {skill['answers']} answers, {skill['share_correct']:.0%} "
@@ -1342,19 +1360,23 @@ class ValidateMasteryBlock(Block):
             )
         if failures:
             raise StepStopped("; ".join(failures))
-        context.log(f"Passed: AUC at least {params.min_auc:g}, ECE at most {params.max_ece:g}")
+        context.log(
+            f"Passed: AUC at least {params.min_auc:g} and {params.min_gain:g} above the skills' "
+            f"pass rates, ECE at most {params.max_ece:g}"
+        )
         return {"model": ref}
 
 
-def _check_skills_without_held_out(
+def _held_out(
     answers: Any, columns: dict[str, str], fit: dict[str, Any], params: ValidateMasteryParams
-) -> None:
-    """Stops the gate when holding students out leaves a skill too few answers to fit again (a
-    skill few students practised), naming the skills and what to change."""
+) -> tuple[Any, Any]:
+    """The answers of the students kept and of those held out (validate_bkt's split). Stops the
+    gate when holding students out leaves a skill too few answers to fit again (a skill few
+    students practised), naming the skills and what to change."""
     from edumlops.ml.knowledge_tracing_checks import split_students
 
     try:
-        train, _ = split_students(
+        train, test = split_students(
             answers, student=columns["student"], test_share=params.test_share, seed=params.seed
         )
     except ValueError as exc:
@@ -1373,9 +1395,25 @@ def _check_skills_without_held_out(
             f"to fit again (at least {need} per skill, as in training): {listed}. Hold out fewer "
             "students (test_share), collect more answers on those skills, or train without them."
         )
+    return train, test
 
 
-def mastery_failures(report: Any, params: ValidateMasteryParams) -> list[str]:
+def _base_rate_auc(train: Any, test: Any, columns: dict[str, str]) -> float | None:
+    """The AUC of predicting each held-out answer by its skill's share of right answers among
+    the students kept: what knowing the student's earlier answers must beat."""
+    from sklearn.metrics import roc_auc_score
+
+    skill, correct = columns["skill"], columns["correct"]
+    rate = train.groupby(train[skill].astype(str))[correct].mean()
+    y = test[correct].astype(int).to_numpy()
+    if not 0 < y.sum() < len(y):
+        return None
+    return float(roc_auc_score(y, test[skill].astype(str).map(rate).to_numpy()))
+
+
+def mastery_failures(
+    report: Any, params: ValidateMasteryParams, base_rate_auc: float | None = None
+) -> list[str]:
     """A sentence per limit the held-out predictions miss, saying what it means."""
     failures = []
     if report.auc is None:
@@ -1389,6 +1427,16 @@ def mastery_failures(report: Any, params: ValidateMasteryParams) -> list[str]:
             f"AUC {report.auc:.3f} is below the minimum {params.min_auc:g}: the model tells "
             "held-out students' right answers from wrong ones too poorly to choose their "
             "practice (check the skill tagging, or collect more answers per skill)"
+        )
+    if (
+        report.auc is not None
+        and base_rate_auc is not None
+        and report.auc - base_rate_auc < params.min_gain
+    ):
+        failures.append(
+            f"AUC {report.auc:.3f} does not beat each skill's share of right answers alone "
+            f"(AUC {base_rate_auc:.3f}) by the minimum gain {params.min_gain:g}: the students' "
+            "earlier answers add too little to choose their practice"
         )
     if report.ece > params.max_ece:
         failures.append(
