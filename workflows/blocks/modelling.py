@@ -1121,7 +1121,10 @@ def answers_for_bkt(frame: Any, roles: Roles, columns: dict[str, str]) -> Any:
             )
     values = frame[order]
     if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        try:
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        except (ValueError, TypeError):  # e.g. dates with and without a time zone
+            parsed = pd.Series(pd.NaT, index=values.index)
         bad = parsed.isna() & values.notna()
         if bad.any():
             raise BlockError(
