@@ -44,6 +44,8 @@ def seed_datasets(district: District, rows: int = 6000) -> list[tuple[DatasetVer
         )
     stored.append(seed_enrollment(district))
     stored.append(seed_short_answers(district))
+    if all(p.exists() for p in oulad.default_assessment_paths()):
+        stored.append(seed_oulad_answers(district))
     return stored
 
 
@@ -122,4 +124,48 @@ def seed_short_answers(district: District) -> tuple[DatasetVersion, bool]:
             "The group column (home language) is marked sensitive for the bias gate; no rater "
             "bias is planted."
         ),
+    )
+
+
+OULAD_ANSWERS_NAME = "Open University assessments as answers (OULAD sample)"
+OULAD_ANSWERS_ROLES = Roles(time="order")
+OULAD_ANSWERS_STUDENTS = 800
+
+
+def oulad_answers(students: int = OULAD_ANSWERS_STUDENTS, seed: int = 0) -> pd.DataFrame:
+    """The scored assessments of a seeded random sample of OULAD students as an answer log
+    (edumlops.ml.oulad.load_oulad_assessments): student, skill (module and assessment type),
+    item, presentation, date_submitted, score, correct (score >= 40) and order."""
+    import numpy as np
+
+    answers = oulad.load_oulad_assessments()
+    ids = np.sort(answers["student"].unique())
+    chosen = np.random.default_rng(seed).choice(ids, size=min(students, len(ids)), replace=False)
+    return answers[answers["student"].isin(chosen)].reset_index(drop=True)
+
+
+def seed_oulad_answers(district: District) -> tuple[DatasetVersion, bool]:
+    """Store the demo's answer log from OULAD (idempotent: the same sample finds the same
+    version): what the "Adaptive practice: retrain mastery weekly" template trains on."""
+    frame = oulad_answers()
+    dropped = frame.attrs.get("dropped", {})
+    return ingest(
+        district=district,
+        name=OULAD_ANSWERS_NAME,
+        data=frame.to_csv(index=False).encode(),
+        roles=OULAD_ANSWERS_ROLES,
+        original_name="studentAssessment.csv",
+        source=Dataset.Source.OULAD,
+        description=(
+            f"The scored assessments of {frame['student'].nunique()} students drawn at random "
+            "(seed 0) from OULAD's studentAssessment.csv, as an answer log for knowledge "
+            f"tracing: {len(frame):,} answers, one per submitted assessment. The skill is the "
+            "module and its assessment type (assessments.csv: e.g. 'FFF TMA', tutor-marked, "
+            "'FFF CMA', computer-marked, 'DDD Exam'); correct = a score of at least 40, the "
+            "OU's pass mark; order = each student's assessments by presentation, then day "
+            f"submitted. Left out of the whole file: {dropped.get('banked', 0):,} banked "
+            "results (carried over from an earlier presentation, not new answers) and "
+            f"{dropped.get('without_score', 0):,} rows without a score."
+        ),
+        attribution=oulad.ATTRIBUTION,
     )

@@ -44,6 +44,8 @@ EXPECTED = {
     "forecast_error_monitor",
     "train_text_scorer",
     "validate_scorer",
+    "train_mastery",
+    "validate_mastery",
 }
 
 

@@ -135,6 +135,7 @@ def test_the_available_templates_use_only_existing_blocks():
         "federated-early-warning",
         "enrollment-forecast",
         "short-answer-scoring",
+        "adaptive-practice",
     ):
         assert TEMPLATES[key].available and TEMPLATES[key].missing == []
 

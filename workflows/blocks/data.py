@@ -155,6 +155,14 @@ class DatasetBlock(Block):
             )
             context.metric("rows", version.rows)
             return {"dataset": version.reference()}
+        if not roles.label and _is_answer_log(version):
+            context.log(
+                f"{version}: {version.rows} answers (student, skill, correct), sha256 "
+                f"{version.sha256[:12]}…; no label: knowledge tracing learns from the answers "
+                "themselves (Train model would refuse it)"
+            )
+            context.metric("rows", version.rows)
+            return {"dataset": version.reference()}
         if not roles.label or not roles.positive:
             raise BlockError(
                 f'"{version}" has no label column and positive class marked: mark them, or '
@@ -321,3 +329,12 @@ def _is_rated_answers(version: DatasetVersion) -> bool:
         if c.get("kind") == "numeric" and str(c["name"]).lower().startswith("score")
     ]
     return bool(_text_columns(version)) and bool(scores)
+
+
+ANSWER_LOG_COLUMNS = ("student", "skill", "correct")
+
+
+def _is_answer_log(version: DatasetVersion) -> bool:
+    """An answer log for knowledge tracing (one row per answer): it needs no label."""
+    names = {c["name"] for c in version.schema}
+    return all(c in names for c in ANSWER_LOG_COLUMNS)

@@ -232,6 +232,10 @@ class BiasGate(Block):
             inputs["model"],
             step="Bias gate",
             accepts=(TaskType.BINARY_RISK, TaskType.ORDINAL_SCORE),
+            instead={
+                TaskType.MASTERY: "Validate mastery (errors per group of students are not "
+                "compared for mastery models; it checks the predictions for held-out students)",
+            },
         )
         if context.proposal is not None:  # approved after an inconclusive check: no new report
             return self._approved(context, model, inputs)

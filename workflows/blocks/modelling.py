@@ -369,7 +369,10 @@ class ValidateBlock(Block):
             ref,
             step="Validate model",
             accepts=(TaskType.BINARY_RISK,),
-            instead={TaskType.ORDINAL_SCORE: "Validate short-answer scorer (validate_scorer)"},
+            instead={
+                TaskType.ORDINAL_SCORE: "Validate short-answer scorer (validate_scorer)",
+                TaskType.MASTERY: "Validate mastery (it checks next answers of held-out students)",
+            },
         )
         if federated_counts(model) and not (inputs.get("test") or ref.get("test")):
             return self._from_counts(context, ref, model, params)
@@ -571,7 +574,9 @@ class ExportOnnxBlock(Block):
             accepts=(TaskType.BINARY_RISK,),
             instead={
                 TaskType.ORDINAL_SCORE: "Train short-answer scorer (it exports the scorer to "
-                "ONNX and checks its parity itself)"
+                "ONNX and checks its parity itself)",
+                TaskType.MASTERY: "Register / set alias (its parameters per skill are served "
+                "as they are: there is nothing to convert)",
             },
         )
         if not ref.get("test") and ref.get("sample"):
@@ -1375,3 +1380,440 @@ class ValidateScorerBlock(Block):
         if failures:
             raise StepStopped("; ".join(failures))
         return {"model": ref}
+
+
+class TrainMasteryParams(Params):
+    model_name: str = Field(
+        "mastery",
+        pattern=MODEL_NAME_PATTERN,
+        description="Name of the model in the registry (lowercase letters, digits, dashes).",
+    )
+    student_column: str = Field(
+        "student",
+        min_length=1,
+        max_length=200,
+        description="The column that says whose answer it is.",
+    )
+    skill_column: str = Field(
+        "skill",
+        min_length=1,
+        description="The column naming the skill (knowledge component) each answer practises.",
+        max_length=200,
+    )
+    correct_column: str = Field(
+        "",
+        description=(
+            "The column saying whether the answer was right: 1/0 or true/false, or the dataset's "
+            "label with its positive class meaning right. Empty = the dataset's label if one "
+            "is marked, else 'correct'."
+        ),
+        max_length=200,
+    )
+    order_column: str = Field(
+        "",
+        description=(
+            "The column that orders each student's answers (a number or a date and time). "
+            "Empty = the dataset's date/term column if one is marked, else 'order'."
+        ),
+        max_length=200,
+    )
+    forgets: bool = Field(
+        False,
+        description=(
+            "Also learn how often students forget a mastered skill between answers. Off in "
+            "classic BKT: mastery, once reached, stays."
+        ),
+    )
+    num_fits: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description=(
+            "How many random starts the fit tries per skill, keeping the best: more is slower "
+            "and less likely to stop at a poor fit."
+        ),
+    )
+    min_answers: int = Field(
+        30,
+        ge=5,
+        le=100_000,
+        description="A skill needs at least this many answers; fewer stops the step, naming it.",
+        json_schema_extra={"unit": "answers"},
+    )
+    seed: int = Field(0, ge=0, description="Random seed, so training can be repeated exactly.")
+
+
+def answer_columns(frame: Any, roles: Roles, params: Any) -> dict[str, str]:
+    """The answer log's columns for student, skill, correct and order: the block's parameters,
+    else the dataset's roles (label, date/term), else the usual names. Refuses a log that lacks
+    one, naming the parameter to change."""
+    columns = {
+        "student": params.student_column,
+        "skill": params.skill_column,
+        "correct": params.correct_column or roles.label or "correct",
+        "order": params.order_column or roles.time or "order",
+    }
+    missing = [
+        f"'{name}' ({role}: set {role}_column)"
+        for role, name in columns.items()
+        if name not in frame.columns
+    ]
+    if missing:
+        raise BlockError(
+            f"The answer log lacks the column(s) {', '.join(missing)}; it has "
+            f"{', '.join(map(str, frame.columns))}. An answer log has one row per answer with "
+            "the student, the skill, whether it was right and its order."
+        )
+    return columns
+
+
+def answers_for_bkt(frame: Any, roles: Roles, columns: dict[str, str]) -> Any:
+    """The rows as BKT reads them: a correct column that is the dataset's label becomes 1 where
+    its value is a positive class, and an order column of dates becomes timestamps."""
+    import pandas as pd
+
+    frame = frame.copy()
+    correct, order = columns["correct"], columns["order"]
+    if correct == roles.label and roles.positive:
+        right = frame[correct].astype(str).isin({str(v) for v in roles.positive}).astype(float)
+        frame[correct] = right.where(frame[correct].notna())
+    elif frame[correct].dtype != bool:
+        values = frame[correct]
+        bad = values.notna() & ~pd.to_numeric(values, errors="coerce").isin([0, 1])
+        if bad.any():
+            shown = ", ".join(repr(v) for v in sorted(map(str, pd.unique(values[bad])))[:5])
+            raise BlockError(
+                f"Correctness (column '{correct}') must be 0 or 1 (or true/false); "
+                f"{int(bad.sum())} answer(s) have {shown}. Mark '{correct}' as the dataset's "
+                "label, with the value(s) meaning a right answer as its positive class, on the "
+                "dataset's page; or set correct_column to a column of 0/1."
+            )
+    values = frame[order]
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
+        try:
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        except (ValueError, TypeError):  # e.g. dates with and without a time zone
+            parsed = pd.Series(pd.NaT, index=values.index)
+        bad = parsed.isna() & values.notna()
+        if bad.any():
+            raise BlockError(
+                f"The order column '{order}' must hold numbers or dates; {int(bad.sum())} "
+                f"answer(s) have something else, e.g. {values[bad].iloc[0]!r}: pick another "
+                "order_column or fix those rows."
+            )
+        frame[order] = parsed
+    return frame
+
+
+class TrainMasteryBlock(Block):
+    kind = "train_mastery"
+    category = "model"
+    label = "Train mastery (BKT)"
+    help = (
+        "Learns, from an answer log (one row per answer: student, skill, right or wrong, and "
+        "its order), how each skill is mastered with Bayesian Knowledge Tracing (pyBKT): the "
+        "chance a student already knows it, learns it at each practice, guesses right without "
+        "knowing it, slips while knowing it (and forgets it, if asked). Logs the numbers per "
+        "skill to MLflow and registers a mastery model version, which adaptive practice uses "
+        "to pick each student's next skill."
+    )
+    icon = "trending-up"
+    Params = TrainMasteryParams
+    inputs = (Port("answers", (PortType.DATASET,), "Answer log"),)
+    outputs = (output("model", PortType.MODEL, "Mastery model version"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.registry import mastery
+
+        ref = inputs["answers"]
+        version = version_for(context, ref)
+        context.progress("loading the answers", 0.0)
+        frame, roles = rows_for(context, ref)
+        columns = answer_columns(frame, roles, params)
+        answers = answers_for_bkt(frame, roles, columns)
+        context.log(
+            f"{len(answers)} answers of {answers[columns['student']].nunique()} students on "
+            f"{answers[columns['skill']].nunique()} skill(s); columns: "
+            + ", ".join(f"{role} '{name}'" for role, name in columns.items())
+        )
+        job = mastery.MasteryJob(
+            district=context.run.workflow.district,
+            dataset_version=version,
+            model_name=params.model_name,
+            columns=columns,
+            forgets=params.forgets,
+            num_fits=params.num_fits,
+            min_answers=params.min_answers,
+            seed=params.seed,
+            run_label=f"run {context.run_id} · {context.node_id}",
+            workflow_run_id=context.run_id,
+            started_by=context.run.started_by,
+        )
+        try:
+            trained = mastery.train_and_register(job, answers, roles, context.progress)
+        except mastery.MasteryError as exc:
+            raise BlockError(f'"{version}" cannot be traced: {exc}') from None
+        model = trained.model
+        for name, p in sorted(trained.bkt.skills.items()):
+            counts = trained.bkt.trained_on[name]
+            context.log(
+                f"'{name}' ({counts['answers']} answers, {counts['students']} students): prior "
+                f"{p.prior:.2f}, learn {p.learn:.2f}, guess {p.guess:.2f}, slip {p.slip:.2f}"
+                + (f", forget {p.forget:.2f}" if params.forgets else "")
+            )
+        degenerate = sorted(n for n, p in trained.bkt.skills.items() if p.degenerate)
+        if degenerate:
+            context.log(
+                f"Degenerate fit for {len(degenerate)} skill(s): "
+                f"{', '.join(map(repr, degenerate))}: guess >= 1 - slip, so a right answer "
+                "there does not raise mastery (answers nearly all right, or items that do not "
+                "measure the skill); adaptive practice never suggests them."
+            )
+        context.metric("degenerate_skills", len(degenerate))
+        context.log(
+            f"Fitted in {model.training['fit_seconds']:.1f} s (pyBKT "
+            f"{model.training['library']['version']}, best of {params.num_fits} start(s))"
+        )
+        context.log(f"Registered {trained.model_uri} (MLflow run {model.run_id})")
+        context.metric("answers", model.training["answers"])
+        context.metric("students", model.training["students"])
+        context.metric("skills", len(trained.bkt.skills))
+        return {
+            "model": {
+                "model_version": model.pk,
+                "name": model.name,
+                "version": model.version,
+                "run_id": model.run_id,
+                "answers": ref,
+            }
+        }
+
+
+class ValidateMasteryParams(Params):
+    test_share: float = Field(
+        0.2,
+        ge=0.05,
+        le=0.5,
+        description=(
+            "Share of the students held out: the model is fitted again, with the same settings, "
+            "on the other students' answers only, and predicts each held-out answer from the "
+            "answers before it."
+        ),
+    )
+    min_auc: float = Field(
+        0.65,
+        ge=0,
+        le=1,
+        description=(
+            "Lowest acceptable AUC of the next-answer predictions on the held-out students "
+            "(0.5 is chance; BKT usually reaches 0.65 to 0.8)."
+        ),
+        json_schema_extra={"threshold": "district", "label": "Minimum mastery AUC"},
+    )
+    max_ece: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description=(
+            "Highest acceptable calibration error (ECE): how far, on average, the predicted "
+            "chance of a right answer is from the share of right answers (0.1 = 10 points)."
+        ),
+        json_schema_extra={"threshold": "district", "label": "Maximum calibration error"},
+    )
+    min_gain: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description=(
+            "How much the AUC must exceed that of predicting each answer by its skill's share "
+            "of right answers alone, which knows nothing of the student: 0 = at least as good."
+        ),
+        json_schema_extra={"threshold": "district", "label": "Mastery AUC gain over pass rates"},
+    )
+    bins: int = Field(10, ge=2, le=50, description="Bins of the calibration table.")
+    seed: int = Field(0, ge=0, description="Random seed of the choice of held-out students.")
+
+
+class ValidateMasteryBlock(Block):
+    kind = "validate_mastery"
+    category = "model"
+    label = "Validate mastery"
+    help = (
+        "Checks a mastery model on students it never saw: a share of the students is held out, "
+        "the model is fitted again on the others' answers with the same settings, and predicts "
+        "each held-out answer from the student's answers before it. Records the AUC of those "
+        "predictions, their calibration (ECE and a table) and the AUC per skill; the run stops "
+        "when the AUC is below its minimum or the calibration error above its maximum."
+    )
+    icon = "check-circle"
+    Params = ValidateMasteryParams
+    inputs = (Port("model", (PortType.MODEL,), "Mastery model version"),)
+    outputs = (output("model", PortType.MODEL, "Validated mastery model"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml.knowledge_tracing_checks import validate_bkt
+
+        ref = inputs["model"]
+        model = model_for(
+            context,
+            ref,
+            step="Validate mastery",
+            accepts=(TaskType.MASTERY,),
+            instead={
+                TaskType.BINARY_RISK: "Validate",
+                TaskType.FORECAST: "Backtest forecast",
+            },
+        )
+        if not ref.get("answers"):
+            raise BlockError(
+                "The model reference carries no answer log: connect the output of Train mastery "
+                "(BKT) to this block."
+            )
+        frame, roles = rows_for(context, ref["answers"])
+        columns = dict(model.training.get("columns") or {})
+        fit = dict(model.training.get("fit") or {})
+        if sorted(columns) != ["correct", "order", "skill", "student"]:
+            raise BlockError(
+                f"{model} does not say which columns it was trained on: validate a model made "
+                "by Train mastery (BKT)."
+            )
+        answers = answers_for_bkt(frame, roles, columns)
+        train, test = _held_out(answers, columns, fit, params)
+        context.progress(f"fitting again without {params.test_share:.0%} of the students", 0.1)
+        try:
+            _, report = validate_bkt(
+                answers,
+                **columns,
+                test_share=params.test_share,
+                seed=params.seed,
+                bins=params.bins,
+                forgets=bool(fit.get("forgets", False)),
+                num_fits=int(fit.get("num_fits", 5)),
+                min_answers=int(fit.get("min_answers", 30)),
+            )
+        except ValueError as exc:
+            raise StepStopped(f"the validation cannot run: {exc}") from None
+        numbers = {"auc": report.auc, "ece": report.ece, "log_loss": report.log_loss}
+        numbers["brier"] = report.brier
+        numbers["base_rate_auc"] = _base_rate_auc(train, test, columns)
+        failures = mastery_failures(report, params, numbers["base_rate_auc"])
+        for name, value in numbers.items():
+            if value is not None:
+                context.metric(name, value)
+        model.validation = {
+            "kind": "mastery",
+            **report.to_dict(),
+            "base_rate_auc": numbers["base_rate_auc"],
+            "limits": params.model_dump(),
+            "passed": not failures,
+            "failures": failures,
+        }
+        model.save(update_fields=["validation"])
+        mlflow_ready()
+        tracking.log_json(model.run_id, "validation.json", model.validation)
+        tracking.log_metrics(model.run_id, numbers, prefix="test_")
+        split = report.split
+        context.log(
+            f"Fitted on {split['train_students']} students ({split['train_answers']} answers), "
+            f"predicted {split['test_answers']} answers of {split['test_students']} held-out "
+            f"students: AUC {_num(report.auc)}, ECE {report.ece:.3f}, log loss "
+            f"{report.log_loss:.3f}, Brier {report.brier:.3f}"
+        )
+        if numbers["base_rate_auc"] is not None:
+            context.log(
+                f"Each skill's share of right answers alone gives AUC "
+                f"{numbers['base_rate_auc']:.3f}: the students' earlier answers add "
+                f"{_num(None if report.auc is None else report.auc - numbers['base_rate_auc'])}"
+            )
+        for skill in report.per_skill:
+            context.log(
+                f"'{skill['skill']}': {skill['answers']} answers, {skill['share_correct']:.0%} "
+                f"right, {skill['mean_predicted']:.0%} predicted, AUC {_num(skill['auc'])}"
+            )
+        if failures:
+            raise StepStopped("; ".join(failures))
+        context.log(
+            f"Passed: AUC at least {params.min_auc:g} and {params.min_gain:g} above the skills' "
+            f"pass rates, ECE at most {params.max_ece:g}"
+        )
+        return {"model": ref}
+
+
+def _held_out(
+    answers: Any, columns: dict[str, str], fit: dict[str, Any], params: ValidateMasteryParams
+) -> tuple[Any, Any]:
+    """The answers of the students kept and of those held out (validate_bkt's split). Stops the
+    gate when holding students out leaves a skill too few answers to fit again (a skill few
+    students practised), naming the skills and what to change."""
+    from edumlops.ml.knowledge_tracing_checks import split_students
+
+    try:
+        train, test = split_students(
+            answers, student=columns["student"], test_share=params.test_share, seed=params.seed
+        )
+    except ValueError as exc:
+        raise StepStopped(f"the validation cannot run: {exc}") from None
+    need = int(fit.get("min_answers", 30))
+    counts = train[columns["skill"]].astype(str).value_counts()
+    short = {
+        str(skill): int(counts.get(str(skill), 0))
+        for skill in sorted(answers[columns["skill"]].astype(str).unique())
+        if counts.get(str(skill), 0) < need
+    }
+    if short:
+        listed = ", ".join(f"'{skill}' ({n} answers)" for skill, n in short.items())
+        raise StepStopped(
+            f"without the {params.test_share:.0%} of students held out, too few answers are left "
+            f"to fit again (at least {need} per skill, as in training): {listed}. Hold out fewer "
+            "students (test_share), collect more answers on those skills, or train without them."
+        )
+    return train, test
+
+
+def _base_rate_auc(train: Any, test: Any, columns: dict[str, str]) -> float | None:
+    """The AUC of predicting each held-out answer by its skill's share of right answers among
+    the students kept: what knowing the student's earlier answers must beat."""
+    from sklearn.metrics import roc_auc_score
+
+    skill, correct = columns["skill"], columns["correct"]
+    rate = train.groupby(train[skill].astype(str))[correct].mean()
+    y = test[correct].astype(int).to_numpy()
+    if not 0 < y.sum() < len(y):
+        return None
+    return float(roc_auc_score(y, test[skill].astype(str).map(rate).to_numpy()))
+
+
+def mastery_failures(
+    report: Any, params: ValidateMasteryParams, base_rate_auc: float | None = None
+) -> list[str]:
+    """A sentence per limit the held-out predictions miss, saying what it means."""
+    failures = []
+    if report.auc is None:
+        failures.append(
+            f"the {report.answers} held-out answers are all "
+            f"{'right' if report.share_correct == 1 else 'wrong'}, so the AUC cannot be "
+            "measured: hold out more students (test_share) or collect more varied answers"
+        )
+    elif report.auc < params.min_auc:
+        failures.append(
+            f"AUC {report.auc:.3f} is below the minimum {params.min_auc:g}: the model tells "
+            "held-out students' right answers from wrong ones too poorly to choose their "
+            "practice (check the skill tagging, or collect more answers per skill)"
+        )
+    if (
+        report.auc is not None
+        and base_rate_auc is not None
+        and report.auc - base_rate_auc < params.min_gain
+    ):
+        failures.append(
+            f"AUC {report.auc:.3f} does not beat each skill's share of right answers alone "
+            f"(AUC {base_rate_auc:.3f}) by the minimum gain {params.min_gain:g}: the students' "
+            "earlier answers add too little to choose their practice"
+        )
+    if report.ece > params.max_ece:
+        failures.append(
+            f"calibration error (ECE) {report.ece:.3f} is above the maximum "
+            f"{params.max_ece:g}: its chances of a right answer are off by "
+            f"{report.ece:.0%} on average, so its mastery estimates cannot be taken at face value"
+        )
+    return failures
