@@ -281,8 +281,13 @@ def test_blocks_for_yes_no_risk_models_refuse_a_mastery_model_naming_what_to_use
     assert steps["train"].status == "succeeded"
     assert steps["other"].status == "failed"
     model = ModelVersion.objects.get()
+    accepts = (
+        "a yes/no risk model or a scoring model (whole-point scores)"
+        if kind == "bias_gate"
+        else "a yes/no risk model"
+    )
     assert steps["other"].reason.endswith(
-        f"failed: {model}: {step} works on a yes/no risk model; this is a knowledge-tracing "
+        f"failed: {model}: {step} works on {accepts}; this is a knowledge-tracing "
         f"(mastery) model. Use {instead} instead."
     )
 
