@@ -218,13 +218,51 @@ class ScoreOut(serializers.Serializer):
     unsure = UnsureOut()
 
 
+class MasteryAnswerIn(serializers.Serializer):
+    skill = serializers.CharField(max_length=200)
+    correct = serializers.BooleanField(help_text="true (or 1) when the answer was right.")
+
+
+class MasteryIn(serializers.Serializer):
+    """One student's answers, oldest first; none = a new student (every skill at its prior)."""
+
+    answers = serializers.ListField(child=MasteryAnswerIn(), max_length=10_000)
+    threshold = serializers.FloatField(
+        required=False,
+        min_value=0.5,
+        max_value=0.999,
+        help_text="P(mastered) from which a skill counts as mastered (default 0.95).",
+    )
+
+
+class SkillMasteryOut(serializers.Serializer):
+    skill = serializers.CharField()
+    p_mastered = serializers.FloatField(help_text="P(the skill is mastered) after the answers.")
+    mastered = serializers.BooleanField()
+    answers = serializers.IntegerField(help_text="How many of the answers practised it.")
+    p_correct_next = serializers.FloatField(help_text="P(the next answer on it is right).")
+
+
+class MasteryOut(serializers.Serializer):
+    task_type = serializers.ChoiceField(choices=[TaskType.MASTERY.value])
+    model = PredictModelOut()
+    threshold = serializers.FloatField()
+    skills = SkillMasteryOut(many=True)
+    next_skill = serializers.CharField(
+        allow_null=True, help_text="The skill to practise next; None when none is left."
+    )
+    reason = serializers.CharField(help_text="Why that skill, in words.")
+
+
 PREDICT_IN: dict[TaskType, type[serializers.Serializer]] = {
     TaskType.FORECAST: ForecastIn,
     TaskType.ORDINAL_SCORE: ScoreIn,
+    TaskType.MASTERY: MasteryIn,
 }
 PREDICT_OUT: dict[TaskType, type[serializers.Serializer]] = {
     TaskType.FORECAST: ForecastOut,
     TaskType.ORDINAL_SCORE: ScoreOut,
+    TaskType.MASTERY: MasteryOut,
 }
 
 
@@ -251,6 +289,8 @@ def model_predict(request: Request, pk: int) -> Response:
       prediction interval; the body may narrow it by `school`, `grade` and `steps` ahead.
     - **ordinal score**: `answers` (texts) → each one's whole-point score, expected score and
       probability per point; answers the scorer is unsure about are marked to go to a teacher.
+    - **mastery**: a student's `answers` in order (`skill`, `correct`) → P(mastered) for every
+      skill and the skill to practise next.
     - **binary risk**: answered by a school's deployment (`POST /api/schools/{id}/predict/`),
       where answers are recorded and monitored: 409 here.
     """

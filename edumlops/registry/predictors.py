@@ -8,6 +8,8 @@ function here that turns the checked request body into the answer:
 - ordinal score: each answer's whole-point score, its expected score and the probability of
   each point, from the scorer's ONNX file (checked against its SHA-256); answers whose two most
   likely scores are close are marked unsure, to go to a teacher;
+- mastery: a student's answers in order (skill, right or wrong) → P(mastered) for every skill
+  of the BKT model and the skill to practise next;
 - binary risk: refused with the door that answers it (a school's deployment), since a risk
   model's answers are recorded and monitored per school.
 
@@ -168,6 +170,40 @@ def _ordinal_score(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any
     }
 
 
+# --- mastery (knowledge tracing) -------------------------------------------------------------
+def _mastery(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
+    from edumlops.ml.knowledge_tracing import mastery
+    from edumlops.registry.mastery import MasteryError, load_mastery_model
+
+    try:
+        model = _loaded(version, load_mastery_model)
+    except MasteryError as exc:
+        raise PredictRefused(str(exc), status=409) from None
+    threshold = body.get("threshold") or 0.95
+    answers = [{"skill": a["skill"], "correct": bool(a["correct"])} for a in body["answers"]]
+    try:
+        found = mastery(model, answers, threshold=threshold)
+    except ValueError as exc:  # an unknown skill, named with the ones the model knows
+        raise PredictRefused(str(exc)) from None
+    return {
+        "task_type": TaskType.MASTERY.value,
+        "model": _model(version),
+        "threshold": threshold,
+        "skills": [
+            {
+                "skill": name,
+                "p_mastered": round(float(info["p_mastered"]), 4),
+                "mastered": bool(info["mastered"]),
+                "answers": int(info["answers"]),
+                "p_correct_next": round(float(info["p_correct_next"]), 4),
+            }
+            for name, info in found["skills"].items()
+        ],
+        "next_skill": found["next_skill"],
+        "reason": found["reason"],
+    }
+
+
 def _binary_risk(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
     raise PredictRefused(
         f"{version} is a yes/no risk model: its answers come from a school's deployment, where "
@@ -180,6 +216,7 @@ def _binary_risk(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
 ANSWER: dict[TaskType, Callable[[ModelVersion, dict[str, Any]], dict[str, Any]]] = {
     TaskType.FORECAST: _forecast,
     TaskType.ORDINAL_SCORE: _ordinal_score,
+    TaskType.MASTERY: _mastery,
     TaskType.BINARY_RISK: _binary_risk,
 }
 
