@@ -119,7 +119,8 @@ def build_card(
         "data": {
             "dataset": training.get("dataset"),
             "dataset_sha256": training.get("dataset_sha256"),
-            "rows": training.get("rows"),
+            # a mastery model counts answers, not rows
+            "rows": training.get("rows", training.get("answers")),
             "positives": training.get("positives"),
             "label": training.get("label"),
             "positive_class": training.get("positive"),
@@ -144,6 +145,10 @@ def build_card(
         "privacy": privacy_section(training),
         "federated": federated_section(training.get("federated")),
         "forecast": forecast_section(training, validation) if task_type == "forecast" else None,
+        "scoring": (
+            scoring_section(training, validation) if task_type == "ordinal_score" else None
+        ),
+        "mastery": mastery_section(training, validation) if task_type == "mastery" else None,
         "bundle": {
             "signed": bool(bundle),
             "files": (bundle.get("manifest") or {}).get("files", {}),
@@ -305,6 +310,10 @@ def limitations(
 ) -> list[str]:
     if task_type == "forecast":
         return forecast_limitations(training, validation, extra)
+    if task_type == "ordinal_score":
+        return scoring_limitations(training, validation, bias_report, extra)
+    if task_type == "mastery":
+        return mastery_limitations(training, validation, extra)
     found = []
     if extra.strip():
         found.append(extra.strip())
@@ -410,6 +419,13 @@ def to_markdown(card: dict[str, Any]) -> str:
     if card.get("forecast"):
         lines += forecast_lines(card["forecast"])
         return "\n".join([*lines, *_closing_markdown(card)]) + "\n"
+    if card.get("mastery"):
+        lines += mastery_lines(card["mastery"])
+        return "\n".join([*lines, *_closing_markdown(card)]) + "\n"
+    if card.get("scoring"):
+        lines += scoring_lines(card["scoring"])
+        lines += _fairness_markdown(fair)
+        return "\n".join([*lines, *_closing_markdown(card)]) + "\n"
     lines += [
         "",
         "## Evaluation",
@@ -428,7 +444,12 @@ def to_markdown(card: dict[str, Any]) -> str:
     if ev.get("champion"):
         lines += ["", f"Champion comparison: {ev['champion'].get('verdict')}"]
     lines += privacy_markdown(card.get("privacy"))
-    lines += ["", "## Fairness", "", f"Bias gate: **{fair['outcome']}**. {fair['summary']}", ""]
+    lines += _fairness_markdown(fair)
+    return "\n".join([*lines, *_closing_markdown(card)]) + "\n"
+
+
+def _fairness_markdown(fair: dict[str, Any]) -> list[str]:
+    lines = ["", "## Fairness", "", f"Bias gate: **{fair['outcome']}**. {fair['summary']}", ""]
     groups = fair.get("groups") or []
     if groups:
         names = sorted({m for g in groups for m in g["metrics"]})
@@ -444,7 +465,7 @@ def to_markdown(card: dict[str, Any]) -> str:
             lines.append(
                 f"| {g['attribute']} | {g['group']}{flag} | {g['n']} | " + " | ".join(cells) + " |"
             )
-    return "\n".join([*lines, *_closing_markdown(card)]) + "\n"
+    return lines
 
 
 def _label_lines(data: dict[str, Any], card: dict[str, Any]) -> list[str]:
@@ -453,7 +474,7 @@ def _label_lines(data: dict[str, Any], card: dict[str, Any]) -> list[str]:
     if data.get("label"):
         positive = ", ".join(data.get("positive_class") or [])
         lines.append(f"- Label: {data.get('label')} (positive: {positive})")
-    if not card.get("forecast"):
+    if not card.get("forecast") and not card.get("mastery"):
         sensitive = ", ".join(data.get("sensitive_attributes") or []) or "none"
         lines.append(f"- Sensitive attributes: {sensitive}")
     return lines
@@ -472,6 +493,22 @@ def _closing_markdown(card: dict[str, Any]) -> list[str]:
     if bundle.get("signed"):
         lines += ["", "## Bundle", "", f"Signed with key `{bundle.get('signing_key_id')}`:"]
         lines += [f"- {name}: `{digest}`" for name, digest in bundle.get("files", {}).items()]
+    elif card.get("scoring") and card["scoring"].get("onnx_sha256"):
+        lines += [
+            "",
+            "## Bundle",
+            "",
+            f"The scorer's ONNX file ({_fmt(card['scoring'].get('onnx_bytes'))} bytes), "
+            f"SHA-256 `{card['scoring']['onnx_sha256']}`.",
+        ]
+    elif card.get("mastery"):
+        lines += [
+            "",
+            "## Bundle",
+            "",
+            "None: a mastery model is served from its parameters (the table above), not from "
+            "an ONNX bundle.",
+        ]
     return lines
 
 
@@ -565,3 +602,268 @@ def federated_lines(fed: dict[str, Any] | None) -> list[str]:
     ]
     lines += [f"- Round {r['round']}: {', '.join(r['schools'])}" for r in fed["rounds"]]
     return lines
+
+
+# --- short-answer scoring (ordinal score) ---------------------------------------------------------
+
+
+def scoring_section(training: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    """What a short-answer scorer's card says: the scale and columns, the ONNX file and its
+    parity check, and the validation against the teachers (None before one)."""
+    config = training.get("scorer") or {}
+    parity = config.get("parity") or {}
+    scale = config.get("scale") or [None, None]
+    checked = validation.get("kind") == "scoring"
+    metrics = (validation.get("metrics") or {}) if checked else {}
+    unsure = (validation.get("unsure") or {}) if checked else {}
+    limits = (validation.get("limits") or {}) if checked else {}
+    return {
+        "scale": {"low": scale[0], "high": scale[-1]},
+        "points": list(config.get("points") or []),
+        "text_column": config.get("text_column"),
+        "score_column": config.get("score_column"),
+        "rows": training.get("rows"),
+        "score_counts": dict(training.get("score_counts") or {}),
+        "vocabulary": training.get("vocabulary"),
+        "onnx_sha256": config.get("onnx_sha256"),
+        "onnx_bytes": config.get("onnx_bytes"),
+        "parity": {
+            "rows": parity.get("rows"),
+            "disagreeing_scores": parity.get("disagreeing_scores"),
+            "max_prob_diff": parity.get("max_prob_diff"),
+        }
+        if parity
+        else None,
+        "validation": (
+            {
+                "test_rows": validation.get("test_rows"),
+                "qwk": metrics.get("qwk"),
+                "exact_agreement": metrics.get("exact_agreement"),
+                "adjacent_agreement": metrics.get("adjacent_agreement"),
+                "human_qwk": metrics.get("human_qwk"),
+                "human_exact_agreement": metrics.get("human_exact_agreement"),
+                "smd": metrics.get("smd", validation.get("smd")),
+                "unsure_share": unsure.get("share", metrics.get("unsure_share")),
+                "unsure_count": unsure.get("count"),
+                "unsure_margin": unsure.get("margin"),
+                "min_qwk": limits.get("min_qwk"),
+                "max_unsure_share": limits.get("max_unsure_share"),
+                "passed": validation.get("passed"),
+                "failures": list(validation.get("failures") or []),
+            }
+            if checked
+            else None
+        ),
+    }
+
+
+def scoring_lines(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    scale = section["scale"]
+    lines = [
+        "",
+        "## Scoring",
+        "",
+        f"- Scores answers from {scale['low']} to {scale['high']} points "
+        f"(answers in '{section['text_column']}', teachers' scores in "
+        f"'{section['score_column']}')",
+        f"- Trained on {_fmt(section['rows'])} answers scored by teachers",
+    ]
+    parity = section.get("parity")
+    if parity:
+        lines.append(
+            f"- ONNX parity: {parity['disagreeing_scores']} of {parity['rows']} answers scored "
+            f"differently from scikit-learn (largest probability difference "
+            f"{_fmt(parity['max_prob_diff'])})"
+        )
+    v = section.get("validation")
+    lines += ["", "## Evaluation", ""]
+    if not v:
+        return [*lines, "Not validated against the teachers yet."]
+    ceiling = (
+        f"two teachers agree at QWK {_fmt(v['human_qwk'])}"
+        if v.get("human_qwk") is not None
+        else "no second teacher's scores: the teacher–teacher ceiling was not measured"
+    )
+    lines += [
+        f"Against the teachers on {v['test_rows']} held-out answers: "
+        f"**{'passed' if v['passed'] else 'failed'}**",
+        "",
+        "| Agreement with the teachers | Value |",
+        "|---|---|",
+        f"| Quadratic weighted kappa (QWK: 1 = always the same score, 0 = chance) | "
+        f"{_fmt(v['qwk'])} |",
+        f"| Teacher–teacher QWK (the ceiling) | {_fmt(v['human_qwk'])} |",
+        f"| Same score as the teacher | {_share(v['exact_agreement'])} |",
+        f"| Within one point of the teacher | {_share(v['adjacent_agreement'])} |",
+        f"| Mean score difference (standardized) | {_fmt(v['smd'])} |",
+        "",
+        f"The scorer agrees with the teachers at QWK {_fmt(v['qwk'])}; {ceiling}. "
+        f"{_share(v['unsure_share'])} of the answers"
+        + (f" ({v['unsure_count']})" if v.get("unsure_count") is not None else "")
+        + " were too close to call and are sent to a teacher.",
+    ]
+    lines += [f"- {failure}" for failure in v["failures"]]
+    return lines
+
+
+def scoring_limitations(
+    training: dict[str, Any],
+    validation: dict[str, Any],
+    bias_report: dict[str, Any],
+    extra: str = "",
+) -> list[str]:
+    found = [extra.strip()] if extra.strip() else []
+    dataset = training.get("dataset")
+    found.append(
+        "It learned the prompts and scores of its training answers"
+        + (f" ({dataset})" if dataset else "")
+        + ": answers to other questions, or to a changed rubric, get scores that mean nothing. "
+        "Retrain it for each new prompt."
+    )
+    found.append(
+        "Answers it is unsure about go to a teacher; the others are suggestions for a teacher "
+        "to confirm, not grades."
+    )
+    found.append(
+        "It reads words and letters, not reasoning: an answer written in another language, "
+        "very short or very long, or unusually worded may be scored wrongly; watch the answer "
+        "length and vocabulary monitors."
+    )
+    small = [
+        f"{g['attribute']}={g['group']} (n={g['n']})"
+        for g in bias_report.get("groups", [])
+        if g.get("insufficient")
+    ]
+    if small:
+        found.append(
+            "Too few held-out answers to judge fairness for: " + ", ".join(small[:10]) + "."
+        )
+    if not bias_report:
+        found.append("The bias gate has not compared its scores with the teachers' per group.")
+    if validation.get("kind") != "scoring":
+        found.append("This scorer has not been validated against teachers' scores.")
+    return found
+
+
+# --- mastery (Bayesian knowledge tracing) ---------------------------------------------------------
+
+
+def mastery_section(training: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    """What a mastery model's card says: each skill's parameters (degenerate ones marked), what
+    it learned from, and the validation on held-out students (None before one)."""
+    parameters = training.get("parameters") or {}
+    trained_on = training.get("skills") or {}
+    skills = []
+    for name in sorted(parameters):
+        p = parameters[name]
+        guess, slip = p.get("guess", 0.0), p.get("slip", 0.0)
+        seen = trained_on.get(name) if isinstance(trained_on, dict) else None
+        skills.append(
+            {
+                "skill": name,
+                "prior": p.get("prior"),
+                "learn": p.get("learn"),
+                "guess": guess,
+                "slip": slip,
+                "forget": p.get("forget", 0.0),
+                "degenerate": guess >= 1.0 - slip,
+                "answers": (seen or {}).get("answers") if isinstance(seen, dict) else None,
+            }
+        )
+    checked = validation.get("kind") == "mastery"
+    limits = (validation.get("limits") or {}) if checked else {}
+    split = (validation.get("split") or {}) if checked else {}
+    return {
+        "answers": training.get("answers"),
+        "students": training.get("students"),
+        "forgets": bool((training.get("fit") or {}).get("forgets")),
+        "skills": skills,
+        "degenerate": [s["skill"] for s in skills if s["degenerate"]],
+        "validation": (
+            {
+                "auc": validation.get("auc"),
+                "ece": validation.get("ece"),
+                "base_rate_auc": validation.get("base_rate_auc"),
+                "answers": validation.get("answers"),
+                "students": validation.get("students"),
+                "train_students": split.get("train_students"),
+                "min_auc": limits.get("min_auc"),
+                "max_ece": limits.get("max_ece"),
+                "min_gain": limits.get("min_gain"),
+                "passed": validation.get("passed"),
+                "failures": list(validation.get("failures") or []),
+            }
+            if checked
+            else None
+        ),
+    }
+
+
+def mastery_lines(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    lines = [
+        "",
+        "## Mastery",
+        "",
+        f"Bayesian knowledge tracing, one model per skill, learned from "
+        f"{_fmt(section['answers'])} answers of {_fmt(section['students'])} students.",
+        "",
+        "| Skill | Chance of knowing it before practice | Chance of learning it at each answer "
+        "| Right by a guess (not known) | Wrong by a slip (known) | Forgetting |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in section["skills"]:
+        flag = " (degenerate: a right answer does not show it is known)" if s["degenerate"] else ""
+        lines.append(
+            f"| {s['skill']}{flag} | {_share(s['prior'])} | {_share(s['learn'])} | "
+            f"{_share(s['guess'])} | {_share(s['slip'])} | {_share(s['forget'])} |"
+        )
+    v = section.get("validation")
+    lines += ["", "## Evaluation", ""]
+    if not v:
+        return [*lines, "Not validated on held-out students yet."]
+    lines += [
+        f"On {_fmt(v['answers'])} answers of {_fmt(v['students'])} held-out students, each "
+        f"predicted from the student's answers before it: **"
+        f"{'passed' if v['passed'] else 'failed'}**",
+        "",
+        "| | Value | Limit |",
+        "|---|---|---|",
+        f"| AUC of the next-answer predictions | {_fmt(v['auc'])} | "
+        f"at least {_fmt(v['min_auc'])} |",
+        f"| AUC of each skill's pass rate alone (the baseline) | {_fmt(v['base_rate_auc'])} | "
+        f"beaten by at least {_fmt(v['min_gain'])} |",
+        f"| Calibration error (ECE) | {_fmt(v['ece'])} | at most {_fmt(v['max_ece'])} |",
+    ]
+    lines += [f"- {failure}" for failure in v["failures"]]
+    return lines
+
+
+def mastery_limitations(
+    training: dict[str, Any], validation: dict[str, Any], extra: str = ""
+) -> list[str]:
+    found = [extra.strip()] if extra.strip() else []
+    section = mastery_section(training, validation)
+    if section["skills"]:
+        found.append(
+            "It knows only the skills it was trained on ("
+            + ", ".join(s["skill"] for s in section["skills"][:10])
+            + "): answers on other skills are refused, and items added to a skill later are "
+            "assumed to be as hard as its old ones."
+        )
+    if section["degenerate"]:
+        found.append(
+            f"{', '.join(section['degenerate'])}: guess and slip are so high that a right "
+            "answer does not show the skill is known; check the items before trusting its "
+            "mastery, and it is never suggested as the next skill."
+        )
+    found.append(
+        "P(mastered) is a guide for choosing practice, not a grade: one student's few answers "
+        "leave it uncertain, and it assumes each skill is learned on its own."
+    )
+    if validation.get("kind") != "mastery":
+        found.append("This mastery model has not been validated on held-out students.")
+    return found

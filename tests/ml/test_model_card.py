@@ -260,3 +260,174 @@ def test_each_task_type_has_its_own_intended_use_when_none_is_given():
         approvals=[], task_type="forecast",
     )  # fmt: skip
     assert given["intended_use"] == "Ours."
+
+
+SCORER_TRAINING = {
+    "rows": 300,
+    "dataset": "Answers v1",
+    "dataset_sha256": "ab" * 32,
+    "score_counts": {"0": 60, "1": 90, "2": 90, "3": 60},
+    "vocabulary": 812,
+    "scorer": {
+        "text_column": "answer",
+        "score_column": "score",
+        "scale": [0, 3],
+        "points": [0, 1, 2, 3],
+        "onnx_sha256": "cd" * 32,
+        "onnx_bytes": 48213,
+        "parity": {"rows": 75, "disagreeing_scores": 0, "max_prob_diff": 1e-6},
+    },
+}
+SCORING = {
+    "kind": "scoring",
+    "metrics": {
+        "qwk": 0.812,
+        "exact_agreement": 0.64,
+        "adjacent_agreement": 0.97,
+        "smd": 0.03,
+        "unsure_share": 0.12,
+        "human_qwk": 0.88,
+        "human_exact_agreement": 0.71,
+    },
+    "unsure": {"share": 0.12, "count": 9, "margin": 0.1},
+    "limits": {"min_qwk": 0.7, "max_unsure_share": 0.3},
+    "test_rows": 75,
+    "passed": True,
+    "failures": [],
+}
+SCORER_BIAS = {
+    "outcome": "pass",
+    "summary": "Scores differ from the teachers' by at most 0.08 standard deviations per group.",
+    "checks": [],
+    "groups": [
+        {"attribute": "ell", "group": "yes", "n": 20, "metrics": {"smd": 0.08}},
+        {"attribute": "ell", "group": "no", "n": 55, "metrics": {"smd": -0.02}},
+    ],
+    "settings": {"min_group_size": 10},
+}
+
+
+def scorer_card(validation, bias_report=SCORER_BIAS):
+    return build_card(
+        model={"name": "riverside-short-answer", "version": "2", "algorithm": "text_scorer"},
+        intended_use="",
+        training=SCORER_TRAINING,
+        validation=validation,
+        bias_report=bias_report,
+        bundle={},
+        approvals=[],
+        task_type="ordinal_score",
+    )
+
+
+def test_a_scorers_card_reads_as_agreement_with_teachers_not_as_a_risk_model():
+    card = scorer_card(SCORING)
+    assert card["task"] == {"type": "ordinal_score", "label": "Score on a scale"}
+    assert card["forecast"] is None and card["mastery"] is None
+    section = card["scoring"]
+    assert section["scale"] == {"low": 0, "high": 3}
+    assert section["onnx_sha256"] == "cd" * 32
+    v = section["validation"]
+    assert v["qwk"] == 0.812 and v["human_qwk"] == 0.88 and v["unsure_count"] == 9
+    text = " ".join(card["limitations"])
+    assert "risk score" not in text
+    assert "answers to other questions" in text and "go to a teacher" in text
+    # the bias gate's score differences stay on the card, without a rate's interval
+    assert card["fairness"]["groups"][0]["metrics"]["smd"]["interval"] is None
+    md = to_markdown(card)
+    assert "## Scoring" in md and "## Fairness" in md
+    assert "Against the teachers on 75 held-out answers: **passed**" in md
+    assert "| Teacher–teacher QWK (the ceiling) | 0.880 |" in md
+    assert "12% of the answers (9) were too close to call and are sent to a teacher." in md
+    assert f"SHA-256 `{'cd' * 32}`" in md and "threshold" not in md
+    json.dumps(card)
+
+
+def test_a_scorer_not_validated_and_without_a_second_rater_says_so():
+    card = scorer_card({}, bias_report={})
+    assert card["scoring"]["validation"] is None
+    assert "This scorer has not been validated against teachers' scores." in card["limitations"]
+    assert "Not validated against the teachers yet." in to_markdown(card)
+    no_ceiling = {**SCORING, "metrics": {k: v for k, v in SCORING["metrics"].items()
+                                         if not k.startswith("human")}}  # fmt: skip
+    md = to_markdown(scorer_card(no_ceiling))
+    assert "no second teacher's scores: the teacher–teacher ceiling was not measured" in md
+
+
+MASTERY_TRAINING = {
+    "answers": 4000,
+    "students": 250,
+    "skills": {"fractions": {"answers": 2000, "students": 250}, "decimals": {"answers": 2000}},
+    "fit": {"forgets": False, "num_fits": 1},
+    "parameters": {
+        "fractions": {"prior": 0.2, "learn": 0.15, "guess": 0.15, "slip": 0.1, "forget": 0.0},
+        "decimals": {"prior": 0.35, "learn": 0.25, "guess": 0.6, "slip": 0.45, "forget": 0.0},
+    },
+    "dataset": "Answers v1",
+    "dataset_sha256": "ef" * 32,
+}
+MASTERY_VALIDATION = {
+    "kind": "mastery",
+    "answers": 800,
+    "students": 50,
+    "auc": 0.74,
+    "ece": 0.031,
+    "base_rate_auc": 0.61,
+    "split": {"train_students": 200, "test_students": 50},
+    "limits": {"min_auc": 0.65, "max_ece": 0.1, "min_gain": 0.0},
+    "passed": True,
+    "failures": [],
+}
+
+
+def mastery_card(validation):
+    return build_card(
+        model={"name": "riverside-mastery", "version": "1", "algorithm": "bkt"},
+        intended_use="",
+        training=MASTERY_TRAINING,
+        validation=validation,
+        bias_report={},
+        bundle={},
+        approvals=[],
+        task_type="mastery",
+    )
+
+
+def test_a_mastery_models_card_lists_its_skills_in_words_and_marks_degenerate_ones():
+    card = mastery_card(MASTERY_VALIDATION)
+    assert card["task"]["label"] == "Skill mastery (knowledge tracing)"
+    assert card["intended_use"].startswith("Suggest which skill a student practises next")
+    section = card["mastery"]
+    assert [s["skill"] for s in section["skills"]] == ["decimals", "fractions"]
+    assert section["degenerate"] == ["decimals"]  # guess 0.6 >= 1 - slip 0.55
+    assert section["skills"][1]["answers"] == 2000
+    assert section["validation"]["base_rate_auc"] == 0.61
+    assert card["data"]["rows"] == 4000
+    text = " ".join(card["limitations"])
+    assert "risk score" not in text and "not a grade" in text
+    assert "decimals: guess and slip are so high" in text
+    md = to_markdown(card)
+    assert "## Mastery" in md and "## Fairness" not in md and "Sensitive attributes" not in md
+    assert "| Skill | Chance of knowing it before practice | Chance of learning it at each answer" in md
+    assert "| fractions | 20% | 15% | 15% | 10% | 0% |" in md
+    assert "| decimals (degenerate: a right answer does not show it is known) |" in md
+    assert "| AUC of the next-answer predictions | 0.740 | at least 0.650 |" in md
+    assert "served from its parameters" in md
+    json.dumps(card)
+
+
+def test_a_mastery_model_not_validated_says_so():
+    card = mastery_card({})
+    assert card["mastery"]["validation"] is None
+    assert "This mastery model has not been validated on held-out students." in card[
+        "limitations"
+    ]
+    assert "Not validated on held-out students yet." in to_markdown(card)
+
+
+def test_the_binary_risk_card_has_no_scoring_or_mastery_section():
+    card = build_card(
+        model={}, intended_use="", training={}, validation={}, bias_report={}, bundle={},
+        approvals=[],
+    )  # fmt: skip
+    assert card["scoring"] is None and card["mastery"] is None
