@@ -176,4 +176,17 @@ def bias_view(report: dict[str, Any] | None) -> dict[str, Any]:
         "rows": settings.get("rows"),
         "intersections": any(c["intersection"] for c in charts),
         "privacy": (report.get("privacy") or {}).get("summary", ""),
+        # a scorer's report: the machine's mean score against the teachers' per group
+        "scoring": settings.get("kind") == "ordinal_score",
+        "score_groups": [
+            {
+                "attribute": g["attribute"],
+                "group": g["group"],
+                "n": g.get("n"),
+                "value": (g.get("metrics") or {}).get("score_difference"),
+                "judged": not g.get("insufficient", False) and (g.get("n") or 0) >= minimum,
+            }
+            for g in groups
+            if "score_difference" in (g.get("metrics") or {})
+        ],
     }
