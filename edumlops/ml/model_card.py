@@ -728,8 +728,8 @@ def scoring_limitations(
     )
     found.append(
         "It reads words and letters, not reasoning: an answer written in another language, "
-        "very short or very long, or unusually worded may be scored wrongly; watch the answer "
-        "length and vocabulary monitors."
+        "very short or very long, or unusually worded may be scored wrongly: have teachers "
+        "score a sample of such answers now and then."
     )
     small = [
         f"{g['attribute']}={g['group']} (n={g['n']})"

@@ -40,9 +40,7 @@ def scorer(transactional_db, ml_stores, monkeypatch, django_capture_on_commit_ca
     return ModelVersion.objects.get(pk=steps["scorer"].outputs["model"]["model_version"])
 
 
-def test_staff_read_a_scorers_card_with_its_agreement_with_the_teachers(
-    page, live_server, scorer
-):
+def test_staff_read_a_scorers_card_with_its_agreement_with_the_teachers(page, live_server, scorer):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_in(page, live_server.url, "dana")
     page.goto(f"{live_server.url}/models/{scorer.pk}/")
