@@ -124,7 +124,8 @@ def build_card(
             "positives": training.get("positives"),
             "label": training.get("label"),
             "positive_class": training.get("positive"),
-            "sensitive_attributes": training.get("sensitive", []),
+            "sensitive_attributes": training.get("sensitive")
+            or (_bias_attributes(bias_report) if task_type == "ordinal_score" else []),
             "schools": training.get("schools", []),
             "period": training.get("period", {}),
             "outcome": training.get("outcome"),
@@ -159,6 +160,11 @@ def build_card(
         ),
         "approvals": approvals,
     }
+
+
+def _bias_attributes(bias_report: dict[str, Any]) -> list[str]:
+    """The sensitive attributes a scorer's bias gate compared (its training does not list them)."""
+    return list(dict.fromkeys(g["attribute"] for g in bias_report.get("groups", [])))
 
 
 def forecast_section(training: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:

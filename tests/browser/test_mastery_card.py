@@ -73,8 +73,18 @@ def test_staff_read_a_mastery_card_with_its_skills_in_words(page, live_server, m
     assert "No bias gate: a mastery model only chooses which skill a student practises" in fairness
     assert "served from its parameters" in body and "Not exported yet" not in body
 
+    # a refit whose guess and slip went too high (guess >= 1 - slip): the skill is marked
+    mastery.training["parameters"]["decimals"].update(guess=0.6, slip=0.45)
+    mastery.save(update_fields=["training"])
+    page.reload()
+    row = page.locator('[data-testid="skill"][data-skill="decimals"]')
+    assert "a right answer does not show it is known" in row.inner_text()
+    assert page.get_by_test_id("degenerate").count() == 1
+    assert "decimals: guess and slip are so high" in page.locator("main").inner_text()
+
     with page.expect_download() as download:
         page.get_by_test_id("download-md").click()
     markdown = open(download.value.path(), encoding="utf-8").read()  # noqa: SIM115
     assert "- Predicts: Skill mastery (knowledge tracing)" in markdown
     assert "## Mastery" in markdown and "## Fairness" not in markdown
+    assert "| decimals (degenerate: a right answer does not show it is known) |" in markdown

@@ -336,6 +336,7 @@ def test_a_scorers_card_reads_as_agreement_with_teachers_not_as_a_risk_model():
     assert card["fairness"]["groups"][0]["metrics"]["smd"]["interval"] is None
     md = to_markdown(card)
     assert "## Scoring" in md and "## Fairness" in md
+    assert "- Sensitive attributes: ell" in md
     assert "Against the teachers on 75 held-out answers: **passed**" in md
     assert "| Teacher–teacher QWK (the ceiling) | 0.880 |" in md
     assert "12% of the answers (9) were too close to call and are sent to a teacher." in md
