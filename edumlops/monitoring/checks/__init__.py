@@ -1,6 +1,7 @@
 """The monitors' rules, one module per check: drift per group of schools (with the calendar's
 baselines and the edge nodes' aggregates), performance once outcomes arrive, device latency, and
-forecast error once actual enrollment arrives.
+forecast error once actual enrollment arrives, and the drift of a knowledge-tracing model's
+parameters from one retraining to the next.
 Each check takes the district, typed parameters and its data, raises or refreshes alerts through
 `edumlops.monitoring.services`, stores its reports, and returns a result object (verdicts, what
 to log, the alerts and reports it made). The workflow blocks are typed parameters plus one call
@@ -18,6 +19,12 @@ from edumlops.monitoring.checks.latency import (
     LatencyResult,
     ProfileLatency,
     check_latency,
+)
+from edumlops.monitoring.checks.mastery import (
+    MasteryParams,
+    MasteryResult,
+    SkillCheck,
+    check_mastery,
 )
 from edumlops.monitoring.checks.params import CheckError, CheckParams, PerSchoolParams
 from edumlops.monitoring.checks.performance import (
@@ -37,14 +44,18 @@ __all__ = [
     "GroupDrift",
     "LatencyParams",
     "LatencyResult",
+    "MasteryParams",
+    "MasteryResult",
     "PerSchoolParams",
     "PerformanceParams",
     "PerformanceResult",
     "ProfileLatency",
     "SchoolError",
     "SchoolPerformance",
+    "SkillCheck",
     "check_drift",
     "check_forecast_error",
     "check_latency",
+    "check_mastery",
     "check_performance",
 ]
