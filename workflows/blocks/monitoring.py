@@ -34,6 +34,10 @@ class MasteryParams(checks.MasteryParams, Params):
     pass
 
 
+class AnswerDriftParams(checks.AnswerDriftParams, Params):
+    pass
+
+
 class DriftMonitorBlock(Block):
     kind = "drift_monitor"
     category = "monitor"
@@ -211,5 +215,58 @@ class MasteryMonitorBlock(Block):
             context.log(line)
         context.metric("parameters_drifted", result.drifted)
         context.metric("skills_flagged", len(result.skills))
+        context.metric("new_alerts", result.new_alerts)
+        return {"report": result.report()}
+
+
+class AnswerDriftMonitorBlock(Block):
+    kind = "answer_drift_monitor"
+    category = "monitor"
+    label = "Answer drift monitor"
+    help = (
+        "Compares new short answers with those the scorer was trained on: their length in "
+        "words, the share of their words the scorer never saw, and the share of answers the "
+        "scorer is unsure about (its two most likely scores close). Each past its limit raises "
+        "an alert; the report lists the unsure answers' row numbers to send to a teacher."
+    )
+    icon = "activity"
+    Params = AnswerDriftParams
+    inputs = (
+        Port("model", (PortType.MODEL,), "Short-answer scorer version"),
+        Port("answers", (PortType.DATASET,), "New answers"),
+    )
+    outputs = (output("report", PortType.REPORT, "Answer drift report"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml.task_types import TaskType
+        from workflows.blocks.modelling import model_for
+
+        model = model_for(
+            context,
+            inputs["model"],
+            step="Answer drift monitor",
+            accepts=(TaskType.ORDINAL_SCORE,),
+            instead={
+                TaskType.BINARY_RISK: "Drift monitor",
+                TaskType.FORECAST: "Forecast error monitor",
+                TaskType.MASTERY: "Mastery monitor",
+            },
+        )
+        version = version_for(context, inputs["answers"])
+        frame, _ = rows_for(context, inputs["answers"])
+        context.log(f"New answers: {version} ({len(frame):,} rows)")
+        try:
+            result = checks.check_answer_drift(context.run.workflow.district, model, frame, params)
+        except checks.CheckError as exc:
+            raise BlockError(str(exc)) from exc
+        for line in result.log:
+            context.log(line)
+        context.metric("answers", result.answers)
+        for finding in result.findings:
+            if finding.value is not None:
+                context.metric(
+                    f"{finding.kind}_drift" if finding.kind != "unsure" else "unsure_share",
+                    finding.value,
+                )
         context.metric("new_alerts", result.new_alerts)
         return {"report": result.report()}

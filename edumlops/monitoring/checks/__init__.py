@@ -1,12 +1,19 @@
 """The monitors' rules, one module per check: drift per group of schools (with the calendar's
 baselines and the edge nodes' aggregates), performance once outcomes arrive, device latency, and
 forecast error once actual enrollment arrives, and the drift of a knowledge-tracing model's
-parameters from one retraining to the next.
+parameters from one retraining to the next, and new short answers against a scorer's
+training answers.
 Each check takes the district, typed parameters and its data, raises or refreshes alerts through
 `edumlops.monitoring.services`, stores its reports, and returns a result object (verdicts, what
 to log, the alerts and reports it made). The workflow blocks are typed parameters plus one call
 here, so a page or the API calling the same function applies the same rule."""
 
+from edumlops.monitoring.checks.answers import (
+    AnswerDriftParams,
+    AnswerDriftResult,
+    Finding,
+    check_answer_drift,
+)
 from edumlops.monitoring.checks.drift import DriftParams, DriftResult, GroupDrift, check_drift
 from edumlops.monitoring.checks.forecast import (
     ForecastErrorParams,
@@ -35,10 +42,13 @@ from edumlops.monitoring.checks.performance import (
 )
 
 __all__ = [
+    "AnswerDriftParams",
+    "AnswerDriftResult",
     "CheckError",
     "CheckParams",
     "DriftParams",
     "DriftResult",
+    "Finding",
     "ForecastErrorParams",
     "ForecastErrorResult",
     "GroupDrift",
@@ -53,6 +63,7 @@ __all__ = [
     "SchoolError",
     "SchoolPerformance",
     "SkillCheck",
+    "check_answer_drift",
     "check_drift",
     "check_forecast_error",
     "check_latency",
