@@ -74,7 +74,7 @@ def test_answers_to_other_prompts_and_longer_drift_in_length_and_vocabulary(dist
     vocabulary = Alert.objects.get(monitor="answers", cause__endswith=": vocabulary")
     assert "outside the training vocabulary" in vocabulary.message
     assert "words the scorer never saw" in vocabulary.message
-    assert step.metrics["length_drift"] > 0.2 and step.metrics["vocabulary_drift"] > 0.1
+    assert step.metrics["length_psi"] > 0.2 and step.metrics["new_word_rise"] > 0.1
     assert step.metrics["new_alerts"] == Alert.objects.filter(monitor="answers").count() >= 2
     assert "300 new answers compared with the training answers of" in logs(step)
 

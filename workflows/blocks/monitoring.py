@@ -262,11 +262,9 @@ class AnswerDriftMonitorBlock(Block):
         for line in result.log:
             context.log(line)
         context.metric("answers", result.answers)
+        names = {"length": "length_psi", "vocabulary": "new_word_rise", "unsure": "unsure_share"}
         for finding in result.findings:
             if finding.value is not None:
-                context.metric(
-                    f"{finding.kind}_drift" if finding.kind != "unsure" else "unsure_share",
-                    finding.value,
-                )
+                context.metric(names[finding.kind], finding.value)
         context.metric("new_alerts", result.new_alerts)
         return {"report": result.report()}
