@@ -150,8 +150,8 @@ class ForecastErrorMonitorBlock(Block):
             accepts=(TaskType.FORECAST,),
             instead={
                 TaskType.BINARY_RISK: "Performance monitor",
-                TaskType.ORDINAL_SCORE: "Validate short-answer scorer on newly rated answers",
-                TaskType.MASTERY: "the knowledge-tracing validation",
+                TaskType.ORDINAL_SCORE: "Answer drift monitor",
+                TaskType.MASTERY: "Mastery monitor",
             },
         )
         version = version_for(context, inputs["actuals"])
