@@ -142,3 +142,23 @@ def test_a_mastery_model_is_refused_naming_the_monitor_to_use(district):
         )
     assert "Answer drift monitor" in str(refused.value)
     assert "Mastery monitor" in str(refused.value)
+
+
+def test_the_kept_reference_judges_as_the_training_answers_themselves():
+    from edumlops.ml import short_answer
+    from edumlops.registry.scoring import reference
+
+    train = answers(per_prompt=100, seed=1)["text"].tolist()
+    new = answers(["fractions"], per_prompt=100, seed=2, filler=(15, 25))["text"].tolist()
+    vocabulary = frozenset(w for t in train[:150] for w in short_answer.tokens(t))
+    kept = reference(train, vocabulary)
+    assert 0 < kept["oov_share"] < 0.5 and set(kept["vocabulary"]) <= vocabulary
+    lengths = [int(n) for n, c in kept["length_counts"].items() for _ in range(c)]
+    from_texts = short_answer.length_drift(train, new)
+    from_kept = short_answer.length_drift([], new, reference_lengths=lengths)
+    assert from_kept.statistic == pytest.approx(from_texts.statistic) and from_kept.drifted
+    words = short_answer.vocabulary_drift(train, new, vocabulary=vocabulary)
+    kept_words = short_answer.vocabulary_drift(
+        [], new, vocabulary=kept["vocabulary"], reference_share=(kept["oov_share"], kept["words"])
+    )
+    assert kept_words.statistic == pytest.approx(words.statistic) and kept_words.drifted

@@ -129,3 +129,20 @@ def test_a_risk_model_is_refused_naming_the_monitor_to_use(district):
 def test_tolerances_out_of_range_are_refused():
     with pytest.raises(ValueError, match="less than 1"):
         checks.MasteryParams(slip_tolerance=1.5)
+
+
+def test_a_previous_version_whose_parameters_cannot_be_read_stops_the_check(district, run_graph):
+    steps = run_graph(graph(store(district, answers(TRUTH, 11)), FAST))
+    model = ModelVersion.objects.get(pk=steps["train"].outputs["model"]["model_version"])
+    lost = ModelVersion.objects.create(
+        district=district,
+        name=model.name,
+        version="0",
+        run_id="gone",
+        algorithm="bkt",
+        task_type="mastery",
+    )
+    assert checks.mastery.previous_version(model) == lost
+    with pytest.raises(checks.CheckError, match="cannot be read from MLflow"):
+        checks.check_mastery(district, model, checks.MasteryParams())
+    assert not Alert.objects.exists()
