@@ -747,10 +747,18 @@ def length_drift(
     bins: int = 10,
     threshold: float = 0.2,
     min_answers: int = 30,
+    reference_lengths: Iterable[int] | None = None,
 ) -> TextDrift:
     """Drift of answer length (in words): PSI over the reference's decile bins (0.2 is the
-    common "significant shift" line). Fewer than `min_answers` on either side: not judged."""
-    ref, cur = _lengths(reference_texts), _lengths(current_texts)
+    common "significant shift" line). Fewer than `min_answers` on either side: not judged.
+    `reference_lengths` (the words per reference answer, as kept at training) stands in for
+    `reference_texts` when given."""
+    ref = (
+        np.asarray(list(reference_lengths), dtype=float)
+        if reference_lengths is not None
+        else _lengths(reference_texts)
+    )
+    cur = _lengths(current_texts)
     summary = {
         "reference": {"answers": len(ref), "mean_words": float(ref.mean()) if len(ref) else None},
         "current": {"answers": len(cur), "mean_words": float(cur.mean()) if len(cur) else None},
@@ -800,11 +808,13 @@ def vocabulary_drift(
     vocabulary: Iterable[str] | None = None,
     threshold: float = 0.10,
     top: int = 10,
+    reference_share: tuple[float, int] | None = None,
 ) -> TextDrift:
     """The share of current answer words outside the training vocabulary (`vocabulary`, e.g.
     `Scorer.vocabulary`; default: the words of the reference answers), compared with that share
     in the reference answers. Drifted when it rises by more than `threshold`; the most frequent
-    new words are listed."""
+    new words are listed. `reference_share` (the reference answers' out-of-vocabulary share and
+    word count, as kept at training) stands in for `reference_texts` when given."""
     reference_texts = list(reference_texts)
     vocab = (
         frozenset(vocabulary)
@@ -813,7 +823,10 @@ def vocabulary_drift(
     )
     if not vocab:
         raise ScoringError("The vocabulary is empty: give the training answers or a vocabulary.")
-    ref_share, _, ref_words = _oov(reference_texts, vocab)
+    if reference_share is not None:
+        ref_share, ref_words = float(reference_share[0]), int(reference_share[1])
+    else:
+        ref_share, _, ref_words = _oov(reference_texts, vocab)
     cur_share, new, cur_words = _oov(current_texts, vocab)
     rise = cur_share - ref_share
     drifted = bool(rise > threshold)

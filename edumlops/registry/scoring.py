@@ -34,6 +34,7 @@ CONFIG_FILE = "scorer.json"
 FORMAT = 1  # of scorer.json: bump when its shape changes
 ALGORITHM = "tfidf_logistic_regression"
 PARITY_ANSWERS = 500  # held-out answers ONNX Runtime and scikit-learn must agree on
+REFERENCE_WORDS = 20_000  # most frequent vocabulary words kept for the answer drift monitor
 
 
 class ScorerError(ValueError):
@@ -158,6 +159,7 @@ def train_and_register(
             "max": int(lengths.max()),
         },
         "vocabulary": len(scorer.vocabulary),
+        "reference": reference(prepared.texts, scorer.vocabulary),
         "seconds": round(scorer.seconds, 3),
         "scorer": config,
     }
@@ -180,6 +182,29 @@ def train_and_register(
         created_by=job.started_by,
     )
     return Trained(model, logged.model_uri, scorer, export.parity)
+
+
+def reference(texts: list[str], vocabulary: frozenset[str]) -> dict[str, Any]:
+    """What the answer drift monitor compares new answers with: the training answers' lengths
+    in words (a count per length), the scorer's word vocabulary (its REFERENCE_WORDS most
+    frequent words in training) and the share of training words outside what is kept."""
+    from collections import Counter
+
+    lengths: Counter[int] = Counter()
+    words: Counter[str] = Counter()
+    for text in texts:
+        found = short_answer.tokens(text)
+        lengths[len(found)] += 1
+        words.update(found)
+    kept = [w for w, _ in words.most_common() if w in vocabulary][:REFERENCE_WORDS]
+    total = sum(words.values())
+    inside = sum(words[w] for w in kept)
+    return {
+        "length_counts": {str(n): c for n, c in sorted(lengths.items())},
+        "vocabulary": sorted(kept),
+        "words": total,
+        "oov_share": (total - inside) / total if total else 0.0,
+    }
 
 
 def _log(

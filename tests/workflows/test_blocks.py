@@ -46,6 +46,8 @@ EXPECTED = {
     "validate_scorer",
     "train_mastery",
     "validate_mastery",
+    "mastery_monitor",
+    "answer_drift_monitor",
 }
 
 

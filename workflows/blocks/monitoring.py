@@ -1,6 +1,7 @@
-"""Monitoring blocks: drift, performance, device latency and forecast error. Each is its typed
-parameters plus one call into `edumlops.monitoring.checks`, where the rules live; the block only
-turns the result into the step's log lines, metrics and report."""
+"""Monitoring blocks: drift, performance, device latency, forecast error, a mastery model's
+parameters and short answers. Each is its typed parameters plus one call into
+`edumlops.monitoring.checks`, where the rules live; the block only turns the result into the
+step's log lines, metrics and report."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ class LatencyParams(checks.LatencyParams, Params):
 
 
 class ForecastErrorParams(checks.ForecastErrorParams, Params):
+    pass
+
+
+class MasteryParams(checks.MasteryParams, Params):
+    pass
+
+
+class AnswerDriftParams(checks.AnswerDriftParams, Params):
     pass
 
 
@@ -141,8 +150,8 @@ class ForecastErrorMonitorBlock(Block):
             accepts=(TaskType.FORECAST,),
             instead={
                 TaskType.BINARY_RISK: "Performance monitor",
-                TaskType.ORDINAL_SCORE: "Validate short-answer scorer on newly rated answers",
-                TaskType.MASTERY: "the knowledge-tracing validation",
+                TaskType.ORDINAL_SCORE: "Answer drift monitor",
+                TaskType.MASTERY: "Mastery monitor",
             },
         )
         version = version_for(context, inputs["actuals"])
@@ -163,5 +172,99 @@ class ForecastErrorMonitorBlock(Block):
             context.metric("mape", round(summary["mape"], 4))
         if summary.get("coverage") is not None:
             context.metric("coverage", round(summary["coverage"], 4))
+        context.metric("new_alerts", result.new_alerts)
+        return {"report": result.report()}
+
+
+class MasteryMonitorBlock(Block):
+    kind = "mastery_monitor"
+    category = "monitor"
+    label = "Mastery monitor"
+    help = (
+        "After a knowledge-tracing model is retrained, compares its per-skill BKT parameters "
+        "(prior, learn, guess, slip, forget) with the previous version of the same model and "
+        "flags those that moved more than their tolerance, and checks each skill's items: too "
+        "easy (guess too high), too hard (slip too high or nothing learnt) or a degenerate fit. "
+        "Each flagged skill gets an alert naming the parameter, old and new value and what to do."
+    )
+    icon = "activity"
+    Params = MasteryParams
+    inputs = (Port("model", (PortType.MODEL,), "Mastery model version"),)
+    outputs = (output("report", PortType.REPORT, "Mastery report"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml.task_types import TaskType
+        from workflows.blocks.modelling import model_for
+
+        model = model_for(
+            context,
+            inputs["model"],
+            step="Mastery monitor",
+            accepts=(TaskType.MASTERY,),
+            instead={
+                TaskType.BINARY_RISK: "Drift monitor or Performance monitor",
+                TaskType.ORDINAL_SCORE: "Answer drift monitor",
+                TaskType.FORECAST: "Forecast error monitor",
+            },
+        )
+        try:
+            result = checks.check_mastery(context.run.workflow.district, model, params)
+        except checks.CheckError as exc:
+            raise BlockError(str(exc)) from exc
+        for line in result.log:
+            context.log(line)
+        context.metric("parameters_drifted", result.drifted)
+        context.metric("skills_flagged", len(result.skills))
+        context.metric("new_alerts", result.new_alerts)
+        return {"report": result.report()}
+
+
+class AnswerDriftMonitorBlock(Block):
+    kind = "answer_drift_monitor"
+    category = "monitor"
+    label = "Answer drift monitor"
+    help = (
+        "Compares new short answers with those the scorer was trained on: their length in "
+        "words, the share of their words the scorer never saw, and the share of answers the "
+        "scorer is unsure about (its two most likely scores close). Each past its limit raises "
+        "an alert; the report lists the unsure answers' row numbers to send to a teacher."
+    )
+    icon = "activity"
+    Params = AnswerDriftParams
+    inputs = (
+        Port("model", (PortType.MODEL,), "Short-answer scorer version"),
+        Port("answers", (PortType.DATASET,), "New answers"),
+    )
+    outputs = (output("report", PortType.REPORT, "Answer drift report"),)
+
+    def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
+        from edumlops.ml.task_types import TaskType
+        from workflows.blocks.modelling import model_for
+
+        model = model_for(
+            context,
+            inputs["model"],
+            step="Answer drift monitor",
+            accepts=(TaskType.ORDINAL_SCORE,),
+            instead={
+                TaskType.BINARY_RISK: "Drift monitor",
+                TaskType.FORECAST: "Forecast error monitor",
+                TaskType.MASTERY: "Mastery monitor",
+            },
+        )
+        version = version_for(context, inputs["answers"])
+        frame, _ = rows_for(context, inputs["answers"])
+        context.log(f"New answers: {version} ({len(frame):,} rows)")
+        try:
+            result = checks.check_answer_drift(context.run.workflow.district, model, frame, params)
+        except checks.CheckError as exc:
+            raise BlockError(str(exc)) from exc
+        for line in result.log:
+            context.log(line)
+        context.metric("answers", result.answers)
+        names = {"length": "length_psi", "vocabulary": "new_word_rise", "unsure": "unsure_share"}
+        for finding in result.findings:
+            if finding.value is not None:
+                context.metric(names[finding.kind], finding.value)
         context.metric("new_alerts", result.new_alerts)
         return {"report": result.report()}
