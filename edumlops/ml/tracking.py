@@ -98,6 +98,30 @@ class LoggedModel:
         }
 
 
+def register_version(name: str, run: Any, artifact_dir: str, tags: dict[str, str]) -> LoggedModel:
+    """Register the artifacts a run logged under `artifact_dir` as a new version of `name` (the
+    registered model is made on first use, also when a parallel worker makes it meanwhile)."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException:
+        try:
+            mlflow_client.create_registered_model(name)
+        except MlflowException:  # registered by a parallel worker in the meantime
+            mlflow_client.get_registered_model(name)
+    registered = mlflow_client.create_model_version(
+        name, source=f"{run.info.artifact_uri}/{artifact_dir}", run_id=run.info.run_id, tags=tags
+    )
+    return LoggedModel(
+        name=name,
+        version=str(registered.version),
+        run_id=run.info.run_id,
+        model_uri=f"models:/{name}/{registered.version}",
+    )
+
+
 def log_trained_model(
     *,
     experiment: str,

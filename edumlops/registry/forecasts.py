@@ -164,7 +164,6 @@ def _log(
     job: ForecastJob, config: dict[str, Any], rows: pd.DataFrame, training: dict[str, Any]
 ) -> tracking.LoggedModel:
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     name = f"{job.district.slug}-{job.model_name}"
     tags = {
@@ -196,26 +195,7 @@ def _log(
         mlflow.log_dict({"config": config, "rows": _records(rows)}, f"{ARTIFACT_DIR}/{TABLE}")
         mlflow.log_dict(training, f"{ARTIFACT_DIR}/history.json")
         mlflow.log_dict(training, "training.json")
-    client = tracking.client()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        try:
-            client.create_registered_model(name)
-        except MlflowException:  # registered by a parallel worker in the meantime
-            client.get_registered_model(name)
-    registered = client.create_model_version(
-        name,
-        source=f"{run.info.artifact_uri}/{ARTIFACT_DIR}",
-        run_id=run.info.run_id,
-        tags=tags,
-    )
-    return tracking.LoggedModel(
-        name=name,
-        version=str(registered.version),
-        run_id=run.info.run_id,
-        model_uri=f"models:/{name}/{registered.version}",
-    )
+    return tracking.register_version(name, run, ARTIFACT_DIR, tags)
 
 
 def load_forecast(model_version: ModelVersion) -> pd.DataFrame:

@@ -133,7 +133,6 @@ def parameter_keys(skills: list[str]) -> dict[str, str]:
 
 def _log(job: MasteryJob, bkt: BKTModel, training: dict[str, Any]) -> tracking.LoggedModel:
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     name = f"{job.district.slug}-{job.model_name}"
     tags = {
@@ -166,26 +165,7 @@ def _log(job: MasteryJob, bkt: BKTModel, training: dict[str, Any]) -> tracking.L
         payload = {"format": FORMAT, "fit": job.fit, "columns": dict(job.columns)}
         mlflow.log_dict({**payload, "model": bkt.to_dict()}, f"{ARTIFACT_DIR}/{MODEL_FILE}")
         mlflow.log_dict(training, "training.json")
-    client = tracking.client()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        try:
-            client.create_registered_model(name)
-        except MlflowException:  # registered by a parallel worker in the meantime
-            client.get_registered_model(name)
-    registered = client.create_model_version(
-        name,
-        source=f"{run.info.artifact_uri}/{ARTIFACT_DIR}",
-        run_id=run.info.run_id,
-        tags=tags,
-    )
-    return tracking.LoggedModel(
-        name=name,
-        version=str(registered.version),
-        run_id=run.info.run_id,
-        model_uri=f"models:/{name}/{registered.version}",
-    )
+    return tracking.register_version(name, run, ARTIFACT_DIR, tags)
 
 
 def load_mastery_model(model_version: ModelVersion) -> BKTModel:

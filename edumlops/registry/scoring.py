@@ -218,7 +218,6 @@ def _log(
     from pathlib import Path
 
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     name = f"{job.district.slug}-{job.model_name}"
     tags = {
@@ -258,26 +257,7 @@ def _log(
             mlflow.log_artifact(str(path), ARTIFACT_DIR)
         mlflow.log_dict(config, f"{ARTIFACT_DIR}/{CONFIG_FILE}")
         mlflow.log_dict(training, "training.json")
-    client = tracking.client()
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        try:
-            client.create_registered_model(name)
-        except MlflowException:  # registered by a parallel worker in the meantime
-            client.get_registered_model(name)
-    registered = client.create_model_version(
-        name,
-        source=f"{run.info.artifact_uri}/{ARTIFACT_DIR}",
-        run_id=run.info.run_id,
-        tags=tags,
-    )
-    return tracking.LoggedModel(
-        name=name,
-        version=str(registered.version),
-        run_id=run.info.run_id,
-        model_uri=f"models:/{name}/{registered.version}",
-    )
+    return tracking.register_version(name, run, ARTIFACT_DIR, tags)
 
 
 def config_of(model_version: ModelVersion) -> dict[str, Any]:
