@@ -737,6 +737,10 @@ def scoring_limitations(
         "very short or very long, or unusually worded may be scored wrongly: have teachers "
         "score a sample of such answers now and then."
     )
+    found.append(
+        "When new answers grow longer or shorter, use other words, or leave it unsure more "
+        "often, its scores mean less: watch the Answer drift monitor."
+    )
     small = [
         f"{g['attribute']}={g['group']} (n={g['n']})"
         for g in bias_report.get("groups", [])
@@ -869,6 +873,10 @@ def mastery_limitations(
     found.append(
         "P(mastered) is a guide for choosing practice, not a grade: one student's few answers "
         "leave it uncertain, and it assumes each skill is learned on its own."
+    )
+    found.append(
+        "Each weekly retraining may move a skill's parameters: the Mastery monitor compares "
+        "them with the version before and flags items that became too easy or too hard."
     )
     if validation.get("kind") != "mastery":
         found.append("This mastery model has not been validated on held-out students.")
