@@ -1116,7 +1116,7 @@ class TrainTextScorerBlock(Block):
         "logs it to MLflow and registers a scoring model version. The answers need a text "
         "column and a column with the teacher's score in whole points."
     )
-    icon = "edit-3"
+    icon = "cpu"
     Params = TrainTextScorerParams
     inputs = (
         Port("train", (PortType.DATASET,), "Scored answers to learn from"),
@@ -1266,7 +1266,7 @@ class ValidateScorerBlock(Block):
         "scorer is below the two teachers' agreement. Reports the share of answers the scorer "
         "is unsure about (they go to a teacher). The run stops when a check misses its limit."
     )
-    icon = "check-square"
+    icon = "check-circle"
     Params = ValidateScorerParams
     inputs = (
         Port("model", (PortType.MODEL,), "Scoring model version"),
