@@ -15,6 +15,7 @@ from edumlops.monitoring import api as monitoring_api
 from edumlops.monitoring import views as monitoring_views
 from edumlops.privacy import api as privacy_api
 from edumlops.registry import api as registry_api
+from edumlops.registry import review_api, review_views
 from edumlops.registry import views as registry_views
 from edumlops.schools import api as schools_api
 from edumlops.site import keys as site_keys
@@ -44,6 +45,9 @@ urlpatterns = [
         registry_views.model_card_download,
         name="model-card-download",
     ),
+    path("ratings/", review_views.ratings, name="ratings"),
+    path("ratings/<int:pk>/", review_views.rate, name="rating"),
+    path("ratings/models/<int:pk>/add/", review_views.add_to_training, name="ratings-add"),
     path("runs/<int:pk>/", workflow_views.run_page, name="run"),
     path("workflows/", workflow_views.workflow_list_page, name="workflows"),
     path("workflows/new/", workflow_views.workflow_new, name="workflow-new"),
@@ -154,6 +158,15 @@ urlpatterns = [
     path("api/models/<int:pk>/card.md", registry_api.model_card_markdown, name="api-model-card-md"),
     path("api/models/<int:pk>/alias/", registry_api.model_alias, name="api-model-alias"),
     path("api/models/<int:pk>/predict/", registry_api.model_predict, name="api-model-predict"),
+    path(
+        "api/models/<int:pk>/ratings/add/",
+        review_api.model_add_ratings,
+        name="api-model-add-ratings",
+    ),
+    path("api/answer-reviews/", review_api.review_list, name="api-answer-reviews"),
+    path(
+        "api/answer-reviews/<int:pk>/rate/", review_api.review_rate, name="api-answer-review-rate"
+    ),
     path("api/", include("workflows.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -188,6 +188,15 @@ class ScoreIn(serializers.Serializer):
             "(default: the margin its validation used, else 0.2)."
         ),
     )
+    send_unsure_to_teachers = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "true: also queue the unsure answers' texts on the Answers to rate page "
+            "(/ratings/, GET /api/answer-reviews/) for a teacher to score (at most 5,000 wait "
+            "per scorer). Their scores can then be added to the scorer's training answers."
+        ),
+    )
 
 
 class ScoredAnswerOut(serializers.Serializer):
@@ -216,6 +225,9 @@ class ScoreOut(serializers.Serializer):
     unsure_margin = serializers.FloatField()
     answers = ScoredAnswerOut(many=True)
     unsure = UnsureOut()
+    sent_to_teachers = serializers.IntegerField(
+        help_text="How many unsure answers were queued for a teacher (send_unsure_to_teachers)."
+    )
 
 
 class MasteryAnswerIn(serializers.Serializer):

@@ -156,3 +156,72 @@ class ModelVersion(models.Model):
             extra_limitations=self.card_text.get("limitations", ""),
             task_type=self.task_type,
         )
+
+
+class AnswerReview(models.Model):
+    """A short answer a scorer was unsure about (its two most likely scores close), waiting for a
+    teacher's score. Sent by the Answer drift monitor (with the row it came from) or by the
+    predict API when the caller asks (`send_unsure_to_teachers`). A teacher's scores go back into
+    the scorer's training answers (edumlops/registry/reviews.py)."""
+
+    class Source(models.TextChoices):
+        MONITOR = "monitor", "Answer drift monitor"
+        PREDICT = "predict", "Predict API"
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for a teacher"
+        RATED = "rated", "Rated"
+        SKIPPED = "skipped", "Skipped (cannot be scored)"
+
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="answer_reviews"
+    )
+    source = models.CharField(max_length=20, choices=Source.choices)
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    row = models.IntegerField(null=True, blank=True)  # in dataset_version, from 0
+    text = models.TextField()
+    # the source row's other columns as text (its sensitive ones are not shown to the teacher,
+    # and go back with the score into the training answers)
+    row_values = models.JSONField(default=dict, blank=True)
+    score = models.IntegerField()  # the scorer's most likely score
+    expected = models.FloatField()
+    probabilities = models.JSONField(default=dict)  # point -> probability
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.WAITING)
+    teacher_score = models.IntegerField(null=True, blank=True)
+    rated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rated_at = models.DateTimeField(null=True, blank=True)
+    # the dataset version the score was added to (reviews.add_to_training), once it was
+    stored_in = models.ForeignKey(
+        "datasets.DatasetVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["district", "status"], name="answer_review_waiting")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "dataset_version", "row"],
+                condition=models.Q(dataset_version__isnull=False),
+                name="answer_review_once_per_row",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"answer {self.pk} scored by {self.model_version}"
+
+    def permission_scope(self) -> District:
+        return self.district

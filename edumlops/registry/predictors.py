@@ -145,6 +145,13 @@ def _ordinal_score(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any
     except ScoringError as exc:
         raise PredictRefused(str(exc)) from None
     flagged = set(unsure.indexes)
+    sent = 0
+    if body.get("send_unsure_to_teachers"):
+        from edumlops.registry import reviews
+
+        sent = reviews.send(
+            version, texts, scores, unsure.indexes, source=reviews.AnswerReview.Source.PREDICT
+        )
     points = [int(p) for p in scores.points]
     answers = [
         {
@@ -167,6 +174,7 @@ def _ordinal_score(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any
         "unsure_margin": float(margin),
         "answers": answers,
         "unsure": {"count": unsure.count, "indexes": unsure.indexes, "message": unsure.message},
+        "sent_to_teachers": sent,
     }
 
 

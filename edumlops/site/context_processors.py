@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.urls import reverse
 
+from edumlops.registry.models import AnswerReview
+from edumlops.registry.reviews import rating_districts
 from edumlops.schools.permissions import Action, can, roles, visible_districts, visible_schools
 from workflows.models import Notification
 
@@ -32,6 +34,8 @@ def navigation(request: HttpRequest) -> dict:
         if any(can(user, Action.VIEW_AUDIT, d) for d in districts):
             items.append(("Audit", reverse("audit")))
             items.append(("Privacy", reverse("privacy")))
+    if AnswerReview.objects.filter(district__in=rating_districts(user)).exists():
+        items.append(("Answers to rate", reverse("ratings")))
     items.append(("Alerts", reverse("alerts")))
     items.append(("Thresholds", reverse("thresholds")))
     if user.is_staff:

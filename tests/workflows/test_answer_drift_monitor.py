@@ -1,9 +1,10 @@
 """Answer drift monitor, run step by step in this process (a real database, a real MLflow store
 and ONNX Runtime, no broker): a scorer trained on two prompts' answers is given new answers to
 other prompts and longer ones (length and vocabulary drift, alerted with what to do), and new
-answers to its own prompts (nothing flagged); the unsure answers' row numbers are listed for a
-teacher; answers without the scorer's text column, a scorer trained before the reference was
-kept and a model that is not a scorer are refused saying what to do."""
+answers to its own prompts (nothing flagged); the unsure answers' row numbers are listed and
+queued once for a teacher with their row (its sensitive columns kept, not shown); answers
+without the scorer's text column, a scorer trained before the reference was kept and a model
+that is not a scorer are refused saying what to do."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from edumlops.ml.short_answer_synth import simulate_answers
 from edumlops.monitoring import checks
 from edumlops.monitoring.models import Alert
-from edumlops.registry.models import ModelVersion
+from edumlops.registry import reviews
+from edumlops.registry.models import AnswerReview, ModelVersion
 from tests.workflows.conftest import edge, node
 from tests.workflows.test_scorer_blocks import logs, run_graph, store
 from workflows.blocks.base import BlockError
@@ -103,6 +105,38 @@ def test_unsure_answers_are_listed_by_row_for_a_teacher(district, run_graph):
     assert f"The report lists {len(rows)} of their row numbers" in alert.message
     assert "Send the unsure answers" in alert.message
     assert "Unsure answers to send to a teacher (row numbers from 0)" in logs(step)
+
+
+def test_unsure_answers_are_queued_once_for_a_teacher_with_their_row(district, run_graph):
+    new = answers(per_prompt=150, seed=8)
+    steps = run(district, run_graph, new, max_unsure_share=0.0, margin=0.5)
+    step = steps["monitor"]
+    report = step.outputs["report"]
+    rows = report["unsure_rows"]
+    model = ModelVersion.objects.get(pk=report["model_version"])
+    queued = list(AnswerReview.objects.filter(model_version=model).order_by("row"))
+    assert [r.row for r in queued] == rows and report["summary"]["sent_to_teachers"] == len(rows)
+    assert step.metrics["sent_to_teachers"] == len(rows)
+    version = queued[0].dataset_version
+    assert version.dataset.name == "New" and {r.source for r in queued} == {"monitor"}
+    first = queued[0]
+    source = new.iloc[first.row]
+    assert first.text == source["text"] and first.row_values["prompt_id"] == source["prompt_id"]
+    assert first.row_values["group"] == source["group"]  # kept to go back with the score
+    shown = reviews.shown_values(first)
+    assert "group" not in shown and shown["prompt_id"] == source["prompt_id"]  # not shown
+    alert = Alert.objects.get(monitor="answers", cause__endswith=": unsure")
+    assert f"{len(rows)} were queued on the Answers to rate page" in alert.message
+    assert f"{len(rows)} of them queued on the Answers to rate page" in logs(step)
+
+    # the same rows checked again are not queued twice; off, nothing is queued
+    params = checks.AnswerDriftParams(max_unsure_share=0.0, margin=0.5)
+    again = checks.check_answer_drift(district, model, new, params, dataset_version=version)
+    assert again.sent_to_teachers == 0 and AnswerReview.objects.count() == len(rows)
+    AnswerReview.objects.all().delete()
+    off = params.model_copy(update={"send_unsure_to_teachers": False})
+    assert checks.check_answer_drift(district, model, new, off, dataset_version=version).unsure
+    assert not AnswerReview.objects.exists()
 
 
 def test_bad_answers_and_old_scorers_are_refused_saying_what_to_do(district, run_graph):

@@ -227,7 +227,8 @@ class AnswerDriftMonitorBlock(Block):
         "Compares new short answers with those the scorer was trained on: their length in "
         "words, the share of their words the scorer never saw, and the share of answers the "
         "scorer is unsure about (its two most likely scores close). Each past its limit raises "
-        "an alert; the report lists the unsure answers' row numbers to send to a teacher."
+        "an alert; the unsure answers are queued on the Answers to rate page for a teacher to "
+        "score, and their scores can go back into the scorer's training answers."
     )
     icon = "activity"
     Params = AnswerDriftParams
@@ -256,7 +257,9 @@ class AnswerDriftMonitorBlock(Block):
         frame, _ = rows_for(context, inputs["answers"])
         context.log(f"New answers: {version} ({len(frame):,} rows)")
         try:
-            result = checks.check_answer_drift(context.run.workflow.district, model, frame, params)
+            result = checks.check_answer_drift(
+                context.run.workflow.district, model, frame, params, dataset_version=version
+            )
         except checks.CheckError as exc:
             raise BlockError(str(exc)) from exc
         for line in result.log:
@@ -266,5 +269,6 @@ class AnswerDriftMonitorBlock(Block):
         for finding in result.findings:
             if finding.value is not None:
                 context.metric(names[finding.kind], finding.value)
+        context.metric("sent_to_teachers", result.sent_to_teachers)
         context.metric("new_alerts", result.new_alerts)
         return {"report": result.report()}

@@ -2,7 +2,8 @@
 the answers a scorer was trained on: their length in words (`length_drift`, PSI), the share of
 their words outside the scorer's vocabulary (`vocabulary_drift`), and the share the scorer is
 unsure about (`unsure_share`: its two most likely scores close in probability), whose row
-numbers the report lists to send to a teacher. Each finding past its limit is one alert."""
+numbers the report lists; they are also queued for a teacher to score on the Answers to rate
+page (edumlops/registry/reviews.py). Each finding past its limit is one alert."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from edumlops.datasets.models import DatasetVersion
 from edumlops.ml import short_answer
 from edumlops.monitoring.checks.params import CheckError, CheckParams
 from edumlops.monitoring.models import Alert
 from edumlops.monitoring.services import raise_alert
-from edumlops.registry.models import ModelVersion
+from edumlops.registry import reviews
+from edumlops.registry.models import AnswerReview, ModelVersion
 from edumlops.registry.scoring import ScorerError, config_of, load_scorer
 from edumlops.schools.models import District
 
@@ -59,6 +62,13 @@ class AnswerDriftParams(CheckParams):
         description="Alert when more than this share of the answers is unsure.",
         json_schema_extra={"threshold": "district", "label": "Unsure share above"},
     )
+    send_unsure_to_teachers: bool = Field(
+        True,
+        description=(
+            "Queue the unsure answers on the Answers to rate page for a teacher to score (each "
+            "row once, at most 5,000 waiting per scorer)."
+        ),
+    )
     min_answers: int = Field(
         30,
         ge=1,
@@ -98,6 +108,7 @@ class AnswerDriftResult:
     findings: list[Finding] = field(default_factory=list)
     unsure_rows: list[int] = field(default_factory=list)
     unsure: int = 0
+    sent_to_teachers: int = 0
     log: list[str] = field(default_factory=list)
 
     @property
@@ -114,6 +125,7 @@ class AnswerDriftResult:
             "summary": {
                 "answers": self.answers,
                 "unsure": self.unsure,
+                "sent_to_teachers": self.sent_to_teachers,
                 "flagged": [f.kind for f in self.findings if f.flagged],
                 "new_alerts": self.new_alerts,
             },
@@ -155,6 +167,7 @@ def check_answer_drift(
     model: ModelVersion,
     frame: pd.DataFrame,
     params: AnswerDriftParams,
+    dataset_version: DatasetVersion | None = None,
 ) -> AnswerDriftResult:
     """Length and vocabulary drift of `frame`'s answers against `model`'s training answers, and
     the share it is unsure about; one alert per finding past its limit."""
@@ -190,6 +203,17 @@ def check_answer_drift(
     result = AnswerDriftResult(
         model=model, answers=len(texts), unsure_rows=unsure.indexes, unsure=unsure.count
     )
+    if params.send_unsure_to_teachers and dataset_version is not None:
+        result.sent_to_teachers = reviews.send(
+            model,
+            texts,
+            scores,
+            unsure.indexes,
+            source=AnswerReview.Source.MONITOR,
+            dataset_version=dataset_version,
+            frame=frame,
+            text_column=config["text_column"],
+        )
     judged = length.statistic == length.statistic  # NaN: too few answers to judge
     result.findings = [
         Finding(
@@ -244,7 +268,12 @@ def _alert(
     district: District, model: ModelVersion, finding: Finding, result: AnswerDriftResult
 ) -> None:
     listed = min(len(result.unsure_rows), MAX_ROWS)
-    rows = f" The report lists {listed} of their row numbers." if finding.kind == "unsure" else ""
+    rows = ""
+    if finding.kind == "unsure":
+        rows = f" The report lists {listed} of their row numbers."
+        if result.sent_to_teachers:
+            rows += f" {result.sent_to_teachers} were queued on the Answers to rate page."
+
     alert, new = raise_alert(
         district=district,
         school=None,
@@ -272,4 +301,8 @@ def _log(result: AnswerDriftResult) -> list[str]:
         shown = ", ".join(map(str, result.unsure_rows[:20]))
         more = " …" if len(result.unsure_rows) > 20 else ""
         lines.append(f"Unsure answers to send to a teacher (row numbers from 0): {shown}{more}")
+    if result.sent_to_teachers:
+        lines.append(
+            f"{result.sent_to_teachers} of them queued on the Answers to rate page (/ratings/)."
+        )
     return lines
