@@ -31,6 +31,16 @@ count, sigma_h = sigma * sqrt(h), sigma from the term-to-term changes), and one 
 point with no interval (NaN ends). A series with no students yet forecasts 0. Counts and
 interval ends are clipped at 0.
 
+Calibrated intervals (`calibrate=N`): the model's own intervals are often too narrow (ETS's
+assume its model is right). With calibration, the forecasts made at each of the last N origins
+before the one that matters are compared with what happened; per step ahead, the factor that
+stretches the intervals' half on the actual's side until `level` of them hold it (the split
+conformal quantile, rank ceil((n + 1) * level) of n) scales both halves of that step's
+intervals. A step with fewer than `CALIBRATION_MIN` such forecasts takes the factor of all
+steps together; with fewer still, the intervals stay as the model gives them and `calibration`
+says why. In the backtest each origin is calibrated on the N origins before it only, so its
+coverage is what a user would have had (`raw_coverage` is the model's own).
+
 Backtest: one origin per registration cycle over the last `origins` cycles whose whole horizon
 is known; each method is fitted on the history up to the origin. MAPE skips actuals of 0 (a
 school not yet open); MASE scales each error by that series' in-sample seasonal-naive MAE at the
@@ -61,6 +71,7 @@ LABELS = {
 KEYS = {"grade": ("school", "grade"), "school": ("school",)}
 TERM_RANK = {"fall": 0, "autumn": 0, "winter": 1, "spring": 2, "summer": 3}
 GBM_MIN_ROWS = 50
+CALIBRATION_MIN = 30  # forecasts with an interval and an actual a step's factor needs
 Method = Literal["seasonal_naive", "ets", "gbm"]
 
 
@@ -354,10 +365,12 @@ def forecast(
     season: int | None = None,
     level: float = 0.8,
     by: Literal["grade", "school"] = "grade",
+    calibrate: int = 0,
 ) -> pd.DataFrame:
     """The next `horizon` terms (default: one season) of every series: one row per series and
     future term with its keys, year, term, period, step, point, lower, upper, level, the method
-    used and the reason for a fallback ('' when none)."""
+    used and the reason for a fallback ('' when none). With `calibrate` > 0 the intervals are
+    calibrated on that many past origins; `rows.attrs["calibration"]` says how."""
     panel = _panel(history, by, season)
     horizon = panel.season if horizon is None else horizon
     _check(method, horizon, level)
@@ -368,11 +381,138 @@ def forecast(
             f"history is too short: the longest series has {longest} term(s) since its first "
             f"student, and a forecast needs at least a season and a term ({panel.season + 1})."
         )
+    _check_calibrate(calibrate)
     with _one_thread():
         point, lower, upper, used, reason = _forecast_matrix(
             panel.values, panel.start, method, horizon, panel.season, level, panel.first_pos
         )
-    return _rows(panel, n_periods - 1, point, lower, upper, used, reason, level)
+        past = _past_forecasts(panel, method, horizon, level, n_periods - 1, calibrate)
+    calibration = None
+    if calibrate:
+        factors, calibration = _factors(past, n_periods - 1, calibrate, horizon, level)
+        if factors is not None:
+            lower, upper = _stretch(point, lower, upper, factors)
+    rows = _rows(panel, n_periods - 1, point, lower, upper, used, reason, level)
+    rows.attrs["calibration"] = calibration
+    return rows
+
+
+# --- calibrated intervals -----------------------------------------------------------------
+def _check_calibrate(calibrate: int) -> None:
+    if not isinstance(calibrate, int | np.integer) or not 0 <= calibrate <= 40:
+        raise ValueError(
+            f"calibrate must be a number of past origins from 0 (off) to 40 (got {calibrate})."
+        )
+
+
+def _past_forecasts(panel, method, horizon, level, origin, calibrate) -> pd.DataFrame:
+    """The forecasts `method` would have made at each of the `calibrate` origins before
+    `origin` (at least a season and a term into the history), with what happened: o (the origin's
+    index), step, point, lower, upper, actual; only series open at that origin and steps whose
+    actual is known at `origin`."""
+    frames = []
+    values, start, m = panel.values, panel.start, panel.season
+    for o in range(max(m, origin - calibrate), origin):
+        steps = min(horizon, origin - o)
+        open_ = start <= o
+        if not open_.any():
+            continue
+        point, lower, upper, _, _ = _forecast_matrix(
+            values[:, : o + 1], start, method, horizon, m, level, panel.first_pos
+        )
+        frames.append(_scored(o, open_, point, lower, upper, values[:, o + 1 : o + 1 + steps]))
+    if not frames:
+        return pd.DataFrame(columns=["o", "step", "point", "lower", "upper", "actual"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _scored(o, open_, point, lower, upper, actual) -> pd.DataFrame:
+    steps = actual.shape[1]
+    keep = np.repeat(open_, steps)
+    return pd.DataFrame(
+        {
+            "o": o,
+            "step": np.tile(np.arange(1, steps + 1), len(open_))[keep],
+            "point": point[:, :steps].ravel()[keep],
+            "lower": lower[:, :steps].ravel()[keep],
+            "upper": upper[:, :steps].ravel()[keep],
+            "actual": actual.ravel()[keep],
+        }
+    )
+
+
+def _needs(rows: pd.DataFrame) -> np.ndarray:
+    """How far each interval's half on the actual's side must stretch to hold it (1: just)."""
+    p, lo, up, a = (rows[c].to_numpy(float) for c in ("point", "lower", "upper", "actual"))
+    ok = np.isfinite(p) & np.isfinite(lo) & np.isfinite(up) & np.isfinite(a)
+    p, lo, up, a = p[ok], lo[ok], up[ok], a[ok]
+    half = np.where(a >= p, up - p, p - lo)
+    gap = np.abs(a - p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(half > 0, gap / half, np.where(gap > 0, np.inf, 0.0))
+    return need
+
+
+def _quantile(needs: np.ndarray, level: float) -> float | None:
+    n = len(needs)
+    if n < CALIBRATION_MIN:
+        return None
+    k = min(int(np.ceil((n + 1) * level)), n)
+    factor = float(np.partition(needs, k - 1)[k - 1])
+    return factor if np.isfinite(factor) else None
+
+
+def _factors(past: pd.DataFrame, origin: int, window: int, horizon: int, level: float):
+    """Per step, the factor from the forecasts of the `window` origins before `origin` whose
+    actual is known at `origin`; and what the model card and the run say about it."""
+    usable = past[(past["o"] >= origin - window) & (past["o"] < origin)]
+    usable = usable[usable["o"] + usable["step"] <= origin]
+    pooled = _needs(usable)
+    overall = _quantile(pooled, level)
+    factors, counts = [], []
+    for h in range(1, horizon + 1):
+        needs = _needs(usable[usable["step"] == h])
+        counts.append(len(needs))
+        factors.append(_quantile(needs, level) or overall)
+    origins = int(usable["o"].nunique())
+    if overall is None:
+        why = (
+            f"{len(pooled)} past forecast(s) with an interval from {origins} origin(s); "
+            f"calibration needs {CALIBRATION_MIN}: the model's own intervals are used"
+        )
+        return None, {"applied": False, "origins": origins, "forecasts": len(pooled), "why": why}
+    factors = [f if f is not None else overall for f in factors]
+    return np.array(factors), {
+        "applied": True,
+        "origins": origins,
+        "forecasts": len(pooled),
+        "per_step": counts,
+        "factors": [round(f, 4) for f in factors],
+    }
+
+
+def calibration_words(calibration: dict[str, Any] | None, level: float) -> str:
+    """One sentence on how the intervals were calibrated, for the run's log and the card."""
+    if not calibration:
+        return "Ranges: the model's own (not calibrated)."
+    if not calibration.get("applied"):
+        return f"Ranges: the model's own, not calibrated ({calibration.get('why', '')})."
+    factors = calibration["factors"]
+    spread = (
+        f"×{factors[0]:.2f}"
+        if max(factors) - min(factors) < 0.005
+        else f"×{min(factors):.2f} to ×{max(factors):.2f} by term ahead"
+    )
+    return (
+        f"Ranges calibrated on {calibration['forecasts']:,} past forecasts from "
+        f"{calibration['origins']} term(s) so that {level:.0%} held the actual count: the "
+        f"model's own ranges scaled {spread}."
+    )
+
+
+def _stretch(point, lower, upper, factors):
+    f = np.asarray(factors, dtype=float)[None, : point.shape[1]]
+    return np.clip(point - f * (point - lower), 0, None), point + f * (upper - point)
 
 
 def _rows(panel, origin, point, lower, upper, used, reason, level) -> pd.DataFrame:
@@ -411,6 +551,7 @@ class BacktestResult:
     by: str
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    calibrate: int = 0  # past origins each origin's intervals were calibrated on (0: none)
 
     def metrics(self, method: str) -> dict[str, Any]:
         if method not in self.methods:
@@ -440,6 +581,7 @@ class BacktestResult:
             "by": self.by,
             "seconds": self.seconds,
             "notes": self.notes,
+            "calibrate": self.calibrate,
         }
 
 
@@ -452,6 +594,7 @@ def _summarise(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             mape=("ape", "mean"),
             mae=("abs_error", "mean"),
             coverage=("inside", "mean"),
+            raw_coverage=("raw_inside", "mean"),
             forecasts=("abs_error", "size"),
             scaled=("scaled_error", "count"),
             fallbacks=("fallback", "sum"),
@@ -466,6 +609,7 @@ def _summarise(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         out["baseline_mase"] = baseline["baseline_mase"].iloc[0]
     out.insert(len(by) + 1, "relative_mase", out["mase"] / out.pop("baseline_mase"))
     out["coverage"] = out["coverage"].astype(float)
+    out["raw_coverage"] = out["raw_coverage"].astype(float)
     return out
 
 
@@ -478,10 +622,12 @@ def backtest(
     season: int | None = None,
     level: float = 0.8,
     by: Literal["grade", "school"] = "grade",
+    calibrate: int = 0,
 ) -> BacktestResult:
     """Rolling origins, one per registration cycle: the last `origins` terms whose whole
     `horizon` (default: one season) is known. Each method is refitted on the history up to each
-    origin; the seasonal naive always runs, as the baseline."""
+    origin; the seasonal naive always runs, as the baseline. With `calibrate` > 0 each origin's
+    intervals are calibrated on that many origins before it, as `forecast` does."""
     panel = _panel(history, by, season)
     horizon = panel.season if horizon is None else horizon
     methods = tuple(dict.fromkeys(["seasonal_naive", *methods]))
@@ -489,6 +635,7 @@ def backtest(
         _check(m, horizon, level)
     if not isinstance(origins, int | np.integer) or origins < 1:
         raise ValueError(f"origins must be 1 or more (got {origins}).")
+    _check_calibrate(calibrate)
     values, start, m = panel.values, panel.start, panel.season
     n_periods = values.shape[1]
     first = n_periods - horizon - origins
@@ -499,9 +646,10 @@ def backtest(
             f"(a season and a term) out of {n_periods}. Use fewer origins or a shorter horizon."
         )
     frames, seconds = [], dict.fromkeys(methods, 0.0)
+    past: dict[str, list[pd.DataFrame]] = {method: [] for method in methods}
     _z(level)  # scipy and the model libraries load before the clocks start
     with _one_thread():
-        for origin in range(first, first + origins):
+        for origin in range(max(m, first - calibrate) if calibrate else first, first + origins):
             cut = values[:, : origin + 1]
             open_ = start <= origin
             scale = np.full(len(values), np.nan)
@@ -514,7 +662,21 @@ def backtest(
                 clock = time.perf_counter()
                 result = _forecast_matrix(cut, start, method, horizon, m, level, panel.first_pos)
                 seconds[method] += time.perf_counter() - clock
-                rows = _rows(panel, origin, *result, level).rename(columns={"method": "used"})
+                point, lower, upper, used, reason = result
+                if calibrate:
+                    known = values[:, origin + 1 : origin + 1 + horizon]
+                    past[method].append(_scored(origin, open_, point, lower, upper, known))
+                if origin < first:
+                    continue
+                raw = lower, upper
+                if calibrate:
+                    every = pd.concat(past[method], ignore_index=True)
+                    factors, _ = _factors(every, origin, calibrate, horizon, level)
+                    if factors is not None:
+                        lower, upper = _stretch(point, lower, upper, factors)
+                rows = _rows(panel, origin, point, lower, upper, used, reason, level)
+                rows = rows.rename(columns={"method": "used"})
+                rows["raw_lower"], rows["raw_upper"] = raw[0].ravel(), raw[1].ravel()
                 rows.insert(0, "method", method)
                 rows.insert(1, "origin", _label(*panel.period(origin)))
                 rows["open"] = np.repeat(open_, horizon)
@@ -531,6 +693,8 @@ def backtest(
     bounded = table["lower"].notna() & table["upper"].notna()
     inside = (table["actual"] >= table["lower"]) & (table["actual"] <= table["upper"])
     table["inside"] = inside.astype("boolean").where(bounded, pd.NA)
+    raw = (table["actual"] >= table["raw_lower"]) & (table["actual"] <= table["raw_upper"])
+    table["raw_inside"] = raw.astype("boolean").where(bounded, pd.NA)
     return BacktestResult(
         table=table,
         summary=_summarise(table, ["method"]),
@@ -543,6 +707,7 @@ def backtest(
         by=by,
         seconds=seconds,
         notes=_notes(table, closed, m),
+        calibrate=int(calibrate),
     )
 
 

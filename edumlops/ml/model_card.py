@@ -172,9 +172,14 @@ def forecast_section(training: dict[str, Any], validation: dict[str, Any]) -> di
     got a simpler forecast, and the backtest against the seasonal naive (None before one)."""
     info = training.get("forecast") or {}
     gate = (validation.get("gate") or {}) if validation.get("kind") == "backtest" else {}
-    from edumlops.ml.forecast import LABELS
+    from edumlops.ml.forecast import LABELS, calibration_words
 
     return {
+        "calibration": (
+            calibration_words(info.get("calibration"), info.get("level") or 0.8)
+            if "calibrate" in info
+            else None
+        ),
         "method": info.get("method"),
         "method_label": LABELS.get(info.get("method"), info.get("method")),
         "by": info.get("by"),
@@ -200,6 +205,7 @@ def forecast_section(training: dict[str, Any], validation: dict[str, Any]) -> di
                 "mase_ratio": gate.get("ratio"),
                 "max_ratio": gate.get("max_ratio"),
                 "coverage": gate.get("coverage"),
+                "raw_coverage": gate.get("raw_coverage"),
                 "passed": validation.get("passed"),
                 "failures": list(validation.get("failures") or []),
             }
@@ -221,6 +227,7 @@ def forecast_lines(section: dict[str, Any] | None) -> list[str]:
         f"({section['series']} series)",
         f"- Forecasts {section['horizon']} term(s): {section['first_period']} to "
         f"{section['last_period']}, with {_share(section['level'])} intervals",
+        *([f"- {section['calibration']}"] if section.get("calibration") else []),
         f"- Next term, all schools: {_fmt(section['total_next_term'])} students "
         f"(last term: {_fmt(section['students_last_term'])})",
     ]
@@ -243,7 +250,12 @@ def forecast_lines(section: dict[str, Any] | None) -> list[str]:
             f"| MASE | {_fmt(bt['mase'])} | {_fmt(bt['baseline_mase'])} |",
             "",
             f"MASE ratio {_fmt(bt['mase_ratio'])} (must be below {_fmt(bt['max_ratio'])}); "
-            f"{_share(bt['coverage'])} of actual counts fell inside the intervals.",
+            f"{_share(bt['coverage'])} of actual counts fell inside the intervals"
+            + (
+                f" (the model's own, before calibration: {_share(bt['raw_coverage'])})."
+                if bt.get("raw_coverage") is not None
+                else "."
+            ),
         ]
     else:
         lines += ["", "Not backtested yet."]

@@ -52,6 +52,7 @@ class ForecastJob:
     run_label: str
     workflow_run_id: int | None = None
     started_by: Any = None
+    calibrate: int = 0  # past origins the intervals are calibrated on (0: the model's own)
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,17 @@ def train_and_register(
     """Fit the forecast on the whole history, log it to MLflow and register it."""
     progress(f"forecasting with {LABELS[job.method]}", 0.1)
     try:
-        rows = forecast(history, method=job.method, horizon=job.horizon, level=job.level, by=job.by)
+        rows = forecast(
+            history,
+            method=job.method,
+            horizon=job.horizon,
+            level=job.level,
+            by=job.by,
+            calibrate=job.calibrate,
+        )
     except ValueError as exc:
         raise ForecastError(str(exc)) from None
+    calibration = rows.attrs.get("calibration")
     rows = rows[[c for c in COLUMNS if c in rows.columns]]
     version = job.dataset_version
     horizon = int(rows["step"].max())
@@ -117,6 +126,7 @@ def train_and_register(
         "horizon": horizon,
         "level": job.level,
         "by": job.by,
+        "calibrate": job.calibrate,
         "dataset": str(version),
         "dataset_sha256": version.sha256,
         "first_period": str(rows["period"].iloc[0]),
@@ -137,6 +147,7 @@ def train_and_register(
                 .itertuples(index=False, name=None)
             ][:20],
             "total_next_term": float(rows.loc[rows["step"] == 1, "point"].sum()),
+            "calibration": calibration,
         },
     }
     progress("logging to MLflow", 0.8)

@@ -63,7 +63,9 @@ class ReviewQuery(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=AnswerReview.Status.values, required=False, default=AnswerReview.Status.WAITING
     )
-    model = serializers.IntegerField(required=False, help_text="Only this scorer's answers.")
+    model = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**31 - 1, help_text="Only this scorer's answers."
+    )
 
 
 class RateIn(serializers.Serializer):

@@ -118,7 +118,8 @@ def add_to_training(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(
             request,
-            f"{added} rated answers added to {version.dataset.name}: version {version.number} "
+            f"{added} rated answer{'s' if added != 1 else ''} added to {version.dataset.name}: "
+            f"version {version.number} "
             f"({version.rows:,} rows). Train the scorer on its newest version to learn from them.",
         )
     return redirect(f"{reverse('ratings')}?status=rated")

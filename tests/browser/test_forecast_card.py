@@ -70,6 +70,9 @@ def test_staff_read_a_forecast_card_with_its_backtest_and_no_risk_wording(
     text = section.inner_text()
     assert "Exponential smoothing (ETS) forecasts 3 terms (2026-27 fall to 2026-27 summer)" in text
     assert "80% of the time" in text
+    calibration = page.get_by_test_id("calibration").inner_text()
+    assert "Ranges calibrated on" in calibration
+    assert "so that 80% held the actual count" in calibration
     next_term = float(page.get_by_test_id("next-term").inner_text().replace(",", ""))
     assert next_term == pytest.approx(forecast.training["forecast"]["total_next_term"], abs=1)
     gate = forecast.validation["gate"]
@@ -79,6 +82,8 @@ def test_staff_read_a_forecast_card_with_its_backtest_and_no_risk_wording(
     assert "Average error, share of the count (MAPE)" in table
     assert f"{gate['mape'] * 100:.1f}%" in table and f"{gate['baseline_mape'] * 100:.1f}%" in table
     assert f"{gate['mase']:.3f}" in table and f"{gate['baseline_mase']:.3f}" in table
+    raw = page.get_by_test_id("raw-coverage").inner_text()
+    assert raw == f"{gate['raw_coverage'] * 100:.0f}%"
     # Mill Road Elementary opened in 2024: its grades got a simpler forecast, said in words
     assert "Mill Road Elementary" in page.get_by_test_id("fallbacks").inner_text()
 
@@ -92,3 +97,4 @@ def test_staff_read_a_forecast_card_with_its_backtest_and_no_risk_wording(
         page.get_by_test_id("download-md").click()
     markdown = open(download.value.path(), encoding="utf-8").read()  # noqa: SIM115
     assert "- Predicts: Enrollment forecast" in markdown and "## Forecast" in markdown
+    assert "- Ranges calibrated on" in markdown and "before calibration" in markdown

@@ -167,6 +167,67 @@ def test_a_school_that_just_opened_falls_back_with_a_reason(district):
     assert pine["reason"].iloc[0] == "no students yet (not open): forecast 0"
 
 
+# --- calibrated intervals ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def six_schools() -> pd.DataFrame:
+    return simulate_enrollment(6, seed=3)
+
+
+@pytest.fixture(scope="module")
+def calibrated(six_schools) -> BacktestResult:
+    return backtest(six_schools, methods=["ets"], origins=6, horizon=3, level=0.8, calibrate=6)
+
+
+def test_calibration_brings_too_narrow_intervals_to_their_level(calibrated):
+    """ETS's own 80% intervals hold about two actual counts in three here; calibrated on the six
+    terms before each origin (and only those), they hold about the level."""
+    ets = calibrated.metrics("ets")
+    assert ets["raw_coverage"] < 0.72
+    assert 0.75 <= ets["coverage"] <= 0.92
+    assert ets["coverage"] > ets["raw_coverage"] + 0.1
+    assert calibrated.calibrate == 6 and calibrated.as_dict()["calibrate"] == 6
+    table = calibrated.table
+    widened = (table["upper"] - table["lower"]) >= (table["raw_upper"] - table["raw_lower"]) - 1e-9
+    assert widened[table["method"] == "ets"].mean() > 0.9
+    bounded = table[table["lower"].notna()]
+    assert (bounded["lower"] >= 0).all() and (bounded["lower"] <= bounded["point"] + 1e-9).all()
+
+
+def test_a_backtest_origin_is_calibrated_as_a_forecast_made_then(six_schools, calibrated):
+    """No peeking: the backtest's last origin has the intervals a calibrated forecast made with
+    the history up to that origin has."""
+    origin = calibrated.origins[-1]
+    year, term = int(origin.split()[0][:4]), origin.split()[-1]
+    ranks = {"fall": 0, "winter": 1, "spring": 2, "summer": 3}
+    cut = six_schools[
+        (six_schools["year"] < year)
+        | ((six_schools["year"] == year) & (six_schools["term"].map(ranks) <= ranks[term]))
+    ]
+    then = forecast(cut, method="ets", horizon=3, level=0.8, calibrate=6)
+    table = calibrated.table
+    last = table[(table["method"] == "ets") & (table["origin"] == origin)]
+    assert len(last) == len(then)
+    np.testing.assert_allclose(last["lower"].to_numpy(), then["lower"].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(last["upper"].to_numpy(), then["upper"].to_numpy(), atol=1e-6)
+    calibration = then.attrs["calibration"]
+    assert calibration["applied"] and calibration["origins"] == 6
+    assert len(calibration["factors"]) == 3 and min(calibration["factors"]) > 1
+
+
+def test_too_few_past_forecasts_leave_the_models_intervals_and_say_why():
+    one = simulate_enrollment(1, seed=3, boundary_change=None)
+    one = one[one["grade"] == one["grade"].iloc[0]]
+    plain = forecast(one, method="seasonal_naive", horizon=3)
+    out = forecast(one, method="seasonal_naive", horizon=3, calibrate=6)
+    pd.testing.assert_frame_equal(out, plain)
+    calibration = out.attrs["calibration"]
+    assert not calibration["applied"]
+    assert "past forecast(s) with an interval" in calibration["why"]
+    assert "calibration needs 30" in calibration["why"]
+    with pytest.raises(ValueError, match="calibrate must be a number of past origins"):
+        forecast(one, method="seasonal_naive", calibrate=-1)
+
+
 def test_school_totals_are_the_sum_of_their_grades(district):
     out = forecast(district, method="seasonal_naive", by="school", horizon=1)
     assert list(out.columns[:2]) == ["school", "year"]

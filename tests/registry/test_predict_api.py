@@ -218,7 +218,8 @@ def test_a_scorer_request_without_answers_or_with_a_forecasts_fields_is_refused(
     assert empty.status_code == 400 and empty.json()["errors"][0]["field"] == "answers"
     wrong = client.post(f"/api/models/{model.pk}/predict/", {"school": "Alder"}, format="json")
     assert wrong.status_code == 400
-    assert "its request takes answers, unsure_margin, not 'school'" in wrong.json()["detail"]
+    takes = "its request takes answers, send_unsure_to_teachers, unsure_margin, not 'school'"
+    assert takes in wrong.json()["detail"]
 
 
 def test_a_scorer_whose_onnx_file_changed_is_refused_with_409(staff, scorer_model):

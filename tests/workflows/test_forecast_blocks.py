@@ -113,14 +113,21 @@ def test_train_forecast_registers_a_forecast_version_whose_table_load_forecast_r
     assert "exponential smoothing (ETS) on 6 series (school and grade), 30 terms" in logs
     assert "2026-27 fall to 2026-27 summer, 90% intervals" in logs
     assert "Fallback: " in logs  # Pine Hill opened two years ago: too short for ETS
+    calibration = model.training["forecast"]["calibration"]
+    assert model.training["forecast"]["calibrate"] == 6 and calibration["applied"]
+    assert calibration["origins"] == 6 and len(calibration["factors"]) == 3
+    assert "Ranges calibrated on" in logs and "so that 90% held the actual count" in logs
 
     rows = load_forecast(model)
     assert len(rows) == 6 * 3 and rows.attrs["config"]["method"] == "ets"
     assert list(rows.columns[:6]) == ["school", "grade", "year", "term", "period", "step"]
     assert (rows["lower"] <= rows["point"]).all() and (rows["point"] <= rows["upper"]).all()
     assert (rows["level"] == 0.9).all()
-    expected = forecast(frame, method="ets", level=0.9)
+    expected = forecast(frame, method="ets", level=0.9, calibrate=6)
     assert np.allclose(rows["point"], expected["point"]) and rows["grade"].dtype.kind == "i"
+    assert np.allclose(rows["upper"], expected["upper"])  # the calibrated ranges are served
+    own = forecast(frame, method="ets", level=0.9)
+    assert not np.allclose(rows["upper"], own["upper"])
     pine = rows[rows["school"] == "Pine Hill Elementary"]
     assert set(pine["method"]) == {"seasonal_naive"} and pine["reason"].str.len().gt(0).all()
 
@@ -150,7 +157,11 @@ def test_the_backtest_passes_a_forecast_that_beats_the_seasonal_naive_and_record
         "2024-25 summer",
     ]
     assert model.validation["gate"]["mase"] == pytest.approx(m["mase"])
+    # each origin's ranges calibrated on the six terms before it, as the forecast's were
+    assert model.validation["calibrate"] == 6 and 0 <= m["raw_coverage"] <= 1
+    assert model.validation["gate"]["raw_coverage"] == pytest.approx(m["raw_coverage"])
     logs = " ".join(entry["message"] for entry in gate.logs)
+    assert "(calibrated on the 6 terms before each origin; the model's own ranges: " in logs
     assert "Passed: exponential smoothing (ETS) has MASE" in logs
     assert "it beats the baseline" in logs
     mlflow_ready()

@@ -486,6 +486,7 @@ class BacktestGate(Block):
                 horizon=horizon,
                 level=float(config.get("level", 0.8)),
                 by=config.get("by", "grade"),
+                calibrate=int(config.get("calibrate") or 0),
             )
             gate = forecast_gate(result, method=method)
         except ValueError as exc:
@@ -504,6 +505,7 @@ class BacktestGate(Block):
             "mape": gate.mape,
             "baseline_mape": gate.baseline_mape,
             "coverage": gate.coverage,
+            "raw_coverage": float(result.metrics(method)["raw_coverage"]),
         }
         for name, value in numbers.items():
             if value == value:  # not NaN
@@ -513,6 +515,7 @@ class BacktestGate(Block):
             **result.as_dict(),
             "gate": {
                 **{k: (v if v == v else None) for k, v in asdict(gate).items()},
+                "raw_coverage": numbers["raw_coverage"] if result.calibrate else None,
                 "max_ratio": params.max_ratio,
             },
             "passed": passed,
@@ -529,6 +532,12 @@ class BacktestGate(Block):
             f"{result.horizon} term(s) ahead: {LABELS[method]} MAPE {gate.mape:.2%}, MASE "
             f"{gate.mase:.3f}; seasonal naive MAPE {gate.baseline_mape:.2%}, MASE "
             f"{gate.baseline_mase:.3f}; {result.level:.0%} interval coverage {gate.coverage:.0%}"
+            + (
+                f" (calibrated on the {result.calibrate} terms before each origin; the model's "
+                f"own ranges: {numbers['raw_coverage']:.0%})"
+                if result.calibrate
+                else ""
+            )
         )
         for note in result.notes:
             context.log(note)

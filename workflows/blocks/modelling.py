@@ -946,6 +946,17 @@ class TrainForecastParams(Params):
         "grade",
         description="Forecast each school and grade, or each school's total.",
     )
+    calibration_origins: int = Field(
+        6,
+        ge=0,
+        le=40,
+        description=(
+            "Check the ranges against what happened after this many past terms, and widen (or "
+            "narrow) them until they held the actual count as often as the interval level says; "
+            "0 = the model's own ranges, which are often too narrow."
+        ),
+        json_schema_extra={"unit": "terms", "label": "Calibrate ranges on"},
+    )
 
 
 class TrainForecastBlock(Block):
@@ -966,7 +977,7 @@ class TrainForecastBlock(Block):
     outputs = (output("model", PortType.MODEL, "Forecast model version"),)
 
     def execute(self, context: Context, inputs: dict[str, Any], params: Params) -> dict[str, Any]:
-        from edumlops.ml.forecast import LABELS
+        from edumlops.ml.forecast import LABELS, calibration_words
         from edumlops.registry import forecasts
 
         ref = inputs["history"]
@@ -984,6 +995,7 @@ class TrainForecastBlock(Block):
             run_label=f"run {context.run_id} · {context.node_id}",
             workflow_run_id=context.run_id,
             started_by=context.run.started_by,
+            calibrate=params.calibration_origins,
         )
         try:
             trained = forecasts.train_and_register(job, frame, roles, context.progress)
@@ -1000,6 +1012,7 @@ class TrainForecastBlock(Block):
         )
         for reason in info["fallback_reasons"]:
             context.log(f"Fallback: {reason}")
+        context.log(calibration_words(info.get("calibration"), params.level))
         context.log(
             f"Next term, all schools: {info['total_next_term']:,.0f} students forecast "
             f"(last term: {model.training['students_last_term']:,})"

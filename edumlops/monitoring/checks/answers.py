@@ -258,8 +258,9 @@ WHAT_TO_DO = {
         "teachers rate a sample and retrain the scorer with them."
     ),
     "unsure": (
-        "Send the unsure answers (their row numbers are in the report) to a teacher to rate, "
-        "and retrain the scorer with those ratings."
+        "Send the unsure answers to a teacher to rate (on the Answers to rate page, or by their "
+        "row numbers in the report), add the scores to the scorer's training answers there and "
+        "retrain the scorer."
     ),
 }
 
