@@ -22,7 +22,7 @@ from edumlops.registry.models import AnswerReview, ModelVersion
 PER_PAGE = 20
 
 
-def _item(review: AnswerReview, *, error: str = "") -> dict:
+def _item(review: AnswerReview, *, back: str, error: str = "") -> dict:
     low, high = reviews.scale_of(review.model_version)
     likely = sorted(review.probabilities.items(), key=lambda kv: -kv[1])[:2]
     return {
@@ -31,6 +31,7 @@ def _item(review: AnswerReview, *, error: str = "") -> dict:
         "shown": reviews.shown_values(review),
         "likely": [(int(p), q) for p, q in likely],
         "error": error,
+        "back": back,  # where the form comes back to without JavaScript
     }
 
 
@@ -65,7 +66,7 @@ def ratings(request: HttpRequest) -> HttpResponse:
         request,
         "registry/ratings.html",
         {
-            "items": [_item(r) for r in page],
+            "items": [_item(r, back=request.get_full_path()) for r in page],
             "page": page,
             "status": status,
             "statuses": AnswerReview.Status.choices,
@@ -92,13 +93,16 @@ def rate(request: HttpRequest, pk: int) -> HttpResponse:
         error = str(exc)
     if request.htmx:
         review.refresh_from_db()
-        return TemplateResponse(request, "registry/_rating.html", _item(review, error=error))
+        return TemplateResponse(
+            request, "registry/_rating.html", _item(review, back=reverse("ratings"), error=error)
+        )
     if error:
         messages.error(request, error)
     else:
         messages.success(request, "Score saved.")
     back = request.POST.get("next", "")
-    return redirect(back if back.startswith(reverse("ratings")) else reverse("ratings"))
+    listing = reverse("ratings")
+    return redirect(back if back == listing or back.startswith(listing + "?") else listing)
 
 
 @login_required

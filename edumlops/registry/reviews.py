@@ -31,6 +31,7 @@ from edumlops.schools.permissions import Action, can, visible_districts, visible
 
 MAX_WAITING = 5_000  # answers waiting per scorer; more unsure answers are not queued
 MAX_VALUE_CHARS = 500  # of each other column's value kept with an answer
+MAX_COLUMNS = 100  # other columns kept with an answer (the first ones)
 
 
 class ReviewError(Exception):
@@ -108,6 +109,7 @@ def send(
             indexes = [i for i in indexes if i not in seen]
         indexes = indexes[: max(room, 0)]
         others = [c for c in (frame.columns if frame is not None else []) if c != text_column]
+        others = others[:MAX_COLUMNS]
         points = [int(p) for p in scores.points]
         reviews = []
         for i in indexes:

@@ -163,10 +163,7 @@ def test_the_queue_stops_at_its_cap(staff, scorer, monkeypatch):
     body = queue(staff, model, new_answers(80), send_unsure_to_teachers=True)
     assert body["unsure"]["count"] > 2 and body["sent_to_teachers"] == 2
     assert (
-        queue(staff, model, new_answers(80), send_unsure_to_teachers=True)[
-            "sent_to_teachers"
-        ]
-        == 0
+        queue(staff, model, new_answers(80), send_unsure_to_teachers=True)["sent_to_teachers"] == 0
     )
     assert AnswerReview.objects.count() == 2
 
@@ -177,3 +174,36 @@ def test_a_model_that_is_not_a_scorer_has_no_ratings(staff, district, ml_stores)
     )
     refused = client_for(staff).post(f"/api/models/{model.pk}/ratings/add/")
     assert refused.status_code == 409 and "not a short-answer scorer" in refused.json()["detail"]
+
+
+def test_the_page_works_without_javascript_and_only_for_the_district(
+    client, staff, teacher_a, outsider, scorer
+):
+    model, _ = scorer
+    queue(staff, model, new_answers(60), send_unsure_to_teachers=True)
+    review = AnswerReview.objects.order_by("pk").first()
+    client.force_login(teacher_a)
+    page = client.get("/ratings/")
+    assert page.status_code == 200 and f'id="rating-{review.pk}"' in page.content.decode()
+    assert b'data-testid="add-ratings"' not in page.content  # teachers rate, staff add
+    assert b"Answers to rate" in client.get("/", follow=True).content  # in the menu
+
+    back = "/ratings/?status=waiting&page=1"
+    saved = client.post(f"/ratings/{review.pk}/", {"score": "3", "next": back})
+    assert saved.status_code == 302 and saved["Location"] == back
+    review.refresh_from_db()
+    assert (review.status, review.teacher_score) == ("rated", 3)
+    elsewhere = client.post(f"/ratings/{review.pk}/", {"score": "1", "next": "https://x.test/"})
+    assert elsewhere["Location"] == "/ratings/"
+    none = client.post(f"/ratings/{review.pk}/", {"next": back}, follow=True)
+    assert "Choose a score from 0 to 3" in none.content.decode()
+    assert client.post(f"/ratings/models/{model.pk}/add/").status_code == 403
+
+    client.force_login(staff)
+    added = client.post(f"/ratings/models/{model.pk}/add/", follow=True)
+    assert "1 rated answer added to Answers: version 2" in added.content.decode()
+
+    client.force_login(outsider)
+    assert f'id="rating-{review.pk}"' not in client.get("/ratings/").content.decode()
+    assert client.post(f"/ratings/{review.pk}/", {"score": "2"}).status_code == 404
+    assert b"Answers to rate" not in client.get("/", follow=True).content
