@@ -16,11 +16,10 @@ from edumlops.ml.datasets import Roles
 from edumlops.ml.short_answer_synth import simulate_answers
 from edumlops.monitoring import checks
 from edumlops.registry.models import AnswerReview
-from edumlops.registry.scoring import ScorerJob
-from edumlops.registry.scoring import train_and_register as train_scorer
 from edumlops.schools.models import District
 from tests.browser.conftest import log_in
 from tests.conftest import ROOT
+from tests.registry.scorers import train_test_scorer
 
 pytestmark = pytest.mark.browser
 
@@ -33,23 +32,7 @@ def queued(transactional_db, ml_stores):
     call_command("seed_demo", "--without-datasets", stdout=open("/dev/null", "w"))  # noqa: SIM115
     district = District.objects.get(slug="riverside")
     frame = simulate_answers(prompts=1, answers_per_prompt=400, seed=7).drop(columns=["true_score"])
-    trained_on, _ = ingest(
-        district=district, name="Answers", data=frame.to_csv(index=False).encode(), roles=ROLES
-    )
-    job = ScorerJob(
-        district=district,
-        dataset_version=trained_on,
-        model_name="short-answer-scorer",
-        text_column="text",
-        score_column="score_1",
-        scale=(0, 3),
-        word_ngrams=(1, 2),
-        char_ngrams=(2, 4),
-        min_df=2,
-        c=1.0,
-        run_label="test",
-    )
-    model = train_scorer(job, frame, ROLES).model
+    model = train_test_scorer(district, frame, ROLES).model
     new = simulate_answers(prompts=1, answers_per_prompt=60, seed=11).drop(
         columns=["true_score", "score_1", "score_2"]
     )

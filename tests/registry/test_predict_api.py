@@ -156,28 +156,11 @@ def test_the_openapi_documents_each_answer_shape(client):
 @pytest.fixture
 def scorer_model(district, ml_stores) -> tuple[ModelVersion, object]:
     from edumlops.ml.short_answer_synth import simulate_answers
-    from edumlops.registry.scoring import ScorerJob
-    from edumlops.registry.scoring import train_and_register as train_scorer
+    from tests.registry.scorers import train_test_scorer
 
     predictors._kept.clear()
     frame = simulate_answers(prompts=1, answers_per_prompt=600, seed=7)
-    version, _ = ingest(
-        district=district, name="Answers", data=frame.to_csv(index=False).encode(), roles=Roles()
-    )
-    job = ScorerJob(
-        district=district,
-        dataset_version=version,
-        model_name="short-answer-scorer",
-        text_column="text",
-        score_column="score_1",
-        scale=(0, 3),
-        word_ngrams=(1, 2),
-        char_ngrams=(2, 4),
-        min_df=2,
-        c=1.0,
-        run_label="test",
-    )
-    trained = train_scorer(job, frame, Roles())
+    trained = train_test_scorer(district, frame)
     return trained.model, trained.scorer, frame
 
 
@@ -201,11 +184,15 @@ def test_a_scorer_scores_each_answer_and_marks_the_unsure_ones_for_a_teacher(sta
     assert body["unsure"]["indexes"] == flagged and body["unsure"]["count"] == len(flagged)
     assert "route them to a human rater" in body["unsure"]["message"]
     # a wider margin marks at least as many answers unsure
-    wider = client_for(staff).post(
-        f"/api/models/{model.pk}/predict/",
-        {"answers": texts, "unsure_margin": 0.9},
-        format="json",
-    ).json()
+    wider = (
+        client_for(staff)
+        .post(
+            f"/api/models/{model.pk}/predict/",
+            {"answers": texts, "unsure_margin": 0.9},
+            format="json",
+        )
+        .json()
+    )
     assert wider["unsure"]["count"] >= len(flagged) and wider["unsure_margin"] == 0.9
 
 

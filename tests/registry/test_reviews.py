@@ -11,13 +11,11 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from edumlops.datasets.models import ingest
 from edumlops.ml.datasets import Roles
 from edumlops.ml.short_answer_synth import simulate_answers
 from edumlops.registry import predictors, reviews
 from edumlops.registry.models import AnswerReview, ModelVersion
-from edumlops.registry.scoring import ScorerJob
-from edumlops.registry.scoring import train_and_register as train_scorer
+from tests.registry.scorers import train_test_scorer
 
 pytestmark = pytest.mark.django_db
 
@@ -32,26 +30,7 @@ def client_for(user) -> APIClient:
 def scorer(district, ml_stores):
     predictors._kept.clear()
     frame = simulate_answers(prompts=1, answers_per_prompt=400, seed=7).drop(columns=["true_score"])
-    version, _ = ingest(
-        district=district,
-        name="Answers",
-        data=frame.to_csv(index=False).encode(),
-        roles=Roles(sensitive=["group"]),
-    )
-    job = ScorerJob(
-        district=district,
-        dataset_version=version,
-        model_name="short-answer-scorer",
-        text_column="text",
-        score_column="score_1",
-        scale=(0, 3),
-        word_ngrams=(1, 2),
-        char_ngrams=(2, 4),
-        min_df=2,
-        c=1.0,
-        run_label="test",
-    )
-    return train_scorer(job, frame, Roles(sensitive=["group"])).model, frame
+    return train_test_scorer(district, frame, Roles(sensitive=["group"])).model, frame
 
 
 def new_answers(count: int) -> list[str]:
